@@ -1,0 +1,111 @@
+"""Where a running master is found: DIR/master.json (its address) and DIR/token (the secret).
+
+The master writes both when it starts; agents and clients read them through
+``--workdir DIR`` or ``PJ_WORKDIR``. Plain file I/O, no grpc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MASTER_FILE = "master.json"
+TOKEN_FILE = "token"
+TOKEN_METADATA_KEY = "pj-token"
+WORKDIR_ENV = "PJ_WORKDIR"
+MASTER_ENV = "PJ_MASTER"
+
+
+class WorkdirError(Exception):
+    """No master could be found; the message says where PJ looked and what to do."""
+
+
+@dataclass(frozen=True)
+class MasterAddress:
+    address: str  # host:port as grpc dials it
+    token: str
+    workdir: Path | None = None
+
+
+def write_token(workdir: Path) -> str:
+    """Create DIR/token with a fresh secret, readable by the owner alone."""
+    token = secrets.token_urlsafe(32)
+    path = workdir / TOKEN_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+    return token
+
+
+def write_master_info(workdir: Path, info: dict[str, object]) -> None:
+    """Atomically write DIR/master.json (readers never see half a file)."""
+    path = workdir / MASTER_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as e:
+        raise WorkdirError(f"cannot read the token file {path}: {e.strerror}") from None
+
+
+def resolve_workdir(workdir: str | os.PathLike[str] | None) -> Path | None:
+    """The workdir given, else $PJ_WORKDIR, else None."""
+    if workdir is not None:
+        return Path(workdir).absolute()
+    env = os.environ.get(WORKDIR_ENV)
+    return Path(env).absolute() if env else None
+
+
+def find_master(
+    workdir: str | os.PathLike[str] | None = None,
+    address: str | None = None,
+    token_file: str | os.PathLike[str] | None = None,
+    wait_s: float = 0.0,
+) -> MasterAddress:
+    """Find the master's address and token.
+
+    ``address`` (with ``token_file``, or the token of the workdir) wins; else
+    DIR/master.json of ``workdir`` or $PJ_WORKDIR. With ``wait_s`` > 0, waits that
+    long for a master that is still starting to write its file.
+    """
+    wd = resolve_workdir(workdir)
+    if address is None and wd is None and os.environ.get(MASTER_ENV):
+        address = os.environ[MASTER_ENV]
+    if address is not None:
+        if token_file is not None:
+            token = read_token(Path(token_file))
+        elif wd is not None:
+            token = read_token(wd / TOKEN_FILE)
+        else:
+            raise WorkdirError(
+                f"--master {address} needs a token: give --token-file FILE or --workdir DIR (or set {WORKDIR_ENV})"
+            )
+        return MasterAddress(address, token, wd)
+    if wd is None:
+        raise WorkdirError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR")
+    path = wd / MASTER_FILE
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            info = json.loads(path.read_text())
+            break
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                raise WorkdirError(
+                    f"no master runs in {wd}: {path} does not exist (start one with `pj-master --workdir {wd}`)"
+                ) from None
+            time.sleep(0.05)
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"cannot read {path}: {e}") from None
+    tf = Path(token_file) if token_file is not None else wd / TOKEN_FILE
+    return MasterAddress(str(info["address"]), read_token(tf), wd)

@@ -1,0 +1,454 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_SCHEDULED: _ClassVar[JobState]
+    JOB_STATE_EXECUTING: _ClassVar[JobState]
+    JOB_STATE_SUCCEED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELED: _ClassVar[JobState]
+    JOB_STATE_OMITTED: _ClassVar[JobState]
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_SCHEDULED: JobState
+JOB_STATE_EXECUTING: JobState
+JOB_STATE_SUCCEED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELED: JobState
+JOB_STATE_OMITTED: JobState
+
+class Range(_message.Message):
+    __slots__ = ("min", "max")
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    min: int
+    max: int
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
+
+class Iterations(_message.Message):
+    __slots__ = ("start", "stop", "values")
+    START_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    stop: int
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class JobSpec(_message.Message):
+    __slots__ = ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries", "attributes")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WD_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    VENV_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_S_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    exec: str
+    script: str
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    wd: str
+    stdin: str
+    stdout: str
+    stderr: str
+    cores: Range
+    nodes: Range
+    gpus: int
+    iterations: Iterations
+    after: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    modules: _containers.RepeatedScalarFieldContainer[str]
+    venv: str
+    walltime_s: float
+    retries: int
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., exec: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Union[Range, _Mapping]] = ..., nodes: _Optional[_Union[Range, _Mapping]] = ..., gpus: _Optional[int] = ..., iterations: _Optional[_Union[Iterations, _Mapping]] = ..., after: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., venv: _Optional[str] = ..., walltime_s: _Optional[float] = ..., retries: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class StateChange(_message.Message):
+    __slots__ = ("state", "time")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    time: float
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., time: _Optional[float] = ...) -> None: ...
+
+class NodeShare(_message.Message):
+    __slots__ = ("node", "cores", "gpus")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    cores: _containers.RepeatedScalarFieldContainer[int]
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskInfo(_message.Message):
+    __slots__ = ("name", "iteration", "has_iteration", "state", "exit_code", "reason", "shares", "history")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    HAS_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    iteration: int
+    has_iteration: bool
+    state: JobState
+    exit_code: int
+    reason: str
+    shares: _containers.RepeatedCompositeFieldContainer[NodeShare]
+    history: _containers.RepeatedCompositeFieldContainer[StateChange]
+    def __init__(self, name: _Optional[str] = ..., iteration: _Optional[int] = ..., has_iteration: _Optional[bool] = ..., state: _Optional[_Union[JobState, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[NodeShare, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ...) -> None: ...
+
+class JobSummary(_message.Message):
+    __slots__ = ("name", "state", "reason", "iterations", "iterations_done", "iterations_failed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_DONE_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: JobState
+    reason: str
+    iterations: int
+    iterations_done: int
+    iterations_failed: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., reason: _Optional[str] = ..., iterations: _Optional[int] = ..., iterations_done: _Optional[int] = ..., iterations_failed: _Optional[int] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("summary", "history", "tasks")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    summary: JobSummary
+    history: _containers.RepeatedCompositeFieldContainer[StateChange]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskInfo]
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("jobs", "base_dir")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    BASE_DIR_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSpec]
+    base_dir: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ..., base_dir: _Optional[str] = ...) -> None: ...
+
+class SubmitReply(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StateCount(_message.Message):
+    __slots__ = ("state", "count")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    state: JobState
+    count: int
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusReply(_message.Message):
+    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    JOBS_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    CORES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CORES_USED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHING_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[StateCount]
+    tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
+    jobs_total: int
+    jobs_unfinished: int
+    nodes: int
+    cores_total: int
+    cores_used: int
+    started_at: float
+    finishing: bool
+    address: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ("names", "with_tasks")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    WITH_TASKS_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    with_tasks: bool
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., with_tasks: _Optional[bool] = ...) -> None: ...
+
+class InfoReply(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("states", "page_size", "page_token")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedScalarFieldContainer[JobState]
+    page_size: int
+    page_token: str
+    def __init__(self, states: _Optional[_Iterable[_Union[JobState, str]]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReply(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CancelReply(_message.Message):
+    __slots__ = ("canceled", "already_finished")
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    canceled: _containers.RepeatedScalarFieldContainer[str]
+    already_finished: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, canceled: _Optional[_Iterable[str]] = ..., already_finished: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("changed", "watched_total", "watched_unfinished", "tasks", "master_finishing")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    WATCHED_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FINISHING_FIELD_NUMBER: _ClassVar[int]
+    changed: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    watched_total: int
+    watched_unfinished: int
+    tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
+    master_finishing: bool
+    def __init__(self, changed: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., watched_total: _Optional[int] = ..., watched_unfinished: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., master_finishing: _Optional[bool] = ...) -> None: ...
+
+class ResourcesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeResources(_message.Message):
+    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    CORES_FREE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cores: int
+    cores_free: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    gpus_free: int
+    memory_bytes: int
+    online: bool
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ...) -> None: ...
+
+class ResourcesReply(_message.Message):
+    __slots__ = ("nodes", "nodes_expected")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeResources]
+    nodes_expected: int
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ..., nodes_expected: _Optional[int] = ...) -> None: ...
+
+class FinishRequest(_message.Message):
+    __slots__ = ("drain",)
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    drain: bool
+    def __init__(self, drain: _Optional[bool] = ...) -> None: ...
+
+class FinishReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Register(_message.Message):
+    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    cores: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    memory_bytes: int
+    hostname: str
+    pid: int
+    version: str
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+
+class TaskStarted(_message.Message):
+    __slots__ = ("task_id", "pid", "time")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    pid: int
+    time: float
+    def __init__(self, task_id: _Optional[int] = ..., pid: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
+
+class TaskExited(_message.Message):
+    __slots__ = ("task_id", "exit_code", "time", "error", "cpu_user_s", "cpu_system_s", "max_rss_kb")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CPU_USER_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_SYSTEM_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_RSS_KB_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    exit_code: int
+    time: float
+    error: str
+    cpu_user_s: float
+    cpu_system_s: float
+    max_rss_kb: int
+    def __init__(self, task_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., time: _Optional[float] = ..., error: _Optional[str] = ..., cpu_user_s: _Optional[float] = ..., cpu_system_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ...) -> None: ...
+
+class AgentEvents(_message.Message):
+    __slots__ = ("started", "exited")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
+    exited: _containers.RepeatedCompositeFieldContainer[TaskExited]
+    def __init__(self, started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., exited: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("time",)
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    def __init__(self, time: _Optional[float] = ...) -> None: ...
+
+class AgentMessage(_message.Message):
+    __slots__ = ("register", "events", "heartbeat")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    register: Register
+    events: AgentEvents
+    heartbeat: Heartbeat
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., events: _Optional[_Union[AgentEvents, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class Launch(_message.Message):
+    __slots__ = ("task_id", "argv", "env", "wd", "stdin", "stdout", "stderr", "cores", "gpus", "walltime_s")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WD_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    WALLTIME_S_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    wd: str
+    stdin: str
+    stdout: str
+    stderr: str
+    cores: _containers.RepeatedScalarFieldContainer[int]
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    walltime_s: float
+    def __init__(self, task_id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ..., walltime_s: _Optional[float] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("heartbeat_interval_s",)
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval_s: float
+    def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
+
+class Orders(_message.Message):
+    __slots__ = ("launch", "cancel")
+    LAUNCH_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    launch: _containers.RepeatedCompositeFieldContainer[Launch]
+    cancel: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, launch: _Optional[_Iterable[_Union[Launch, _Mapping]]] = ..., cancel: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Shutdown(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class MasterMessage(_message.Message):
+    __slots__ = ("welcome", "orders", "shutdown")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    SHUTDOWN_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    orders: Orders
+    shutdown: Shutdown
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., orders: _Optional[_Union[Orders, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ...) -> None: ...
