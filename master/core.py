@@ -1,0 +1,386 @@
+"""The master's core: a sans-I/O state machine fed with events and the time, returning commands.
+
+It owns the registry, the pool of nodes and the ready queue. The gRPC shell
+(``service.py``) calls the event methods (submit, node_joined, task_started,
+task_exited, cancel, finish, ...) with ``now``, then ``step(now)`` which runs one
+scheduling pass and hands back an ``Outbox``: launches and cancels per node, the jobs
+whose state changed (for watchers), and whether the master may stop. No grpc,
+asyncio, subprocess or clock in here (a test checks).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .launch import Context, TaskLaunch, build
+from .model import Allocation, Dependency, JobSpec, NodeInfo, State
+from .pool import Pool
+from .registry import Job, Registry, Task
+from .scheduler import ReadyQueue
+
+
+class SubmitError(ValueError):
+    """A submission the core refuses (names a job and a field); nothing of it was kept."""
+
+
+@dataclass
+class Outbox:
+    launches: dict[str, list[TaskLaunch]] = field(default_factory=dict)
+    cancels: dict[str, list[int]] = field(default_factory=dict)
+    changed: dict[str, Job] = field(default_factory=dict)
+    stop: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.launches or self.cancels or self.changed or self.stop)
+
+
+def _exit_reason(exit_code: int, error: str) -> str:
+    if error:
+        return error
+    if exit_code < 0:
+        return f"killed by signal {-exit_code}"
+    return f"exit code {exit_code}"
+
+
+class Core:
+    def __init__(self, expected_nodes: int | None = None, ctx: Context | None = None) -> None:
+        self.registry = Registry()
+        self.pool = Pool()
+        self.queue = ReadyQueue()
+        self.ctx = ctx or Context()
+        self.expected_nodes = expected_nodes
+        self.running: dict[int, Task] = {}  # tasks placed and not yet final, by id
+        self.job_counts: Counter[State] = Counter()
+        self.task_counts: Counter[State] = Counter()
+        self.unfinished = 0
+        self.finishing = False
+        self._next_task_id = 1
+        self._out = Outbox()
+        # Jobs waiting on one iteration of a job, and per iteration on every iteration of it.
+        self._iter_waiters: dict[str, dict[int, list[Job]]] = {}
+        self._per_iter_waiters: dict[str, list[Job]] = {}
+
+    # ------------------------------------------------------------------ capacity
+
+    @property
+    def capacity_known(self) -> bool:
+        """True once every node the run expects has joined: only then can a job be judged too big."""
+        if self.expected_nodes is None:
+            return False
+        return sum(1 for _ in self.pool.online()) >= self.expected_nodes
+
+    def node_joined(self, info: NodeInfo, now: float) -> None:
+        known_before = self.capacity_known
+        self.pool.add(info)
+        if self.capacity_known and not known_before:
+            for job in list(self.registry):
+                if not job.final:
+                    self._judge_fit(job, now)
+
+    def node_left(self, name: str, now: float) -> None:
+        """The node's agent is gone: its tasks fail with the reason `node lost`."""
+        if name not in self.pool.by_name:
+            return
+        self.pool.remove(name)
+        lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
+        for task in lost:
+            state = State.CANCELED if task.job.cancel_requested else State.FAILED
+            self._end_task(task, state, None, f"node lost: {name}", now)
+
+    def _judge_fit(self, job: Job, now: float) -> bool:
+        """Fail a job that can never fit the run's resources; True if it was failed."""
+        if job.state != State.QUEUED or job.started:
+            return False
+        req = job.spec.request
+        if self.pool.can_ever_fit(req):
+            return False
+        reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
+        job.done = job.total
+        self._job_state(job, State.FAILED, now, reason)
+        self._job_ended(job, now)
+        return True
+
+    # ------------------------------------------------------------------ submit
+
+    def submit(self, specs: Sequence[JobSpec], now: float) -> list[str]:
+        """Register a batch of jobs (validated beforehand by pj.common.speccheck)."""
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.name in self.registry or spec.name in seen:
+                raise SubmitError(f"job {spec.name!r}: field 'name': a job with this name already exists")
+            seen.add(spec.name)
+        for spec in specs:
+            for dep in spec.after:
+                if dep.job not in seen and dep.job not in self.registry:
+                    raise SubmitError(f"job {spec.name!r}: field 'after': unknown job {dep.job!r}")
+        jobs = []
+        for spec in specs:
+            job = Job(spec, len(self.registry), now)
+            self.registry.add(job)
+            self.job_counts[State.QUEUED] += 1
+            self.unfinished += 1
+            jobs.append(job)
+        for job in jobs:
+            for dep in job.spec.after:
+                self._wire(job, dep, now)
+                if job.final:
+                    break
+        for job in jobs:
+            if job.final:
+                continue
+            self._out.changed[job.name] = job
+            if self.capacity_known and self._judge_fit(job, now):
+                continue
+            if job.pending == 0:
+                self._unblock(job, now)
+        return [s.name for s in specs]
+
+    def _wire(self, job: Job, dep: Dependency, now: float) -> None:
+        target = self.registry.jobs[dep.job]
+        if dep.per_iteration:
+            job.iter_deps += 1
+            self._per_iter_waiters.setdefault(target.name, []).append(job)
+            it_range = job.spec.iterations
+            assert it_range is not None
+            for it in range(it_range.start, it_range.stop):
+                t = target.tasks.get(it)
+                if t is not None and t.state.final:
+                    self._iter_dep_done(job, it, t.state == State.SUCCEED, now)
+                elif target.final:
+                    self._iter_dep_done(job, it, target.state == State.SUCCEED, now)
+            return
+        if dep.iteration is not None:
+            t = target.tasks.get(dep.iteration)
+            if t is not None and t.state.final:
+                if t.state != State.SUCCEED:
+                    self._omit(job, f"dependency {dep} {t.state.name}", now)
+            elif target.final:
+                self._omit(job, f"dependency {dep} did not run ({target.name} {target.state.name})", now)
+            else:
+                job.pending += 1
+                self._iter_waiters.setdefault(target.name, {}).setdefault(dep.iteration, []).append(job)
+            return
+        if target.final:
+            if target.state != State.SUCCEED:
+                self._omit(job, f"dependency {dep} {target.state.name}", now)
+        else:
+            job.pending += 1
+            target.waiters.append(job)
+
+    def _unblock(self, job: Job, now: float) -> None:
+        """Every whole-job dependency is met: queue the job, or its ready iterations."""
+        if job.iter_deps == 0:
+            self.queue.push(job)
+            return
+        job.iter_ready = True
+        for it in sorted(it for it, n in job.iter_sat.items() if n >= job.iter_deps):
+            del job.iter_sat[it]
+            self.queue.push(job, it)
+
+    def _iter_dep_done(self, job: Job, it: int, ok: bool, now: float) -> None:
+        """Iteration ``it`` of a job ``job`` depends on per iteration has ended."""
+        if job.final or job.cancel_requested:
+            return
+        assert job.spec.iterations is not None
+        if it not in job.spec.iterations or it in job.tasks:
+            return
+        if not ok:
+            task = self._new_task(job, it, now)
+            job.iter_sat.pop(it, None)
+            self._end_task(task, State.OMITTED, None, "a dependency of this iteration did not succeed", now)
+            return
+        n = job.iter_sat.get(it, 0) + 1
+        if n >= job.iter_deps and job.iter_ready:
+            job.iter_sat.pop(it, None)
+            self.queue.push(job, it)
+        else:
+            job.iter_sat[it] = n
+
+    def _dep_done(self, job: Job, ok: bool, what: str, now: float) -> None:
+        if job.final:
+            return
+        if not ok:
+            self._omit(job, f"dependency {what}", now)
+            return
+        job.pending -= 1
+        if job.pending == 0 and not job.cancel_requested:
+            self._unblock(job, now)
+
+    def _omit(self, job: Job, reason: str, now: float) -> None:
+        if job.final:
+            return
+        job.done = job.total
+        self._job_state(job, State.OMITTED, now, reason)
+        self._job_ended(job, now)
+
+    # ------------------------------------------------------------------ placing and running
+
+    def _new_task(self, job: Job, it: int | None, now: float) -> Task:
+        task = Task(self._next_task_id, job, it, now)
+        self._next_task_id += 1
+        job.tasks[it] = task
+        self.task_counts[State.QUEUED] += 1
+        return task
+
+    def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> None:
+        task = self._new_task(job, it, now)
+        task.allocation = allocation
+        self._task_state(task, State.SCHEDULED, now)
+        self.running[task.id] = task
+        if job.state == State.QUEUED:
+            self._job_state(job, State.SCHEDULED, now)
+        launch = build(job.spec, task.id, it, allocation, self.ctx)
+        self._out.launches.setdefault(launch.node, []).append(launch)
+
+    def task_started(self, task_id: int, now: float) -> None:
+        task = self.running.get(task_id)
+        if task is None or task.state != State.SCHEDULED:
+            return
+        self._task_state(task, State.EXECUTING, now)
+        job = task.job
+        if job.state == State.SCHEDULED:
+            self._job_state(job, State.EXECUTING, now)
+
+    def task_exited(self, task_id: int, exit_code: int, error: str, now: float) -> None:
+        task = self.running.get(task_id)
+        if task is None:
+            return  # already ended (node lost, duplicate report): nothing to do
+        if task.state == State.SCHEDULED and not error:
+            self.task_started(task_id, now)  # its start and its end came in one batch
+        if exit_code == 0 and not error:
+            state, reason = State.SUCCEED, ""
+        elif task.job.cancel_requested:
+            state, reason = State.CANCELED, "canceled"
+        else:
+            state, reason = State.FAILED, _exit_reason(exit_code, error)
+        self._end_task(task, state, exit_code, reason, now)
+
+    def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
+        job = task.job
+        if self.running.pop(task.id, None) is not None:
+            self.pool.release(task.allocation)
+        task.exit_code = exit_code
+        self._task_state(task, state, now, reason)
+        job.done += 1
+        if state == State.SUCCEED:
+            job.succeeded += 1
+        else:
+            job.failed += 1
+            if not job.reason or job.total == 1:
+                job.reason = f"{task.name}: {reason}" if job.total > 1 else reason
+        self._out.changed[job.name] = job
+        it = task.iteration
+        if it is not None:
+            ok = state == State.SUCCEED
+            for w in self._per_iter_waiters.get(job.name, ()):
+                self._iter_dep_done(w, it, ok, now)
+            waiting = self._iter_waiters.get(job.name)
+            if waiting and it in waiting:
+                for w in waiting.pop(it):
+                    self._dep_done(w, ok, f"{task.name} {state.name}", now)
+        if job.done >= job.total and not job.final:
+            self._finish_job(job, now)
+
+    def _finish_job(self, job: Job, now: float) -> None:
+        if job.succeeded == job.total:
+            state, reason = State.SUCCEED, ""
+        elif job.cancel_requested:
+            state, reason = State.CANCELED, "canceled"
+        elif job.state == State.QUEUED:
+            state, reason = State.OMITTED, job.reason or "every iteration was omitted"
+        else:
+            state = State.FAILED
+            reason = job.reason if job.total == 1 else (
+                f"{job.failed} of {job.total} iterations did not succeed (first: {job.reason})"
+            )
+        job.reason = ""
+        self._job_state(job, state, now, reason)
+        self._job_ended(job, now)
+
+    def _job_ended(self, job: Job, now: float) -> None:
+        """A job reached a final state: tell every job that waits on it."""
+        ok = job.state == State.SUCCEED
+        waiters, job.waiters = job.waiters, []
+        for w in waiters:
+            self._dep_done(w, ok, f"{job.name} {job.state.name}", now)
+        for w in self._per_iter_waiters.pop(job.name, ()):
+            if w.final or w.spec.iterations is None:
+                continue
+            for it in range(w.spec.iterations.start, w.spec.iterations.stop):
+                if it not in job.tasks:  # never ran: it will never succeed
+                    self._iter_dep_done(w, it, False, now)
+        for it, ws in self._iter_waiters.pop(job.name, {}).items():
+            t = job.tasks.get(it)
+            for w in ws:
+                self._dep_done(w, t is not None and t.state == State.SUCCEED, f"{job.name}:{it}", now)
+
+    # ------------------------------------------------------------------ cancel and finish
+
+    def cancel(self, names: Iterable[str], now: float) -> tuple[list[str], list[str]]:
+        """Cancel jobs by name. Unknown names raise KeyError before anything changes."""
+        jobs = []
+        for name in names:
+            job = self.registry.get(name)
+            if job is None:
+                raise KeyError(name)
+            jobs.append(job)
+        canceled, finished = [], []
+        for job in jobs:
+            if job.final:
+                finished.append(job.name)
+                continue
+            canceled.append(job.name)
+            self._cancel(job, now)
+        return canceled, finished
+
+    def _cancel(self, job: Job, now: float) -> None:
+        if job.cancel_requested:
+            return
+        job.cancel_requested = True
+        running = [t for t in job.tasks.values() if t.id in self.running]
+        job.done = job.total - len(running)  # what never started never will
+        job.iter_sat.clear()
+        if not running:
+            self._job_state(job, State.CANCELED, now, "canceled")
+            self._job_ended(job, now)
+            return
+        for t in running:
+            self._out.cancels.setdefault(t.allocation[0].node, []).append(t.id)
+        self._out.changed[job.name] = job
+
+    def finish(self, drain: bool, now: float) -> None:
+        """Stop once every job has ended; without ``drain``, cancel what has not."""
+        self.finishing = True
+        if not drain:
+            for job in list(self.registry):
+                if not job.final:
+                    self._cancel(job, now)
+
+    # ------------------------------------------------------------------ output
+
+    def step(self, now: float) -> Outbox:
+        """Run one scheduling pass and hand back everything to do."""
+        if self.queue.queues and self.pool.free_cores > 0:
+            self.queue.schedule(self.pool, lambda job, it, alloc: self._place(job, it, alloc, now))
+        out, self._out = self._out, Outbox()
+        out.stop = self.finishing and self.unfinished == 0
+        return out
+
+    # ------------------------------------------------------------------ state changes
+
+    def _task_state(self, task: Task, state: State, now: float, reason: str = "") -> None:
+        counts = self.task_counts
+        counts[task.state] -= 1
+        task.set_state(state, now, reason)
+        counts[state] += 1
+
+    def _job_state(self, job: Job, state: State, now: float, reason: str = "") -> None:
+        counts = self.job_counts
+        counts[job.state] -= 1
+        job.set_state(state, now, reason)
+        counts[state] += 1
+        if state.final:
+            self.unfinished -= 1
+        self._out.changed[job.name] = job

@@ -1,0 +1,168 @@
+"""The master's domain model: job specs, resource requests, states and the one transition table.
+
+Plain data, no I/O. Specs arrive here from protobuf through ``convert.py`` and are
+never protobuf themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class State(enum.IntEnum):
+    """States of jobs and of tasks (one task per iteration). Numbers match pj.v1.JobState."""
+
+    QUEUED = 1
+    SCHEDULED = 2
+    EXECUTING = 3
+    SUCCEED = 4
+    FAILED = 5
+    CANCELED = 6
+    OMITTED = 7
+
+    @property
+    def final(self) -> bool:
+        return self >= State.SUCCEED
+
+
+FINAL_STATES = frozenset(s for s in State if s.final)
+
+# The one table of legal transitions, for jobs and tasks alike. Anything else is a bug.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.SCHEDULED, State.FAILED, State.CANCELED, State.OMITTED}),
+    State.SCHEDULED: frozenset({State.EXECUTING, State.FAILED, State.CANCELED}),
+    State.EXECUTING: frozenset({State.SUCCEED, State.FAILED, State.CANCELED}),
+    State.SUCCEED: frozenset(),
+    State.FAILED: frozenset(),
+    State.CANCELED: frozenset(),
+    State.OMITTED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the table forbids: always a bug in PJ, never a user error."""
+
+
+def check_transition(what: str, old: State, new: State) -> None:
+    if new not in TRANSITIONS[old]:
+        raise IllegalTransition(f"{what}: {old.name} -> {new.name} is not a legal transition")
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An amount from ``min`` to ``max``; ``max`` None means as many as fit."""
+
+    min: int
+    max: int | None
+
+    @property
+    def exact(self) -> bool:
+        return self.max == self.min
+
+    def cap(self, available: int) -> int:
+        """The most this range takes out of ``available`` (assumes available >= min)."""
+        return available if self.max is None else min(self.max, available)
+
+
+ONE = Range(1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Iterations:
+    start: int
+    stop: int
+    values: tuple[str, ...] | None = None
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+    def __contains__(self, it: int) -> bool:
+        return self.start <= it < self.stop
+
+    def value(self, it: int) -> str:
+        return self.values[it - self.start] if self.values is not None else str(it)
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """``job`` (the whole job), ``job:${it}`` (per_iteration) or ``job:N`` (iteration N)."""
+
+    job: str
+    iteration: int | None = None
+    per_iteration: bool = False
+
+    def __str__(self) -> str:
+        if self.per_iteration:
+            return f"{self.job}:${{it}}"
+        return self.job if self.iteration is None else f"{self.job}:{self.iteration}"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What one task needs: ``nodes`` nodes, each with ``cores`` cores and ``gpus`` GPUs."""
+
+    cores: Range = ONE
+    nodes: Range = ONE
+    gpus: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Tasks of one shape fit, or do not fit, together: the scheduler queues by shape."""
+        return (self.nodes.min, self.cores.min, self.gpus)
+
+    def describe(self) -> str:
+        def r(x: Range) -> str:
+            return str(x.min) if x.exact else f"{x.min}..{'' if x.max is None else x.max}"
+
+        parts = [f"{r(self.cores)} core(s)"]
+        if self.gpus:
+            parts.append(f"{self.gpus} GPU(s)")
+        per = " per node" if self.nodes != ONE else ""
+        return f"{' and '.join(parts)}{per} on {r(self.nodes)} node(s)"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    name: str
+    exec: str = ""
+    script: str = ""
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    wd: str = ""
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    request: Request = field(default_factory=Request)
+    iterations: Iterations | None = None
+    after: tuple[Dependency, ...] = ()
+    model: str = "default"
+    modules: tuple[str, ...] = ()
+    venv: str = ""
+    walltime_s: float = 0.0
+    retries: int = 0
+    base_dir: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeShare:
+    """The part of one node a task holds."""
+
+    node: str
+    cores: tuple[int, ...]
+    gpus: tuple[str, ...] = ()
+
+
+Allocation = tuple[NodeShare, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What an agent told the master about its node."""
+
+    name: str
+    cores: int
+    gpus: tuple[str, ...] = ()
+    memory_bytes: int = 0
+    hostname: str = ""

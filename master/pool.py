@@ -1,0 +1,163 @@
+"""The nodes the master can place tasks on, their free cores and GPUs, and how a request is placed.
+
+Pure bookkeeping: no I/O. ``allocate`` gives a task the most resources within its
+min..max that fit now, or None; ``can_ever_fit`` judges a request against the whole
+capacity, as if every node were idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .model import Allocation, NodeInfo, NodeShare, Request
+
+
+class Node:
+    __slots__ = ("free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "total_cores")
+
+    def __init__(self, info: NodeInfo, index: int) -> None:
+        self.info = info
+        self.name = info.name
+        self.index = index
+        self.total_cores = info.cores
+        self.gpus = info.gpus
+        # Free ids are kept as stacks, lowest id on top: the next task takes the lowest ids.
+        self.free_cores: list[int] = list(range(info.cores - 1, -1, -1))
+        self.free_gpus: list[str] = list(reversed(info.gpus))
+        self.online = True
+
+    def take(self, cores: int, gpus: int) -> NodeShare:
+        fc, fg = self.free_cores, self.free_gpus
+        c = tuple(fc[-cores:][::-1]) if cores else ()
+        del fc[len(fc) - cores :]
+        g: tuple[str, ...] = ()
+        if gpus:
+            g = tuple(fg[-gpus:][::-1])
+            del fg[len(fg) - gpus :]
+        return NodeShare(self.name, c, g)
+
+    def give_back(self, share: NodeShare) -> None:
+        self.free_cores.extend(share.cores)
+        self.free_cores.sort(reverse=True)
+        if share.gpus:
+            order = {g: i for i, g in enumerate(self.gpus)}
+            self.free_gpus.extend(share.gpus)
+            self.free_gpus.sort(key=order.__getitem__, reverse=True)
+
+
+def _best_multi(request: Request, frees: Sequence[tuple[int, int]]) -> tuple[list[int], int] | None:
+    """Pick nodes for a multi-node request from (free cores, free gpus) per node.
+
+    Returns (node indexes, cores per node) giving the most cores in total, or None.
+    """
+    cmin, gpus = request.cores.min, request.gpus
+    cand = [i for i, (c, g) in enumerate(frees) if c >= cmin and g >= gpus]
+    nmin = request.nodes.min
+    if len(cand) < nmin:
+        return None
+    cand.sort(key=lambda i: -frees[i][0])
+    nmax = len(cand) if request.nodes.max is None else min(request.nodes.max, len(cand))
+    best_k, best_total = nmin, -1
+    for k in range(nmin, nmax + 1):
+        per = request.cores.cap(frees[cand[k - 1]][0])
+        if k * per > best_total:
+            best_k, best_total = k, k * per
+    chosen = sorted(cand[:best_k])
+    return chosen, request.cores.cap(frees[cand[best_k - 1]][0])
+
+
+class Pool:
+    """Every node that has joined, with what is free on each."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.by_name: dict[str, Node] = {}
+        self.free_cores = 0
+        self.total_cores = 0
+
+    def add(self, info: NodeInfo) -> Node:
+        old = self.by_name.get(info.name)
+        if old is not None and old.online:
+            raise ValueError(f"node {info.name!r} is already registered")
+        node = Node(info, len(self.nodes))
+        if old is not None:
+            node.index = old.index
+            self.nodes[old.index] = node
+            self.total_cores -= old.total_cores
+        else:
+            self.nodes.append(node)
+        self.by_name[info.name] = node
+        self.free_cores += node.total_cores
+        self.total_cores += node.total_cores
+        return node
+
+    def remove(self, name: str) -> None:
+        """Take a node out of service (its agent is gone)."""
+        node = self.by_name[name]
+        if node.online:
+            node.online = False
+            self.free_cores -= len(node.free_cores)
+            self.total_cores -= node.total_cores
+            node.free_cores.clear()
+            node.free_gpus.clear()
+
+    def online(self) -> Iterable[Node]:
+        return (n for n in self.nodes if n.online)
+
+    # ------------------------------------------------------------ placing
+
+    def allocate(self, request: Request) -> Allocation | None:
+        if self.free_cores < request.cores.min * request.nodes.min:
+            return None
+        if request.nodes.max == 1:
+            return self._allocate_single(request)
+        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online else (0, 0) for n in self.nodes]
+        pick = _best_multi(request, frees)
+        if pick is None:
+            return None
+        indexes, per = pick
+        shares = tuple(self.nodes[i].take(per, request.gpus) for i in indexes)
+        self.free_cores -= per * len(indexes)
+        return shares
+
+    def _allocate_single(self, request: Request) -> Allocation | None:
+        cmin, gpus, cores = request.cores.min, request.gpus, request.cores
+        if cores.exact:
+            for node in self.nodes:  # first fit: packs nodes, keeps others whole
+                if len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus:
+                    self.free_cores -= cmin
+                    return (node.take(cmin, gpus),)
+            return None
+        best: Node | None = None
+        for node in self.nodes:  # a range: the node with the most free cores
+            if len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin:
+                if best is None or len(node.free_cores) > len(best.free_cores):
+                    best = node
+        if best is None:
+            return None
+        n = cores.cap(len(best.free_cores))
+        self.free_cores -= n
+        return (best.take(n, gpus),)
+
+    def release(self, allocation: Allocation) -> None:
+        for share in allocation:
+            node = self.by_name.get(share.node)
+            if node is None or not node.online:
+                continue
+            node.give_back(share)
+            self.free_cores += len(share.cores)
+
+    # ------------------------------------------------------------ judging
+
+    def can_ever_fit(self, request: Request) -> bool:
+        """Would the request fit if every online node were idle?"""
+        frees = [(n.total_cores, len(n.gpus)) for n in self.nodes if n.online]
+        return _best_multi(request, frees) is not None
+
+    def largest(self) -> str:
+        nodes = [n for n in self.nodes if n.online]
+        if not nodes:
+            return "no node has joined"
+        big = max(nodes, key=lambda n: n.total_cores)
+        gpus = max(len(n.gpus) for n in nodes)
+        return f"{len(nodes)} node(s), the largest with {big.total_cores} core(s), at most {gpus} GPU(s) per node"

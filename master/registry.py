@@ -1,0 +1,131 @@
+"""The registry: every job and every task (iteration) the master knows, with its history.
+
+Records are mutable slot classes (hundreds of thousands of them must stay small);
+every state change goes through ``set_state`` and so through the transition table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .model import Allocation, JobSpec, State, check_transition
+
+
+class Task:
+    """One run of a job: the job itself, or one of its iterations."""
+
+    __slots__ = ("allocation", "exit_code", "history", "id", "iteration", "job", "reason", "state")
+
+    def __init__(self, task_id: int, job: Job, iteration: int | None, now: float) -> None:
+        self.id = task_id
+        self.job = job
+        self.iteration = iteration
+        self.state = State.QUEUED
+        self.history: list[tuple[State, float]] = [(State.QUEUED, now)]
+        self.allocation: Allocation = ()
+        self.exit_code: int | None = None
+        self.reason = ""
+
+    @property
+    def name(self) -> str:
+        return self.job.name if self.iteration is None else f"{self.job.name}:{self.iteration}"
+
+    def set_state(self, state: State, now: float, reason: str = "") -> None:
+        check_transition(f"task {self.name}", self.state, state)
+        self.state = state
+        self.history.append((state, now))
+        if reason:
+            self.reason = reason
+
+
+class Job:
+    """A job as submitted, with the bookkeeping of its iterations and dependencies."""
+
+    __slots__ = (
+        "cancel_requested",
+        "done",
+        "failed",
+        "history",
+        "iter_deps",
+        "iter_ready",
+        "iter_sat",
+        "next_it",
+        "pending",
+        "reason",
+        "seq",
+        "spec",
+        "started",
+        "state",
+        "succeeded",
+        "tasks",
+        "total",
+        "waiters",
+    )
+
+    def __init__(self, spec: JobSpec, seq: int, now: float) -> None:
+        self.spec = spec
+        self.seq = seq
+        self.state = State.QUEUED
+        self.history: list[tuple[State, float]] = [(State.QUEUED, now)]
+        self.reason = ""
+        it = spec.iterations
+        self.total = it.count if it is not None else 1
+        # Iterations are expanded lazily: next_it is the next one not yet taken.
+        self.next_it = it.start if it is not None else 0
+        self.started = 0  # tasks handed to the scheduler (placed), of `total`
+        self.done = 0  # tasks in a final state (including omitted / canceled ones)
+        self.succeeded = 0
+        self.failed = 0
+        self.tasks: dict[int | None, Task] = {}
+        self.pending = 0  # unmet whole-job dependencies
+        self.iter_deps = 0  # per-iteration dependencies each iteration waits for
+        self.iter_sat: dict[int, int] = {}  # iteration -> per-iteration deps met so far
+        self.iter_ready = False  # per-iteration mode: the job-level deps are met
+        self.waiters: list[Job] = []  # jobs whose whole-job dependency is this job
+        self.cancel_requested = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def final(self) -> bool:
+        return self.state.final
+
+    def set_state(self, state: State, now: float, reason: str = "") -> None:
+        check_transition(f"job {self.name}", self.state, state)
+        self.state = state
+        self.history.append((state, now))
+        if reason:
+            self.reason = reason
+
+
+class Registry:
+    """Every job by name, in submission order."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def get(self, name: str) -> Job | None:
+        return self.jobs.get(name)
+
+    def add(self, job: Job) -> None:
+        self.jobs[job.name] = job
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs.values())
+
+    def task(self, name: str) -> Task | None:
+        """A task by ``job`` or ``job:it``."""
+        job_name, _, it = name.rpartition(":")
+        if job_name and it.lstrip("-").isdigit():
+            job = self.jobs.get(job_name)
+            return job.tasks.get(int(it)) if job is not None else None
+        job = self.jobs.get(name)
+        return job.tasks.get(None) if job is not None else None

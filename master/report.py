@@ -1,0 +1,78 @@
+"""The campaign report, DIR/jobs.jsonl: one JSON object per job and per iteration that ran or was omitted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .registry import Job, Task
+
+
+def _history(h: list[Any]) -> dict[str, float]:
+    return {state.name: round(t, 6) for state, t in h}
+
+
+def _shares(task: Task) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]]]:
+    nodes = [s.node for s in task.allocation]
+    cores = {s.node: list(s.cores) for s in task.allocation}
+    gpus = {s.node: list(s.gpus) for s in task.allocation if s.gpus}
+    return nodes, cores, gpus
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    nodes, cores, gpus = _shares(task)
+    rec: dict[str, Any] = {
+        "name": task.name,
+        "job": task.job.name,
+        "iteration": task.iteration,
+        "state": task.state.name,
+        "exit_code": task.exit_code,
+        "reason": task.reason,
+        "nodes": nodes,
+        "cores": cores,
+        "times": _history(task.history),
+    }
+    if gpus:
+        rec["gpus"] = gpus
+    return rec
+
+
+def job_records(job: Job) -> Iterator[dict[str, Any]]:
+    """The job's line, then one line per iteration (a job without iterations is one line)."""
+    rec: dict[str, Any] = {
+        "name": job.name,
+        "state": job.state.name,
+        "reason": job.reason,
+        "times": _history(job.history),
+    }
+    if job.spec.iterations is None:
+        task = job.tasks.get(None)
+        if task is not None:
+            t = task_record(task)
+            rec.update(exit_code=t["exit_code"], nodes=t["nodes"], cores=t["cores"], task_times=t["times"])
+            if task.reason and not rec["reason"]:
+                rec["reason"] = task.reason
+            if "gpus" in t:
+                rec["gpus"] = t["gpus"]
+        else:
+            rec.update(exit_code=None, nodes=[], cores={})
+        yield rec
+        return
+    rec.update(
+        iterations=job.total, succeeded=job.succeeded, failed=job.failed, exit_code=None, nodes=[], cores={}
+    )
+    yield rec
+    for it in sorted(k for k in job.tasks if k is not None):
+        yield task_record(job.tasks[it])
+
+
+def write(path: str, jobs: Iterable[Job]) -> int:
+    """Write the report; returns the number of lines."""
+    n = 0
+    with open(path, "w") as f:
+        for job in jobs:
+            for rec in job_records(job):
+                f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                n += 1
+    return n

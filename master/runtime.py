@@ -1,0 +1,135 @@
+"""The master's asyncio shell around the core: it feeds events in, and carries the Outbox out.
+
+One dispatcher task (``Master.run``) runs a scheduling pass whenever something was poked
+and routes the commands: launches and cancels to each agent's outgoing batch, changed
+jobs to the watchers. Events that arrive while a pass or a write is under way pile up
+and travel together: batching comes from the loop, not from timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import structlog
+
+from pj.v1 import pj_pb2 as pb
+
+from . import convert
+from .core import Core, Outbox
+from .registry import Job
+
+log = structlog.get_logger("pj.master")
+
+
+class AgentConn:
+    """What is waiting to be written down one agent's stream."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.launches: list[pb.Launch] = []
+        self.cancels: list[int] = []
+        self.shutdown = ""
+        self.ready = asyncio.Event()
+        self.last_seen = time.monotonic()
+
+    def take(self) -> pb.MasterMessage | None:
+        if self.launches or self.cancels:
+            orders = pb.Orders(launch=self.launches, cancel=self.cancels)
+            self.launches, self.cancels = [], []
+            return pb.MasterMessage(orders=orders)
+        return None
+
+
+class Watcher:
+    """One Watch stream: the jobs it follows and what changed since its last message."""
+
+    def __init__(self, names: set[str] | None) -> None:
+        self.names = names
+        self.changed: dict[str, Job] = {}
+        self.ready = asyncio.Event()
+        self.closed = False
+
+    def offer(self, changed: dict[str, Job]) -> None:
+        if self.names is None:
+            self.changed.update(changed)
+        else:
+            for name, job in changed.items():
+                if name in self.names:
+                    self.changed[name] = job
+        if self.changed:
+            self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()
+
+
+class Master:
+    def __init__(self, core: Core, address: str = "") -> None:
+        self.core = core
+        self.address = address
+        self.started_at = time.time()
+        self.agents: dict[str, AgentConn] = {}
+        self.watchers: set[Watcher] = set()
+        self._wake = asyncio.Event()
+        self.stopping = False
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    def poke(self) -> None:
+        """Something changed: run a pass soon (once, however many pokes)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The dispatcher: pass, route, repeat, until the core says every job ended after finish."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            out = self.core.step(self.now())
+            self._route(out)
+            if out.stop:
+                break
+        self.stopping = True
+        for w in list(self.watchers):
+            w.close()
+
+    def _route(self, out: Outbox) -> None:
+        core = self.core
+        for node, launches in out.launches.items():
+            conn = self.agents.get(node)
+            if conn is None:  # the agent left between the pass and now
+                for t in launches:
+                    core.task_exited(t.task_id, -1, f"node lost: {node}", self.now())
+                self.poke()
+                continue
+            conn.launches.extend(convert.launch_to_pb(t) for t in launches)
+            conn.ready.set()
+        for node, ids in out.cancels.items():
+            conn = self.agents.get(node)
+            if conn is not None:
+                conn.cancels.extend(ids)
+                conn.ready.set()
+        if out.changed:
+            for w in self.watchers:
+                w.offer(out.changed)
+
+    async def shutdown_agents(self, reason: str, timeout: float = 10.0) -> None:
+        """Tell every agent to stop and wait (a while) for their streams to close."""
+        for conn in self.agents.values():
+            conn.shutdown = reason
+            conn.ready.set()
+        deadline = time.monotonic() + timeout
+        while self.agents and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.agents:
+            log.warning("agents did not close their streams", nodes=sorted(self.agents))
+
+    def unfinished_of(self, names: Iterable[str] | None) -> int:
+        if names is None:
+            return self.core.unfinished
+        reg = self.core.registry
+        return sum(1 for n in names if (j := reg.get(n)) is not None and not j.final)

@@ -1,0 +1,248 @@
+"""The gRPC servicers: they translate protobuf <-> core calls and nothing more.
+
+``PilotJobService`` answers users (submit, query, cancel, watch, finish);
+``AgentLinkService`` holds one bidirectional stream per agent. Both work on the
+one ``Master`` (runtime.py), all in the event loop's thread: no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from pj.common.speccheck import JobRef, SpecError, check_specs
+from pj.common.workdir import TOKEN_METADATA_KEY
+from pj.v1 import pj_pb2 as pb
+from pj.v1 import pj_pb2_grpc as rpc
+
+from . import convert
+from .core import SubmitError
+from .model import State
+from .registry import Job
+from .runtime import AgentConn, Master, Watcher
+
+log = structlog.get_logger("pj.master")
+
+HEARTBEAT_S = 10.0
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Every RPC of every service must carry the run's secret token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong PJ token")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        for key, value in details.invocation_metadata or ():
+            if key == TOKEN_METADATA_KEY:
+                v = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(v, self._token):
+                    return await continuation(details)
+                break
+        return self._deny
+
+
+def _ref(job: Job | None) -> JobRef | None:
+    if job is None:
+        return None
+    it = job.spec.iterations
+    return JobRef(job.name, None if it is None else (it.start, it.stop))
+
+
+class PilotJobService(rpc.PilotJobServicer):
+    def __init__(self, master: Master) -> None:
+        self.m = master
+
+    async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitReply:
+        core = self.m.core
+        if core.finishing:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the master is finishing: no new jobs")
+        try:
+            check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)))
+            specs = [convert.spec_from_pb(j, request.base_dir) for j in request.jobs]
+            names = core.submit(specs, self.m.now())
+        except (SpecError, SubmitError) as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        self.m.poke()
+        log.info("submitted", jobs=len(names))
+        return pb.SubmitReply(names=names)
+
+    async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
+        core = self.m.core
+        return pb.StatusReply(
+            jobs=convert.counts_to_pb(core.job_counts),
+            tasks=convert.counts_to_pb(core.task_counts),
+            jobs_total=len(core.registry),
+            jobs_unfinished=core.unfinished,
+            nodes=sum(1 for _ in core.pool.online()),
+            cores_total=core.pool.total_cores,
+            cores_used=core.pool.total_cores - core.pool.free_cores,
+            started_at=self.m.started_at,
+            finishing=core.finishing,
+            address=self.m.address,
+        )
+
+    async def _jobs(self, names: list[str], context: grpc.aio.ServicerContext) -> list[Job]:
+        reg = self.m.core.registry
+        jobs = []
+        for n in names:
+            job = reg.get(n)
+            if job is None:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {n!r}")
+            jobs.append(job)
+        return jobs
+
+    async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoReply:
+        jobs = await self._jobs(list(request.names), context)
+        return pb.InfoReply(jobs=[convert.info_to_pb(j, request.with_tasks) for j in jobs])
+
+    async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:
+        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "field 'page_token': not a token from List")
+        states = {State(s) for s in request.states if s}
+        out: list[pb.JobSummary] = []
+        jobs = list(self.m.core.registry.jobs.values())
+        i = start
+        while i < len(jobs) and len(out) < size:
+            job = jobs[i]
+            if not states or job.state in states:
+                out.append(convert.summary_to_pb(job))
+            i += 1
+        return pb.ListReply(jobs=out, next_page_token=str(i) if i < len(jobs) else "")
+
+    async def Cancel(self, request: pb.CancelRequest, context: grpc.aio.ServicerContext) -> pb.CancelReply:
+        try:
+            canceled, finished = self.m.core.cancel(list(request.names), self.m.now())
+        except KeyError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {e.args[0]!r}")
+        self.m.poke()
+        return pb.CancelReply(canceled=canceled, already_finished=finished)
+
+    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchEvent]:
+        names: set[str] | None = None
+        if request.names:
+            await self._jobs(list(request.names), context)
+            names = set(request.names)
+        w = Watcher(names)
+        m = self.m
+        m.watchers.add(w)
+        try:
+            first = [m.core.registry.jobs[n] for n in names] if names else []
+            yield self._event(w, first)
+            while not w.closed:
+                await w.ready.wait()
+                w.ready.clear()
+                changed, w.changed = w.changed, {}
+                yield self._event(w, list(changed.values()))
+        finally:
+            m.watchers.discard(w)
+
+    def _event(self, w: Watcher, jobs: list[Job]) -> pb.WatchEvent:
+        core = self.m.core
+        total = len(w.names) if w.names is not None else len(core.registry)
+        return pb.WatchEvent(
+            changed=[convert.summary_to_pb(j) for j in jobs],
+            watched_total=total,
+            watched_unfinished=self.m.unfinished_of(w.names),
+            tasks=convert.counts_to_pb(core.task_counts),
+            master_finishing=core.finishing or self.m.stopping,
+        )
+
+    async def Resources(
+        self, request: pb.ResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResourcesReply:
+        core = self.m.core
+        return pb.ResourcesReply(
+            nodes=[convert.node_to_pb(n) for n in core.pool.nodes],
+            nodes_expected=core.expected_nodes or 0,
+        )
+
+    async def Finish(self, request: pb.FinishRequest, context: grpc.aio.ServicerContext) -> pb.FinishReply:
+        log.info("finish requested", drain=request.drain)
+        self.m.core.finish(request.drain, self.m.now())
+        self.m.poke()
+        return pb.FinishReply()
+
+
+class AgentLinkService(rpc.AgentLinkServicer):
+    def __init__(self, master: Master) -> None:
+        self.m = master
+
+    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF or not first.HasField("register"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an agent's first message must be Register")
+        reg = first.register
+        if not reg.node or reg.cores < 1:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "Register needs a node name and at least one core"
+            )
+        m = self.m
+        if reg.node in m.agents:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
+        conn = AgentConn(reg.node)
+        m.agents[reg.node] = conn
+        m.core.node_joined(convert.node_from_pb(reg), m.now())
+        log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus))
+        m.poke()
+        try:
+            await context.write(pb.MasterMessage(welcome=pb.Welcome(heartbeat_interval_s=HEARTBEAT_S)))
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write(conn, context))
+                await self._read(conn, context)
+                writer.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a broken stream: the node is lost, the master goes on
+            log.warning("agent stream broke", node=reg.node, error=repr(e))
+        finally:
+            del m.agents[reg.node]
+            m.core.node_left(reg.node, m.now())
+            m.poke()
+            log.info("agent left", node=reg.node)
+
+    async def _read(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
+        core, m = self.m.core, self.m
+        while True:
+            msg = await context.read()
+            if msg is grpc.aio.EOF:
+                return
+            kind = msg.WhichOneof("body")
+            if kind == "events":
+                now = m.now()
+                for s in msg.events.started:
+                    core.task_started(s.task_id, now)
+                for e in msg.events.exited:
+                    core.task_exited(e.task_id, e.exit_code, e.error, now)
+                m.poke()
+            conn.last_seen = asyncio.get_running_loop().time()
+
+    async def _write(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            await conn.ready.wait()
+            conn.ready.clear()
+            msg = conn.take()
+            if msg is not None:
+                await context.write(msg)
+            if conn.shutdown:
+                await context.write(pb.MasterMessage(shutdown=pb.Shutdown(reason=conn.shutdown)))
+                return

@@ -1,0 +1,379 @@
+"""The master's pure core: scheduling, dependencies, iterations, cancel, finish (no I/O, fake clock)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+from pj.master.core import Core, SubmitError
+from pj.master.model import (
+    Dependency,
+    IllegalTransition,
+    Iterations,
+    JobSpec,
+    NodeInfo,
+    Range,
+    Request,
+    State,
+    check_transition,
+)
+
+
+def spec(name: str, cores: Range | int = 1, nodes: Range | int = 1, gpus: int = 0, it: int | None = None,
+         after: tuple[str, ...] = (), **kw: object) -> JobSpec:
+    c = Range(cores, cores) if isinstance(cores, int) else cores
+    n = Range(nodes, nodes) if isinstance(nodes, int) else nodes
+    deps = []
+    for a in after:
+        job, _, i = a.partition(":")
+        deps.append(Dependency(job) if not i else Dependency(job, per_iteration=True) if i == "${it}"
+                    else Dependency(job, iteration=int(i)))
+    return JobSpec(name=name, exec="/bin/true", request=Request(c, n, gpus),
+                   iterations=Iterations(0, it) if it else None, after=tuple(deps),
+                   base_dir="/home/u/run", **kw)  # type: ignore[arg-type]
+
+
+class Run:
+    """A core plus a fake clock and helpers to play the agents' part."""
+
+    def __init__(self, nodes: int = 1, cores: int = 4, gpus: int = 0, expected: int | None = -1) -> None:
+        self.t = 1000.0
+        self.core = Core(expected_nodes=nodes if expected == -1 else expected)
+        for i in range(nodes):
+            self.core.node_joined(NodeInfo(f"n{i}", cores, tuple(str(g) for g in range(gpus))), self.t)
+        self.running: dict[int, object] = {}
+
+    def submit(self, *specs: JobSpec) -> None:
+        self.core.submit(list(specs), self.tick())
+
+    def tick(self) -> float:
+        self.t += 1.0
+        return self.t
+
+    def step(self) -> list:
+        out = self.core.step(self.tick())
+        launched = [launch for ls in out.launches.values() for launch in ls]
+        for launch in launched:
+            self.running[launch.task_id] = launch
+            self.core.task_started(launch.task_id, self.t)
+        return launched
+
+    def finish_all(self, code: int = 0) -> None:
+        for tid in list(self.running):
+            self.core.task_exited(tid, code, "", self.tick())
+            del self.running[tid]
+
+    def state(self, name: str) -> State:
+        job = self.core.registry.get(name)
+        assert job is not None
+        return job.state
+
+    def run_to_end(self, codes: dict[str, int] | None = None, limit: int = 10_000) -> None:
+        codes = codes or {}
+        for _ in range(limit):
+            launched = self.step()
+            if not self.running and not launched:
+                return
+            for tid, launch in list(self.running.items()):
+                name = launch.env["PJ_JOB"]
+                it = launch.env["PJ_ITERATION"]
+                code = codes.get(f"{name}:{it}", codes.get(name, 0))
+                self.core.task_exited(tid, code, "", self.tick())
+                del self.running[tid]
+        raise AssertionError("campaign did not end")
+
+
+def test_fifo_fills_cores_and_runs_the_rest_as_cores_free() -> None:
+    r = Run(cores=4)
+    r.submit(*(spec(f"j{i}") for i in range(10)))
+    first = r.step()
+    assert [launch.env["PJ_JOB"] for launch in first] == ["j0", "j1", "j2", "j3"]
+    assert sorted(c for launch in first for c in launch.cores) == [0, 1, 2, 3]
+    assert r.step() == []
+    r.finish_all()
+    assert [launch.env["PJ_JOB"] for launch in r.step()] == ["j4", "j5", "j6", "j7"]
+    r.finish_all()
+    r.step()
+    r.finish_all()
+    r.core.finish(drain=True, now=r.tick())
+    assert all(r.state(f"j{i}") == State.SUCCEED for i in range(10))
+    assert r.core.step(r.tick()).stop
+
+
+def test_backfill_lets_small_jobs_pass_a_big_one_that_waits() -> None:
+    r = Run(cores=4)
+    r.submit(spec("small0", 3), spec("big", 4), spec("small1", 1))
+    names = [launch.env["PJ_JOB"] for launch in r.step()]
+    assert names == ["small0", "small1"]
+    assert r.state("big") == State.QUEUED
+    r.finish_all()
+    assert [launch.env["PJ_JOB"] for launch in r.step()] == ["big"]
+
+
+def test_range_takes_the_most_cores_that_fit_now() -> None:
+    r = Run(cores=8)
+    r.submit(spec("a", 3), spec("b", Range(2, 4)), spec("c", Range(1, None)))
+    launched = {launch.env["PJ_JOB"]: launch for launch in r.step()}
+    assert len(launched["a"].cores) == 3
+    assert len(launched["b"].cores) == 4
+    assert len(launched["c"].cores) == 1
+    assert launched["c"].env["PJ_NCORES"] == "1"
+
+
+def test_multi_node_job_gets_whole_nodes_and_env_names_them() -> None:
+    r = Run(nodes=3, cores=4)
+    r.submit(spec("mpi", cores=4, nodes=2))
+    (launch,) = r.step()
+    assert launch.env["PJ_NNODES"] == "2"
+    assert launch.env["PJ_NODES"] == "n0,n1"
+    assert launch.env["PJ_NCORES"] == "8"
+    assert launch.env["QCG_PM_NODELIST"] == "n0,n1"
+    assert launch.env["QCG_PM_TASKS_PER_NODE"] == "4,4"
+    assert r.core.pool.free_cores == 4
+
+
+def test_job_too_big_fails_at_once_with_reason_and_dependents_are_omitted() -> None:
+    r = Run(nodes=2, cores=4)
+    r.submit(spec("huge", cores=16), spec("after_huge", after=("huge",)), spec("fine"))
+    assert r.state("huge") == State.FAILED
+    job = r.core.registry.get("huge")
+    assert job is not None and "can never fit" in job.reason and "16 core" in job.reason
+    assert r.state("after_huge") == State.OMITTED
+    assert [launch.env["PJ_JOB"] for launch in r.step()] == ["fine"]
+
+
+def test_service_master_keeps_big_jobs_queued_until_every_expected_agent_joined() -> None:
+    r = Run(nodes=1, cores=4, expected=2)
+    r.submit(spec("eight", cores=8), spec("nine", cores=9))
+    assert r.state("eight") == State.QUEUED and r.state("nine") == State.QUEUED
+    r.core.node_joined(NodeInfo("n1", 8), r.tick())
+    assert r.state("nine") == State.FAILED
+    assert [launch.env["PJ_JOB"] for launch in r.step()] == ["eight"]
+
+
+def test_unknown_expected_nodes_never_fails_for_size() -> None:
+    r = Run(nodes=1, cores=2, expected=None)
+    r.submit(spec("big", cores=64))
+    assert r.state("big") == State.QUEUED
+
+
+def test_gpus_are_given_out_per_node_and_limit_concurrency() -> None:
+    r = Run(nodes=1, cores=8, gpus=2)
+    r.submit(*(spec(f"g{i}", gpus=1) for i in range(3)))
+    launched = r.step()
+    assert [launch.env["CUDA_VISIBLE_DEVICES"] for launch in launched] == ["0", "1"]
+    r.submit(spec("cpu"))
+    cpu = r.step()
+    assert cpu[0].env["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_dependency_failure_omits_the_chain() -> None:
+    r = Run(cores=2)
+    r.submit(spec("a"), spec("b", after=("a",)), spec("c", after=("b",)), spec("d"))
+    r.run_to_end(codes={"a": 3})
+    assert r.state("a") == State.FAILED
+    assert r.core.registry.get("a").reason == "exit code 3"  # type: ignore[union-attr]
+    assert r.state("b") == State.OMITTED and r.state("c") == State.OMITTED
+    assert r.state("d") == State.SUCCEED
+    assert r.core.unfinished == 0
+
+
+def test_dependency_waits_until_the_whole_job_ends() -> None:
+    r = Run(cores=4)
+    r.submit(spec("sim", it=3), spec("post", after=("sim",)))
+    launched = r.step()
+    assert len(launched) == 3 and all(launch.env["PJ_JOB"] == "sim" for launch in launched)
+    tids = list(r.running)
+    r.core.task_exited(tids[0], 0, "", r.tick())
+    del r.running[tids[0]]
+    assert r.step() == []
+    r.finish_all()
+    assert [launch.env["PJ_JOB"] for launch in r.step()] == ["post"]
+
+
+def test_per_iteration_dependencies_release_iterations_one_by_one() -> None:
+    r = Run(cores=8)
+    r.submit(spec("sim", it=4), spec("post", it=4, after=("sim:${it}",)))
+    assert len(r.step()) == 4
+    sim2 = next(t for t, launch in r.running.items() if launch.env["PJ_ITERATION"] == "2")
+    r.core.task_exited(sim2, 0, "", r.tick())
+    del r.running[sim2]
+    (post,) = r.step()
+    assert post.env["PJ_JOB"] == "post" and post.env["PJ_ITERATION"] == "2"
+    sim1 = next(t for t, launch in r.running.items() if launch.env["PJ_ITERATION"] == "1" and launch.env["PJ_JOB"] == "sim")
+    r.core.task_exited(sim1, 1, "", r.tick())
+    del r.running[sim1]
+    r.run_to_end()
+    post_job = r.core.registry.get("post")
+    assert post_job is not None
+    assert post_job.tasks[1].state == State.OMITTED
+    assert post_job.tasks[2].state == State.SUCCEED
+    assert r.state("post") == State.FAILED and "1 of 4" in post_job.reason
+    assert r.state("sim") == State.FAILED
+
+
+def test_dependency_on_one_iteration() -> None:
+    r = Run(cores=2)
+    r.submit(spec("sim", it=3), spec("one", after=("sim:1",)))
+    r.run_to_end(codes={"sim:0": 1})
+    assert r.state("one") == State.SUCCEED
+    assert r.state("sim") == State.FAILED
+
+
+def test_dependency_on_a_job_already_finished_in_an_earlier_submit() -> None:
+    r = Run(cores=2)
+    r.submit(spec("a"))
+    r.run_to_end()
+    r.submit(spec("b", after=("a",)), spec("bad"))
+    r.run_to_end(codes={"bad": 1})
+    r.submit(spec("c", after=("bad",)))
+    assert r.state("b") == State.SUCCEED and r.state("c") == State.OMITTED
+
+
+def test_iterations_are_expanded_lazily() -> None:
+    r = Run(cores=2)
+    r.submit(spec("many", it=1_000_000))
+    job = r.core.registry.get("many")
+    assert job is not None and job.tasks == {}
+    r.step()
+    assert len(job.tasks) == 2
+
+
+def test_iterations_substitute_it_and_itval_per_field() -> None:
+    r = Run(cores=4)
+    s = JobSpec(name="sweep", exec="./sim", args=("--case", "${it}", "${itval}", "$HOME", "$${it}"),
+                wd="case-${it}", stdout="out.${itval}", env=(("CASE", "c${it}"),),
+                iterations=Iterations(0, 2, ("alpha", "beta")), base_dir="/home/u/run")
+    r.submit(s)
+    a, b = r.step()
+    assert a.argv == ("/home/u/run/sim", "--case", "0", "alpha", "$HOME", "$0")
+    assert b.wd == "/home/u/run/case-1"
+    assert b.stdout == "/home/u/run/case-1/out.beta"
+    assert b.env["CASE"] == "c1"
+
+
+def test_script_and_venv_and_modules_build_a_bash_command() -> None:
+    r = Run(cores=2)
+    r.submit(JobSpec(name="s", script="echo hi", base_dir="/x"),
+             JobSpec(name="v", exec="python", args=("a.py",), venv="env", modules=("gcc",), base_dir="/x"))
+    s, v = r.step()
+    assert s.argv == ("bash", "-c", "echo hi") and s.wd == "/x"
+    assert v.argv[:2] == ("bash", "-c")
+    assert "source /x/env/bin/activate" in v.argv[2] and "module load gcc" in v.argv[2]
+    assert v.argv[-2:] == ("python", "a.py")
+
+
+def test_cancel_queued_and_running_jobs() -> None:
+    r = Run(cores=1)
+    r.submit(spec("run"), spec("wait"), spec("dep", after=("run",)))
+    (launch,) = r.step()
+    canceled, done = r.core.cancel(["run", "wait"], r.tick())
+    assert canceled == ["run", "wait"] and done == []
+    assert r.state("wait") == State.CANCELED
+    out = r.core.step(r.tick())
+    assert out.cancels == {"n0": [launch.task_id]}
+    assert r.state("run") == State.EXECUTING
+    r.core.task_exited(launch.task_id, -15, "", r.tick())
+    assert r.state("run") == State.CANCELED
+    assert r.state("dep") == State.OMITTED
+    with pytest.raises(KeyError):
+        r.core.cancel(["nope"], r.tick())
+
+
+def test_finish_without_drain_cancels_everything_and_stops() -> None:
+    r = Run(cores=1)
+    r.submit(spec("a"), spec("b"))
+    r.step()
+    r.core.finish(drain=False, now=r.tick())
+    out = r.core.step(r.tick())
+    assert not out.stop and out.cancels
+    r.finish_all(code=-15)
+    assert r.core.step(r.tick()).stop
+    assert r.state("a") == State.CANCELED and r.state("b") == State.CANCELED
+
+
+def test_node_lost_fails_its_tasks() -> None:
+    r = Run(nodes=2, cores=1)
+    r.submit(spec("a"), spec("b"))
+    r.step()
+    r.core.node_left("n0", r.tick())
+    job = r.core.registry.get("a")
+    assert job is not None and job.state == State.FAILED and "node lost" in job.reason
+    assert r.core.pool.total_cores == 1
+
+
+def test_spawn_failure_is_a_failed_task_with_the_agents_message() -> None:
+    r = Run(cores=1)
+    r.submit(spec("x"))
+    out = r.core.step(r.tick())
+    (launch,) = out.launches["n0"]
+    r.core.task_exited(launch.task_id, 127, "cannot start ./nope: No such file or directory", r.tick())
+    job = r.core.registry.get("x")
+    assert job is not None and job.state == State.FAILED
+    assert job.reason == "cannot start ./nope: No such file or directory"
+    assert [s for s, _ in job.tasks[None].history] == [State.QUEUED, State.SCHEDULED, State.FAILED]
+
+
+def test_every_transition_is_timestamped() -> None:
+    r = Run(cores=1)
+    r.submit(spec("a"))
+    r.run_to_end()
+    job = r.core.registry.get("a")
+    assert job is not None
+    assert [s for s, _ in job.history] == [State.QUEUED, State.SCHEDULED, State.EXECUTING, State.SUCCEED]
+    times = [t for _, t in job.history]
+    assert times == sorted(times)
+
+
+def test_illegal_transitions_raise() -> None:
+    with pytest.raises(IllegalTransition):
+        check_transition("x", State.SUCCEED, State.FAILED)
+    with pytest.raises(IllegalTransition):
+        check_transition("x", State.QUEUED, State.EXECUTING)
+    check_transition("x", State.QUEUED, State.SCHEDULED)
+
+
+def test_duplicate_and_unknown_names_are_refused_whole() -> None:
+    r = Run()
+    r.submit(spec("a"))
+    with pytest.raises(SubmitError, match="'a'.*name"):
+        r.core.submit([spec("b"), spec("a")], r.tick())
+    with pytest.raises(SubmitError, match="'c'.*after.*'zzz'"):
+        r.core.submit([spec("c", after=("zzz",))], r.tick())
+    assert len(r.core.registry) == 1
+
+
+def test_a_pass_costs_what_it_places_not_the_queue_length() -> None:
+    r = Run(cores=4)
+    r.submit(*(spec(f"j{i}") for i in range(100_000)))
+    calls = 0
+    real = r.core.pool.allocate
+
+    def counting(req: Request):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return real(req)
+
+    r.core.pool.allocate = counting  # type: ignore[method-assign]
+    assert len(r.step()) == 4
+    r.finish_all()
+    calls = 0
+    assert len(r.step()) == 4
+    assert calls <= 5  # four placements and at most one failed attempt
+
+
+def test_core_modules_do_no_io() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2] / "master"
+    forbidden = {"grpc", "asyncio", "subprocess", "socket", "time", "os", "threading"}
+    for mod in ("model", "pool", "registry", "scheduler", "launch", "core"):
+        tree = ast.parse((root / f"{mod}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            assert not set(names) & forbidden, f"master/{mod}.py imports {names}"
