@@ -1,1 +1,55 @@
-"""pj.client"""
+"""pj.client: the Python API (``from pj.client import Client``), the job-file parser and the CLI.
+
+Names are loaded on first use, so that ``import pj.client.jobfile`` stays free of grpc.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import Client, JobFileWarning, WatchStream
+    from .errors import (
+        AuthError,
+        InvalidJobError,
+        MasterNotFound,
+        MasterUnreachable,
+        PJError,
+        PJTimeout,
+        UnknownJobError,
+    )
+
+_API = ("Client", "JobFileWarning", "WatchStream")
+_ERRORS = (
+    "AuthError",
+    "InvalidJobError",
+    "MasterNotFound",
+    "MasterUnreachable",
+    "PJError",
+    "PJTimeout",
+    "UnknownJobError",
+)
+__all__ = [
+    "AuthError",
+    "Client",
+    "InvalidJobError",
+    "JobFileWarning",
+    "MasterNotFound",
+    "MasterUnreachable",
+    "PJError",
+    "PJTimeout",
+    "UnknownJobError",
+    "WatchStream",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    if name in _ERRORS:
+        from . import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module 'pj.client' has no attribute {name!r}")

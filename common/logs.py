@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
 
-def setup(level: str = "info", stream: object = None, component: str = "pj") -> None:
+def setup(level: str = "info", stream: TextIO | None = None, component: str = "pj") -> None:
     """Key=value lines on stderr (or ``stream``), one per event, with a timestamp and the component."""
     lvl = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=lvl, stream=stream or sys.stderr, format="%(message)s", force=True)

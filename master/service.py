@@ -27,6 +27,7 @@ from .registry import Job
 from .runtime import AgentConn, Master, Watcher
 
 log = structlog.get_logger("pj.master")
+_EOF = grpc.aio.EOF  # type: ignore[attr-defined]
 
 HEARTBEAT_S = 10.0
 DEFAULT_PAGE = 1000
@@ -62,7 +63,7 @@ def _ref(job: Job | None) -> JobRef | None:
     if job is None:
         return None
     it = job.spec.iterations
-    return JobRef(job.name, None if it is None else (it.start, it.stop))
+    return JobRef() if it is None else JobRef(it.start, it.stop)
 
 
 class PilotJobService(rpc.PilotJobServicer):
@@ -189,7 +190,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
 
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
         first = await context.read()
-        if first is grpc.aio.EOF or not first.HasField("register"):
+        if first is _EOF or not first.HasField("register"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an agent's first message must be Register")
         reg = first.register
         if not reg.node or reg.cores < 1:
@@ -224,7 +225,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
         core, m = self.m.core, self.m
         while True:
             msg = await context.read()
-            if msg is grpc.aio.EOF:
+            if msg is _EOF:
                 return
             kind = msg.WhichOneof("body")
             if kind == "events":

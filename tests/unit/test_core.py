@@ -338,9 +338,9 @@ def test_illegal_transitions_raise() -> None:
 def test_duplicate_and_unknown_names_are_refused_whole() -> None:
     r = Run()
     r.submit(spec("a"))
-    with pytest.raises(SubmitError, match="'a'.*name"):
+    with pytest.raises(SubmitError, match=r"'a'.*name"):
         r.core.submit([spec("b"), spec("a")], r.tick())
-    with pytest.raises(SubmitError, match="'c'.*after.*'zzz'"):
+    with pytest.raises(SubmitError, match=r"'c'.*after.*'zzz'"):
         r.core.submit([spec("c", after=("zzz",))], r.tick())
     assert len(r.core.registry) == 1
 

@@ -1,0 +1,5 @@
+"""python -m pj.agent: the same as pj-agent."""
+
+from .main import main
+
+raise SystemExit(main())

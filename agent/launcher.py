@@ -1,0 +1,242 @@
+"""Start, signal and reap task processes, without ever forking the agent.
+
+- ``os.posix_spawn``: glibc implements it with clone(CLONE_VM|CLONE_VFORK), so a
+  spawn costs no page-table copy and runs no fork handlers (grpc's included).
+  Each task leads its own process group (``setpgroup=0``) so that a signal
+  reaches its children too; signal dispositions and the mask are reset.
+- stdin/stdout/stderr are opened by file actions in the child; /dev/null is
+  one descriptor the agent keeps open and dup2s. Python's and grpc's own
+  descriptors are close-on-exec, and the launcher marks close-on-exec those the
+  agent inherited (from srun, a shell...), so a task gets 0, 1 and 2 only.
+- posix_spawn has no chdir: the agent chdirs to the task's wd right before the
+  spawn and stays there. That is safe because the agent holds no relative path
+  anywhere (workdir, token file and every task path are absolute by the time
+  they get here); relative stdin/stdout/stderr/argv[0] resolve against the wd,
+  as they would in a shell started there. We chdir even when the wd is already
+  the current one (1 us against ~350 us for the spawn): if that directory was
+  removed and created again meanwhile, the task must run in the new one.
+- CPU binding: the calling thread's affinity is set to the task's CPUs just
+  before the spawn (the child inherits it) and put back right after.
+- Reaping: ``reap()`` collects every ended child with wait4(WNOHANG); the shell
+  calls it on SIGCHLD.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+from collections.abc import Mapping
+
+from .resources import GPU_ENV, NodeResources, ResourceError
+from .state import EXIT_CANNOT_START, EXIT_NOT_EXECUTABLE, Exited, TaskSpec
+
+_OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+_SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+_DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+class SpawnError(Exception):
+    """The task could not be started; ``exit_code`` is 127 or 126, as a shell would say."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+
+
+class Launcher:
+    def __init__(self, resources: NodeResources, base_env: Mapping[str, str] | None = None) -> None:
+        self.resources = resources
+        # A snapshot: a task's environment is this dict with Launch.env laid over it (one C-level merge).
+        self._base_env: dict[str, str] = dict(os.environ if base_env is None else base_env)
+        self._base_path = self._base_env.get("PATH", _DEFAULT_PATH)
+        self._agent_cpus = frozenset(resources.cpus)
+        self._home = os.getcwd()  # where tasks without a wd run (absolute)
+        self._which: dict[tuple[str, str], str] = {}
+        self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._null_actions = (
+            (os.POSIX_SPAWN_DUP2, self._devnull, 0),
+            (os.POSIX_SPAWN_DUP2, self._devnull, 1),
+            (os.POSIX_SPAWN_DUP2, self._devnull, 2),
+        )
+        _seal_inherited_fds()
+
+    def close(self) -> None:
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
+
+    # ------------------------------------------------------------ spawn
+
+    def spawn(self, spec: TaskSpec) -> int:
+        """Start the task; return its pid (= its process group id). Raises SpawnError."""
+        if not spec.argv or not spec.argv[0]:
+            raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
+        env = {**self._base_env, **spec.env} if spec.env else self._base_env.copy()
+        if GPU_ENV not in spec.env:
+            env[GPU_ENV] = ",".join(spec.gpus)
+        path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
+        try:
+            cpus = self.resources.real_cpus(spec.cores)
+        except ResourceError as e:
+            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+        self._enter(spec.wd or self._home)
+        exe = self._which_exe(spec.argv[0], path_var)
+        actions = self._file_actions(spec)
+        bind = cpus != self._agent_cpus
+        if bind:
+            os.sched_setaffinity(0, cpus)
+        try:
+            return os.posix_spawn(
+                exe,
+                spec.argv,
+                env,
+                file_actions=actions,
+                setpgroup=0,
+                setsigmask=(),
+                setsigdef=_SIGDEF,
+            )
+        except OSError as e:
+            if exe in self._which.values():
+                self._which = {k: p for k, p in self._which.items() if p != exe}
+            raise self._explain(e, spec, exe) from None
+        finally:
+            if bind:
+                os.sched_setaffinity(0, self._agent_cpus)
+
+    def _enter(self, wd: str) -> None:
+        try:
+            os.chdir(wd)
+        except FileNotFoundError:
+            try:
+                os.makedirs(wd, exist_ok=True)
+                os.chdir(wd)
+            except OSError as e:
+                raise SpawnError(
+                    EXIT_CANNOT_START, f"cannot create the working directory {wd}: {e.strerror}"
+                ) from None
+        except OSError as e:
+            raise SpawnError(
+                EXIT_CANNOT_START, f"cannot enter the working directory {wd}: {e.strerror}"
+            ) from None
+
+    def _file_actions(self, spec: TaskSpec) -> tuple[tuple[object, ...], ...] | list[tuple[object, ...]]:
+        if not (spec.stdin or spec.stdout or spec.stderr):
+            return self._null_actions
+        null = self._devnull
+        acts: list[tuple[object, ...]] = [
+            (os.POSIX_SPAWN_OPEN, 0, spec.stdin, os.O_RDONLY, 0)
+            if spec.stdin
+            else (os.POSIX_SPAWN_DUP2, null, 0),
+            (os.POSIX_SPAWN_OPEN, 1, spec.stdout, _OUT_FLAGS, 0o644)
+            if spec.stdout
+            else (os.POSIX_SPAWN_DUP2, null, 1),
+        ]
+        if spec.stderr and spec.stderr == spec.stdout:
+            acts.append((os.POSIX_SPAWN_DUP2, 1, 2))
+        elif spec.stderr:
+            acts.append((os.POSIX_SPAWN_OPEN, 2, spec.stderr, _OUT_FLAGS, 0o644))
+        else:
+            acts.append((os.POSIX_SPAWN_DUP2, null, 2))
+        return acts
+
+    def _which_exe(self, name: str, path_var: str) -> str:
+        """argv[0] with a '/' is used as it is; else the first executable file of that name in PATH."""
+        if "/" in name:
+            return name
+        key = (name, path_var)
+        found = self._which.get(key)
+        if found is not None:
+            return found
+        cacheable = True
+        for d in path_var.split(os.pathsep):
+            if not d.startswith("/"):
+                cacheable = False  # relative PATH entries depend on the wd
+            cand = os.path.join(d or ".", name)
+            try:
+                st = os.stat(cand)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and os.access(cand, os.X_OK):
+                if cacheable:
+                    self._which[key] = cand
+                return cand
+        raise SpawnError(EXIT_CANNOT_START, f"cannot start {name}: command not found in PATH={path_var}")
+
+    def _explain(self, e: OSError, spec: TaskSpec, exe: str) -> SpawnError:
+        """posix_spawn gives an errno only; find which path it was about (failure path only)."""
+        for fd, path in ((0, spec.stdin), (1, spec.stdout), (2, spec.stderr)):
+            if not path:
+                continue
+            name = ("stdin", "stdout", "stderr")[fd]
+            problem = _open_problem(path, fd == 0)
+            if problem:
+                return SpawnError(EXIT_CANNOT_START, f"cannot open {name} {path}: {problem}")
+        where = exe if exe.startswith("/") else os.path.join(spec.wd or os.getcwd(), exe)
+        if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
+            if os.path.isdir(where):
+                return SpawnError(EXIT_NOT_EXECUTABLE, f"cannot execute {where}: it is a directory")
+            return SpawnError(EXIT_NOT_EXECUTABLE, f"cannot execute {where}: {os.strerror(e.errno)}")
+        return SpawnError(EXIT_CANNOT_START, f"cannot execute {where}: {os.strerror(e.errno or errno.EIO)}")
+
+    # ------------------------------------------------------------ signals, reaping
+
+    @staticmethod
+    def signal(pgid: int, signum: int) -> bool:
+        """Signal a whole process group; False when it no longer exists."""
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    @staticmethod
+    def reap() -> list[Exited]:
+        """Every child that ended since the last call (never blocks)."""
+        out: list[Exited] = []
+        while True:
+            try:
+                pid, status, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return out
+            if pid == 0:
+                return out
+            out.append(Exited(pid, os.waitstatus_to_exitcode(status), ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+
+
+def _seal_inherited_fds() -> None:
+    """Make every descriptor above 2 close-on-exec (posix_spawn has no closefrom)."""
+    try:
+        fds = [int(f) for f in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, already closed
+
+
+def _open_problem(path: str, read: bool) -> str:
+    """Why ``path`` cannot be opened for reading (stdin) or writing (stdout/stderr); '' if it can."""
+    try:
+        if read:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            os.close(fd)
+            return ""
+        if os.path.exists(path):
+            return (
+                ""
+                if os.access(path, os.W_OK) and not os.path.isdir(path)
+                else ("it is a directory" if os.path.isdir(path) else "permission denied")
+            )
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return f"directory {parent} does not exist"
+        return "" if os.access(parent, os.W_OK | os.X_OK) else f"directory {parent} is not writable"
+    except OSError as e:
+        return e.strerror or str(e)

@@ -1,0 +1,307 @@
+"""The agent's one gRPC stream to the master (AgentLink.Connect).
+
+One ``Link.session()`` is one connection: Register -> Welcome, then three tasks
+in a TaskGroup: the reader (Orders, Shutdown), the writer (reports in batches,
+heartbeats) and a watcher for a local stop (SIGTERM/SIGINT). The runner, and
+so the tasks and their pending reports, outlive the session: that is where a
+reconnect loop will go (main.py decides what a broken session means).
+
+Batching: the writer sends everything pending as one AgentEvents as soon as
+the previous write is done, so a burst of exits coalesces into few messages
+while a lone exit goes out at once.
+
+Closing: once a shutdown is under way (the master's Shutdown, or a local
+signal) and every task has ended, the writer sends the last reports and
+half-closes; the master is expected to end the call then (we wait
+``close_timeout_s`` for it, then cancel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+
+import grpc
+import grpc.aio
+import structlog
+
+from pj.common.workdir import TOKEN_METADATA_KEY
+from pj.v1 import pj_pb2, pj_pb2_grpc
+
+from . import convert
+from .runner import Runner
+
+log = structlog.get_logger("pj.agent")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
+REGISTER_ATTEMPTS = 4
+BATCH_LIMIT = 100_000  # reports of each kind per message (well under the size limit)
+
+
+class Outcome(enum.Enum):
+    SHUTDOWN = "shutdown"  # the master said so; every task ended and was reported
+    INTERRUPTED = "interrupted"  # a local stop (signal); every task ended and was reported
+
+
+class LinkBroken(Exception):
+    """The stream failed or ended before a shutdown; the message says how."""
+
+
+class LinkRefused(LinkBroken):
+    """The master refused us (bad token, bad registration): retrying will not help."""
+
+
+class _Unclear(Exception):
+    """The call failed during registration without saying why (see Link._run)."""
+
+
+class Link:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        register: pj_pb2.AgentMessage,
+        runner: Runner,
+        *,
+        connect_timeout_s: float = 30.0,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        self.address = address
+        self.register = register
+        self.runner = runner
+        self.connect_timeout_s = connect_timeout_s
+        self.close_timeout_s = close_timeout_s
+        self._metadata = ((TOKEN_METADATA_KEY, token),)
+        # Per session (a reconnect will make a new session; see main.serve).
+        self._closing = False
+        self._closing_ev = asyncio.Event()
+        self._by_master = False
+        self._heartbeat_s = 0.0
+
+    async def session(self, stop: asyncio.Event) -> Outcome:
+        """Run one connection to its end. Raises LinkBroken if it ends before a shutdown."""
+        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+            if not await self._connect(channel, stop):
+                return Outcome.INTERRUPTED
+            stub = pj_pb2_grpc.AgentLinkStub(channel)
+            attempt = 1
+            while True:
+                try:
+                    return await self._call(stub.Connect(metadata=self._metadata), stop)
+                except _Unclear as e:
+                    if attempt == REGISTER_ATTEMPTS:
+                        raise LinkRefused(
+                            f"the master ended the call before welcoming us ({e}); is the token right?"
+                        ) from None
+                attempt += 1
+                await asyncio.sleep(0.1)
+
+    async def _call(self, call: grpc.aio.StreamStreamCall, stop: asyncio.Event) -> Outcome:
+        """One AgentLink.Connect call to its end."""
+        try:
+            return await self._run(call, stop)
+        except (grpc.aio.AioRpcError, LinkBroken, BaseExceptionGroup) as e:
+            err = _flatten(e)
+            if self._by_master and isinstance(err, LinkBroken) and not isinstance(err, LinkRefused):
+                # It asked us to go: its leaving before our last reports is no failure.
+                log.warning("the master left before our last reports", error=str(err))
+                return Outcome.SHUTDOWN
+            raise err from None
+        finally:
+            call.cancel()
+
+    async def _connect(self, channel: grpc.aio.Channel, stop: asyncio.Event) -> bool:
+        """Wait for the channel to be up; False if stopped first. Raises LinkBroken on timeout."""
+        async with asyncio.TaskGroup() as tg:
+            ready = tg.create_task(channel.channel_ready())
+            stopped = tg.create_task(stop.wait())
+            done, _ = await asyncio.wait(
+                {ready, stopped}, timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            ready.cancel()
+            stopped.cancel()
+        if ready in done:
+            return True
+        if stopped in done:
+            return False
+        raise LinkBroken(f"cannot reach the master at {self.address} (waited {self.connect_timeout_s:g}s)")
+
+    async def _run(self, call: grpc.aio.StreamStreamCall, stop: asyncio.Event) -> Outcome:
+        try:
+            await _send(call, self.register)
+            async with asyncio.timeout(self.connect_timeout_s):
+                first = await _recv(call)
+        except TimeoutError:
+            raise LinkBroken(f"the master at {self.address} did not welcome us") from None
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INTERNAL:
+                # grpc.aio reports a write that races the master's refusal (a bad token, say)
+                # as INTERNAL "Internal error from Core", hiding the real status: ask again.
+                raise _Unclear(f"{e.code().name}: {e.details()}") from None
+            raise
+        if not isinstance(first, pj_pb2.MasterMessage):  # grpc.aio.EOF
+            raise _status_error(await call.code(), await call.details())
+        if first.WhichOneof("body") != "welcome":
+            raise LinkRefused(f"the master answered {first.WhichOneof('body')} instead of welcome")
+        self._heartbeat_s = first.welcome.heartbeat_interval_s
+        log.info("registered", master=self.address, heartbeat_s=self._heartbeat_s)
+        async with asyncio.TaskGroup() as tg:
+            reader = tg.create_task(self._read(call))
+            writer = tg.create_task(self._write(call))
+            watcher = tg.create_task(self._watch(stop, call))
+            await writer  # returns after the half-close that follows the last report
+            watcher.cancel()
+            _, pending = await asyncio.wait({reader}, timeout=self.close_timeout_s)
+            if pending:
+                log.warning("the master did not close the stream; closing it", master=self.address)
+                call.cancel()
+                reader.cancel()
+        return Outcome.SHUTDOWN if self._by_master else Outcome.INTERRUPTED
+
+    def _begin_shutdown(self, reason: str) -> None:
+        if not self._closing:
+            self._closing = True
+            self._closing_ev.set()
+            self.runner.shutdown(reason)
+            self.runner.outbox.ready.set()  # wake the writer even if nothing is pending
+
+    async def _watch(self, stop: asyncio.Event, call: grpc.aio.StreamStreamCall) -> None:
+        """Turn a local stop into a shutdown; bound the goodbye if the master stops reading."""
+        async with asyncio.TaskGroup() as tg:
+            stopped = tg.create_task(stop.wait())
+            closing = tg.create_task(self._closing_ev.wait())
+            await asyncio.wait({stopped, closing}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            closing.cancel()
+        if stop.is_set():
+            log.info("stopping: killing the tasks")
+            self._begin_shutdown("agent stopped")
+        await self.runner.drained.wait()
+        await asyncio.sleep(self.close_timeout_s)  # the writer is normally done long before
+        log.warning("the master is not taking our last reports; closing the stream", master=self.address)
+        call.cancel()
+
+    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+        runner = self.runner
+        while True:
+            msg = await _recv(call)
+            if not isinstance(msg, pj_pb2.MasterMessage):  # grpc.aio.EOF
+                if self._closing and runner.drained.is_set():
+                    return
+                raise _status_error(await call.code(), await call.details())
+            kind = msg.WhichOneof("body")
+            if kind == "orders":
+                orders = msg.orders
+                if orders.launch:
+                    runner.launch(convert.spec_from_pb(m) for m in orders.launch)
+                if orders.cancel:
+                    runner.cancel(orders.cancel)
+            elif kind == "shutdown":
+                log.info("shutdown requested by the master", reason=msg.shutdown.reason)
+                self._by_master = True
+                self._begin_shutdown(msg.shutdown.reason)
+            else:
+                log.warning("unexpected message from the master ignored", kind=kind)
+
+    async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
+        outbox = self.runner.outbox
+        drained = self.runner.drained
+        beat = self._heartbeat_s
+        next_beat = time.monotonic() + beat if beat > 0 else None
+        while True:
+            if not outbox.ready.is_set():
+                try:
+                    delay = None if next_beat is None else max(0.0, next_beat - time.monotonic())
+                    async with asyncio.timeout(delay):
+                        await outbox.ready.wait()
+                except TimeoutError:
+                    pass
+            if outbox:
+                started, exited = outbox.take(BATCH_LIMIT)
+                await _send(call, convert.events_pb(started, exited))
+            elif self._closing and drained.is_set():
+                try:
+                    await call.done_writing()
+                except asyncio.InvalidStateError:
+                    raise _status_error(await call.code(), await call.details()) from None
+                except asyncio.CancelledError:
+                    _raise_if_call_cancelled(call)
+                    raise
+                return
+            else:
+                outbox.ready.clear()
+            if next_beat is not None and time.monotonic() >= next_beat:
+                await _send(call, convert.heartbeat_pb(time.time()))
+                next_beat = time.monotonic() + beat
+
+
+async def _send(call: grpc.aio.StreamStreamCall, msg: pj_pb2.AgentMessage) -> None:
+    try:
+        await call.write(msg)
+    except asyncio.InvalidStateError:  # the call already ended: say how
+        raise _status_error(await call.code(), await call.details()) from None
+    except asyncio.CancelledError:
+        _raise_if_call_cancelled(call)
+        raise
+
+
+async def _recv(call: grpc.aio.StreamStreamCall) -> object:
+    try:
+        return await call.read()
+    except asyncio.CancelledError:
+        _raise_if_call_cancelled(call)
+        raise
+
+
+def _raise_if_call_cancelled(call: grpc.aio.StreamStreamCall) -> None:
+    """A CancelledError from a read or write whose task nobody cancelled: the call itself was
+    cancelled under us (Link._watch gave up on the master); that is a broken link."""
+    task = asyncio.current_task()
+    if call.done() and task is not None and not task.cancelling():
+        raise LinkBroken("the master stopped reading; the stream was closed") from None
+
+
+def _flatten(e: BaseException) -> BaseException:
+    """The LinkBroken that a (group of) failure(s) means; anything else unchanged."""
+    if isinstance(e, LinkBroken):
+        return e
+    if isinstance(e, grpc.aio.AioRpcError):
+        return _broken(e)
+    if isinstance(e, BaseExceptionGroup):
+        leaves = [x for x in e.exceptions if not isinstance(x, asyncio.CancelledError)]
+        if len(leaves) == 1 or (
+            leaves and all(isinstance(x, LinkBroken | grpc.aio.AioRpcError) for x in leaves)
+        ):
+            return _flatten(leaves[0])
+    return e
+
+
+# Statuses by which the master turns this agent away: retrying the same way will not help.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+
+
+def _status_error(code: grpc.StatusCode | None, details: str | None) -> LinkBroken:
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return LinkRefused(f"the master refused our token: {details or code.name}")
+    if code in _REFUSALS:
+        return LinkRefused(f"the master refused us: {code.name}: {details or ''}".rstrip(": "))
+    if code in (grpc.StatusCode.OK, None):
+        return LinkBroken("the master closed the stream")
+    return LinkBroken(f"the stream failed: {code.name}: {details or ''}".rstrip(": "))
+
+
+def _broken(e: grpc.aio.AioRpcError) -> LinkBroken:
+    return _status_error(e.code(), e.details())

@@ -1,0 +1,384 @@
+"""The agent's bookkeeping as a pure state machine (sans-I/O).
+
+No grpc, asyncio, subprocess, os calls or clock here: the shell (runner.py)
+feeds events with the current time (``now``, seconds since the epoch) and
+carries out the actions returned, in order. Both sets are closed:
+
+Events:  LaunchTask, Spawned, SpawnFailed, Exited, CancelTask, Shutdown, Tick
+Actions: Spawn, Signal, ReportStarted, ReportExited, Drained, Warn
+
+A task's life (the one table of legal moves is ``_MOVES``)::
+
+    SPAWNING --spawned--> RUNNING --term--> TERMINATING --kill--> KILLING
+        |                    |                  |                    |
+        +--spawn_failed-->  (gone) <--exited----+-------exited-------+
+
+Cancel, walltime and shutdown all stop a task the same way: SIGTERM to its
+process group, SIGKILL ``kill_grace`` seconds later if it still runs. When a
+task's main process ends, what it left behind in its process group is killed
+(SIGKILL) so that the cores the master reuses are really free.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import signal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+SIGTERM = int(signal.SIGTERM)
+SIGKILL = int(signal.SIGKILL)
+
+EXIT_CANNOT_START = 127  # like a shell: command not found / cannot start
+EXIT_NOT_EXECUTABLE = 126  # like a shell: found but not executable
+
+
+# ---------------------------------------------------------------- domain
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task to start on this node (from a Launch order). Paths are absolute."""
+
+    task_id: int
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # laid over the agent's environment
+    wd: str = ""  # "": the agent's working directory
+    stdin: str = ""  # "": /dev/null
+    stdout: str = ""
+    stderr: str = ""
+    cores: tuple[int, ...] = ()  # logical cores; (): not bound
+    gpus: tuple[str, ...] = ()
+    walltime_s: float = 0.0  # 0: no limit
+
+
+# ---------------------------------------------------------------- events (in)
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchTask:
+    spec: TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    task_id: int
+    pid: int  # also the process group id: each task leads its own group
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnFailed:
+    task_id: int
+    exit_code: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    pid: int
+    exit_code: int  # >= 0: exit status; -N: killed by signal N
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    task_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: enforce walltimes and kill-grace deadlines due at ``now``."""
+
+
+Event = LaunchTask | Spawned | SpawnFailed | Exited | CancelTask | Shutdown | Tick
+
+
+# ---------------------------------------------------------------- actions (out)
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    spec: TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    task_id: int
+    pgid: int
+    signum: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStarted:
+    task_id: int
+    pid: int
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportExited:
+    task_id: int
+    exit_code: int
+    time: float
+    error: str = ""
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """Shutting down and no task is left: the shell may stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    """Something the shell should log (the master sent a nonsensical order)."""
+
+    message: str
+    task_id: int = 0
+
+
+Action = Spawn | Signal | ReportStarted | ReportExited | Drained | Warn
+
+
+# ---------------------------------------------------------------- tasks
+
+
+class Phase(enum.Enum):
+    SPAWNING = "spawning"
+    RUNNING = "running"
+    TERMINATING = "terminating"  # SIGTERM sent
+    KILLING = "killing"  # SIGKILL sent
+    GONE = "gone"
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+_MOVES: dict[tuple[Phase, str], Phase] = {
+    (Phase.SPAWNING, "spawned"): Phase.RUNNING,
+    (Phase.SPAWNING, "spawn_failed"): Phase.GONE,
+    (Phase.RUNNING, "term"): Phase.TERMINATING,
+    (Phase.RUNNING, "exited"): Phase.GONE,
+    (Phase.TERMINATING, "kill"): Phase.KILLING,
+    (Phase.TERMINATING, "exited"): Phase.GONE,
+    (Phase.KILLING, "exited"): Phase.GONE,
+}
+
+
+class StopReason(enum.Enum):
+    CANCEL = "cancel"
+    WALLTIME = "walltime"
+    SHUTDOWN = "shutdown"
+
+
+class _Task:
+    __slots__ = ("deadline", "phase", "pid", "spec", "started", "stop_at", "stop_reason", "term_at")
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.phase = Phase.SPAWNING
+        self.pid = 0
+        self.started = 0.0
+        self.deadline: float | None = None  # walltime deadline
+        self.stop_reason: StopReason | None = None
+        self.stop_at: float | None = None  # when the stop was requested
+        self.term_at: float | None = None  # when SIGTERM was sent
+
+    def move(self, trigger: str) -> None:
+        nxt = _MOVES.get((self.phase, trigger))
+        if nxt is None:
+            raise IllegalTransition(f"task {self.spec.task_id}: no move '{trigger}' from {self.phase.value}")
+        self.phase = nxt
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A read-only look at one task (for logs, tests and a later reconnect)."""
+
+    task_id: int
+    phase: Phase
+    pid: int
+    started: float
+    deadline: float | None
+    stop_reason: StopReason | None
+    stop_at: float | None
+    term_at: float | None
+
+
+_WALLTIME = 0
+_KILL = 1
+
+
+class AgentState:
+    """Which tasks run on this node, and what to do about them.
+
+    ``handle(event, now)`` returns the actions to carry out, in order.
+    ``next_deadline()`` says when the shell should feed the next ``Tick``.
+    """
+
+    def __init__(self, kill_grace: float = 5.0) -> None:
+        if kill_grace < 0:
+            raise ValueError("kill_grace must be >= 0")
+        self.kill_grace = kill_grace
+        self._tasks: dict[int, _Task] = {}
+        self._by_pid: dict[int, _Task] = {}
+        self._timers: list[tuple[float, int, _Task, int]] = []
+        self._seq = itertools.count()
+        self.shutting_down = False
+        self._drained_sent = False
+        self._dispatch = {
+            LaunchTask: self._launch,
+            Spawned: self._spawned,
+            SpawnFailed: self._spawn_failed,
+            Exited: self._exited,
+            CancelTask: self._cancel,
+            Shutdown: self._shutdown,
+            Tick: self._tick,
+        }
+
+    # ------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task_id: int) -> bool:
+        return task_id in self._tasks
+
+    def tasks(self) -> Iterator[TaskView]:
+        for t in self._tasks.values():
+            yield TaskView(
+                t.spec.task_id, t.phase, t.pid, t.started, t.deadline, t.stop_reason, t.stop_at, t.term_at
+            )
+
+    def next_deadline(self) -> float | None:
+        """The earliest pending walltime or kill deadline (stale ones are dropped)."""
+        timers = self._timers
+        while timers:
+            _, _, task, kind = timers[0]
+            if self._live_timer(task, kind):
+                return timers[0][0]
+            heapq.heappop(timers)
+        return None
+
+    # ------------------------------------------------------------ events
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        out: list[Action] = []
+        try:
+            fn = self._dispatch[type(event)]
+        except KeyError:
+            raise TypeError(f"not an agent event: {event!r}") from None
+        fn(event, now, out)  # type: ignore[operator]
+        if self.shutting_down and not self._tasks and not self._drained_sent:
+            self._drained_sent = True
+            out.append(Drained())
+        return out
+
+    def _launch(self, ev: LaunchTask, now: float, out: list[Action]) -> None:
+        spec = ev.spec
+        tid = spec.task_id
+        if tid in self._tasks:
+            out.append(Warn(f"task {tid} is already running here: launch order ignored", tid))
+            return
+        if self.shutting_down:
+            out.append(ReportExited(tid, EXIT_CANNOT_START, now, "not started: the agent is shutting down"))
+            return
+        self._tasks[tid] = _Task(spec)
+        out.append(Spawn(spec))
+
+    def _spawned(self, ev: Spawned, now: float, out: list[Action]) -> None:
+        task = self._tasks[ev.task_id]
+        task.move("spawned")
+        task.pid = ev.pid
+        task.started = now
+        self._by_pid[ev.pid] = task
+        out.append(ReportStarted(ev.task_id, ev.pid, now))
+        if task.stop_reason is not None:  # canceled or shut down while it was being spawned
+            self._term(task, now, out)
+        elif task.spec.walltime_s > 0:
+            task.deadline = now + task.spec.walltime_s
+            self._arm(task.deadline, task, _WALLTIME)
+
+    def _spawn_failed(self, ev: SpawnFailed, now: float, out: list[Action]) -> None:
+        task = self._tasks.pop(ev.task_id)
+        task.move("spawn_failed")
+        out.append(ReportExited(ev.task_id, ev.exit_code, now, ev.error))
+
+    def _exited(self, ev: Exited, now: float, out: list[Action]) -> None:
+        task = self._by_pid.pop(ev.pid, None)
+        if task is None:
+            return  # not one of ours (or already accounted for)
+        task.move("exited")
+        tid = task.spec.task_id
+        del self._tasks[tid]
+        code, error = ev.exit_code, ""
+        if task.stop_reason is StopReason.WALLTIME:
+            error = f"walltime exceeded ({task.spec.walltime_s:g}s)"
+            if code == 0:  # it caught SIGTERM and exited cleanly: still not a success
+                code = -SIGTERM
+        out.append(ReportExited(tid, code, now, error, ev.cpu_user_s, ev.cpu_system_s, ev.max_rss_kb))
+        # Whatever the task left in its group dies with it (harmless ESRCH when nothing is left).
+        out.append(Signal(tid, ev.pid, SIGKILL))
+
+    def _cancel(self, ev: CancelTask, now: float, out: list[Action]) -> None:
+        task = self._tasks.get(ev.task_id)
+        if task is not None:
+            self._stop(task, StopReason.CANCEL, now, out)
+
+    def _shutdown(self, ev: Shutdown, now: float, out: list[Action]) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        for task in list(self._tasks.values()):
+            self._stop(task, StopReason.SHUTDOWN, now, out)
+
+    def _tick(self, ev: Tick, now: float, out: list[Action]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, task, kind = heapq.heappop(timers)
+            if not self._live_timer(task, kind):
+                continue
+            if kind == _WALLTIME:
+                self._stop(task, StopReason.WALLTIME, now, out)
+            else:
+                task.move("kill")
+                out.append(Signal(task.spec.task_id, task.pid, SIGKILL))
+
+    # ------------------------------------------------------------ helpers
+
+    def _stop(self, task: _Task, reason: StopReason, now: float, out: list[Action]) -> None:
+        if task.stop_reason is not None:
+            return  # already being stopped: the first reason stands
+        task.stop_reason = reason
+        task.stop_at = now
+        if task.phase is Phase.RUNNING:
+            self._term(task, now, out)
+        # SPAWNING: SIGTERM goes out as soon as the pid is known (see _spawned).
+
+    def _term(self, task: _Task, now: float, out: list[Action]) -> None:
+        task.move("term")
+        task.term_at = now
+        out.append(Signal(task.spec.task_id, task.pid, SIGTERM))
+        self._arm(now + self.kill_grace, task, _KILL)
+
+    def _arm(self, when: float, task: _Task, kind: int) -> None:
+        heapq.heappush(self._timers, (when, next(self._seq), task, kind))
+
+    def _live_timer(self, task: _Task, kind: int) -> bool:
+        if self._tasks.get(task.spec.task_id) is not task:
+            return False
+        if kind == _WALLTIME:
+            return task.phase is Phase.RUNNING and task.stop_reason is None
+        return task.phase is Phase.TERMINATING

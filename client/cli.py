@@ -1,0 +1,556 @@
+"""The `pj` and `pj-submit` commands.
+
+    pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--quiet]
+    pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
+    pj-submit [--workdir DIR] FILE
+    pj-submit [--workdir DIR] [--name N] [--cores C] ... -- CMD ARGS...
+
+The master is found through ``--workdir DIR`` (or ``$PJ_WORKDIR``), or ``--master ADDR
+--token-file F``. Exit codes: 0 done, 1 a runtime failure (no master answers, a job failed,
+a timeout), 2 bad usage or input, 130 interrupted. Every error is one line on stderr, ``pj: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
+
+from .convert import BAD_STATES, STATES, JobInfo, NodeShare, StateChange
+from .errors import InvalidJobError, PJError, PJTimeout, UnknownJobError, one_line
+from .progress import fmt_counts, fmt_duration
+
+if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
+    from .api import Client
+
+
+class UsageError(Exception):
+    """Bad usage or input: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _out() -> TextIO:
+    return sys.stdout
+
+
+def _say(msg: str) -> None:
+    print(f"pj: {one_line(msg)}", file=sys.stderr)
+
+
+def _guard(body: Callable[[], int]) -> int:
+    """Run a command; turn every error into one line on stderr and an exit code."""
+    try:
+        rc = body()
+        sys.stdout.flush()
+        return rc
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except UsageError as e:
+        _say(str(e))
+        return 2
+    except (InvalidJobError, UnknownJobError) as e:
+        _say(str(e))
+        return 2
+    except PJError as e:
+        _say(str(e))
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except BrokenPipeError:  # `pj list | head`
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except Exception as e:
+        if os.environ.get("PJ_DEBUG"):
+            traceback.print_exc()
+        _say(f"internal error: {type(e).__name__}: {e} (set PJ_DEBUG=1 for a traceback)")
+        return 1
+
+
+def quiet_grpc() -> None:
+    """No gRPC C-core INFO lines (a GOAWAY when the master stops...) on the user's terminal.
+
+    Only takes effect before grpc is first imported, which the CLI delays until it needs it.
+    """
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _add_connection(p: argparse.ArgumentParser, workdir: bool = True) -> None:
+    g = p.add_argument_group("finding the master")
+    if workdir:
+        g.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS,
+                       help=f"the master's workdir (holds master.json and token; default ${WORKDIR_ENV})")
+    g.add_argument("--master", metavar="ADDR", default=argparse.SUPPRESS,
+                   help="the master's HOST:PORT (with --token-file, or the token of --workdir)")
+    g.add_argument("--token-file", metavar="F", default=argparse.SUPPRESS, help="file holding the master's token")
+    g.add_argument("--rpc-timeout", metavar="S", type=float, default=argparse.SUPPRESS,
+                   help="seconds each call may take (default 30)")
+
+
+def _connect(args: argparse.Namespace) -> Client:
+    from .api import Client
+
+    workdir = getattr(args, "workdir", None)
+    master = getattr(args, "master", None)
+    token_file = getattr(args, "token_file", None)
+    env_wd, env_master = os.environ.get(WORKDIR_ENV), os.environ.get(MASTER_ENV)
+    if workdir is None and master is None and not env_wd and not env_master:
+        raise UsageError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR --token-file F")
+    if master is not None and token_file is None and workdir is None and not env_wd:
+        raise UsageError(f"--master {master} needs the token: add --token-file F or --workdir DIR")
+    return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0))
+
+
+def _seconds(text: str) -> float:
+    """A timeout: plain seconds ("90", "1.5") or a duration ("10m", "1h30m", "1:30:00")."""
+    try:
+        value = float(text)
+    except ValueError:
+        from pj.common.durations import DurationError, parse_duration
+
+        try:
+            return parse_duration(text, "--timeout")
+        except DurationError as e:
+            raise UsageError(str(e)) from None  # already names --timeout
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"--timeout: must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _count(lo: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {value}")
+        return value
+
+    return parse
+
+
+def _state_list(values: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        for part in v.split(","):
+            name = part.strip().upper().removeprefix("JOB_STATE_")
+            if name not in STATES:
+                raise UsageError(f"--state: unknown state {part.strip()!r}; use one of {', '.join(STATES)}")
+            out.append(name)
+    return out
+
+
+def _json(obj: Any) -> None:
+    json.dump(obj, _out(), indent=2)
+    _out().write("\n")
+
+
+def _asdict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned columns; the last one is not padded."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = []
+    for r in [list(headers), *rows]:
+        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    out = _out()
+    for line in lines:
+        out.write(line + "\n")
+
+
+def fmt_time(t: float, now: float | None = None) -> str:
+    """Epoch seconds -> "14:03:07.250" today, "2024-05-01 14:03:07" another day; "-" for 0."""
+    if t <= 0:
+        return "-"
+    lt = time.localtime(t)
+    today = time.localtime(now if now is not None else time.time())
+    if lt[:3] == today[:3]:
+        return time.strftime("%H:%M:%S", lt) + f".{int((t % 1) * 1000):03d}"
+    return time.strftime("%Y-%m-%d %H:%M:%S", lt)
+
+
+def fmt_ids(ids: Sequence[int]) -> str:
+    """[0, 1, 2, 3, 6, 8, 9] -> "0-3,6,8-9"."""
+    out: list[str] = []
+    vals = sorted(ids)
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def fmt_shares(shares: Sequence[NodeShare]) -> str:
+    parts = []
+    for s in shares:
+        text = f"{s.node}[{fmt_ids(s.cores)}]"
+        if s.gpus:
+            text += f" gpu[{','.join(s.gpus)}]"
+        parts.append(text)
+    return " ".join(parts) or "-"
+
+
+def fmt_history(history: Sequence[StateChange]) -> str:
+    return ", ".join(f"{h.state} {fmt_time(h.time)}" for h in history) or "-"
+
+
+def fmt_bytes(n: int) -> str:
+    if n <= 0:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _iterations(done: int, total: int, failed: int) -> str:
+    if not total:
+        return "-"
+    return f"{done}/{total}" + (f" ({failed} failed)" if failed else "")
+
+
+# ---------------------------------------------------------------- pj subcommands
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        st = c.status()
+    if args.json:
+        _json(_asdict(st))
+        return 0
+    up = fmt_duration(max(time.time() - st.started_at, 0.0)) if st.started_at > 0 else "?"
+    _print_lines([
+        f"master  {st.address or c.address}, up {up}" + (", finishing" if st.finishing else ""),
+        f"nodes   {st.nodes}, cores {st.cores_used}/{st.cores_total} in use",
+        f"jobs    {st.jobs_total}, {st.jobs_unfinished} unfinished"
+        + (f": {fmt_counts(st.jobs, ', ')}" if st.jobs else ""),
+        f"tasks   {fmt_counts(st.tasks, ', ') or '-'}",
+    ])
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    states = _state_list(args.state) if args.state else None
+    with _connect(args) as c:
+        jobs = list(c.list(states=states))
+    if args.json:
+        _json([_asdict(j) for j in jobs])
+        return 0
+    if not jobs:
+        _out().write("no jobs\n")
+        return 0
+    rows = [
+        [j.name, j.state, _iterations(j.iterations_done, j.iterations, j.iterations_failed), one_line(j.reason)]
+        for j in jobs
+    ]
+    _print_lines(table(["NAME", "STATE", "ITERATIONS", "REASON"], rows))
+    return 0
+
+
+def _info_lines(info: JobInfo) -> list[str]:
+    s = info.summary
+    lines = [f"job {s.name}", f"  state       {s.state}"]
+    if s.iterations:
+        lines.append(f"  iterations  {s.iterations_done}/{s.iterations} done, {s.iterations_failed} failed")
+    if s.reason:
+        lines.append(f"  reason      {one_line(s.reason)}")
+    lines.append(f"  history     {fmt_history(info.history)}")
+    if info.tasks:
+        rows = [
+            [
+                t.name,
+                t.state,
+                "-" if t.exit_code is None else str(t.exit_code),
+                fmt_shares(t.shares),
+                one_line(t.reason),
+            ]
+            for t in info.tasks
+        ]
+        lines.append("  tasks")
+        lines += ["    " + line for line in table(["TASK", "STATE", "EXIT", "WHERE", "REASON"], rows)]
+    return lines
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        infos = c.info(args.names, with_tasks=args.tasks)
+    if args.json:
+        _json([_asdict(i) for i in infos])
+        return 0
+    lines: list[str] = []
+    for i, info in enumerate(infos):
+        if i:
+            lines.append("")
+        lines += _info_lines(info)
+    _print_lines(lines)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        res = c.cancel(args.names)
+    if res.canceled:
+        _out().write(f"canceled: {' '.join(res.canceled)}\n")
+    if res.already_finished:
+        _out().write(f"already finished: {' '.join(res.already_finished)}\n")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        try:
+            final = c.wait(args.names or None, timeout=args.timeout)
+        except PJTimeout as e:
+            _say(str(e))
+            return 1
+    counts: dict[str, int] = {}
+    for state in final.values():
+        counts[state] = counts.get(state, 0) + 1
+    out = _out()
+    out.write(f"{len(final)} jobs finished" + (f": {fmt_counts(counts, ', ')}" if final else "") + "\n")
+    bad = [(n, s) for n, s in final.items() if s != "SUCCEED"]
+    if bad:
+        _print_lines(["  " + line for line in table(["NAME", "STATE"], [[n, s] for n, s in bad[:20]])])
+        if len(bad) > 20:
+            out.write(f"  ... and {len(bad) - 20} more (pj list --state {','.join(BAD_STATES)})\n")
+    return 0 if not bad else 1
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        c.finish(drain=not args.cancel)
+        addr = c.address
+    if args.cancel:
+        _out().write(f"the master at {addr} cancels every job and stops\n")
+    else:
+        _out().write(f"the master at {addr} stops once every job has ended\n")
+    return 0
+
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    with _connect(args) as c:
+        res = c.resources()
+    if args.json:
+        _json(_asdict(res))
+        return 0
+    rows = [
+        [
+            n.name,
+            "yes" if n.online else "no",
+            f"{n.cores_free}/{n.cores}",
+            f"{n.gpus_free}/{len(n.gpus)}" if n.gpus else "-",
+            fmt_bytes(n.memory_bytes),
+        ]
+        for n in res.nodes
+    ]
+    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY"], rows) if rows else []
+    expected = f" of {res.nodes_expected} expected" if res.nodes_expected else ""
+    online = sum(1 for n in res.nodes if n.online)
+    lines.append(f"{online} node(s) online{expected}, {sum(n.cores_free for n in res.nodes)} cores free")
+    _print_lines(lines)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import Campaign
+
+    return Campaign(
+        args.file,
+        workdir=getattr(args, "workdir", None),
+        nodes=args.nodes,
+        cores=args.cores,
+        gpus=args.gpus,
+        quiet=args.quiet,
+    ).run()
+
+
+def pj_parser() -> _Parser:
+    p = _Parser(prog="pj", description="Run and query PJ campaigns (pilot jobs).")
+    _add_connection(p)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a job file here: a master, local agents, progress, a summary")
+    r.add_argument("file", metavar="FILE", help="job file (PJ's JSON format or a QCG-PilotJob batch file)")
+    r.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS,
+                   help="where the master keeps its files (default ./pj-runs/YYYYmmdd-HHMMSS)")
+    r.add_argument("--nodes", metavar="K", type=_count(1), default=1, help="agents (emulated nodes) to start")
+    r.add_argument("--cores", metavar="N", type=_count(1), default=None,
+                   help="cores per agent (default: the CPUs this process may use)")
+    r.add_argument("--gpus", metavar="G", type=_count(0), default=None, help="fake GPU ids 0..G-1 per agent")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    r.set_defaults(func=cmd_run)
+
+    def query(name: str, func: Callable[[argparse.Namespace], int], help: str, json_opt: bool = False) -> _Parser:
+        q = sub.add_parser(name, help=help)
+        _add_connection(q)
+        if json_opt:
+            q.add_argument("--json", action="store_true", help="machine-readable output")
+        q.set_defaults(func=func)
+        return q  # type: ignore[return-value]
+
+    query("status", cmd_status, "counts of jobs and tasks per state, nodes, cores", json_opt=True)
+    q = query("list", cmd_list, "every job with its state", json_opt=True)
+    q.add_argument("--state", action="extend", nargs="+", metavar="S",
+                   help=f"only jobs in these states ({', '.join(STATES)}; commas work too)")
+    q = query("info", cmd_info, "details of some jobs", json_opt=True)
+    q.add_argument("names", nargs="+", metavar="NAME")
+    q.add_argument("--tasks", action="store_true", help="also every task (iteration) started so far")
+    q = query("cancel", cmd_cancel, "cancel jobs")
+    q.add_argument("names", nargs="+", metavar="NAME")
+    q = query("wait", cmd_wait, "wait until jobs (default: all) have ended; exit 0 if all succeeded")
+    q.add_argument("names", nargs="*", metavar="NAME")
+    q.add_argument("--timeout", metavar="T", type=_seconds, default=None,
+                   help="give up after T (seconds, or 10m, 1h30m...); exit 1")
+    q = query("finish", cmd_finish, "let the master stop once the jobs have ended")
+    q.add_argument("--cancel", action="store_true", help="cancel the jobs that run or wait instead")
+    query("resources", cmd_resources, "the nodes (agents) and their free cores and GPUs", json_opt=True)
+    return p
+
+
+def pj_main(argv: Sequence[str] | None = None) -> int:
+    """`pj COMMAND ...`; returns the exit code."""
+
+    quiet_grpc()
+
+    def body() -> int:
+        args = pj_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        if not getattr(args, "func", None):
+            raise UsageError("give a command: run, status, list, info, cancel, wait, finish or resources")
+        return int(args.func(args))
+
+    return _guard(body)
+
+
+# ---------------------------------------------------------------- pj-submit
+
+_COMMAND_OPTIONS = ("name", "cores", "nodes", "gpus", "after", "iterations", "wd", "stdout", "stderr",
+                    "env", "walltime", "retries")  # fmt: skip
+
+
+def submit_parser() -> _Parser:
+    p = _Parser(
+        prog="pj-submit",
+        usage="pj-submit [--workdir DIR] FILE\n"
+        "       pj-submit [--workdir DIR] [--name N] [--cores C] [...] -- CMD ARGS...",
+        description="Submit a job file, or one command, to a running PJ master; print the job names.",
+    )
+    _add_connection(p)
+    p.add_argument("file", nargs="*", metavar="FILE", help="a job file (PJ's format or QCG-PilotJob's)")
+    g = p.add_argument_group("one command (after --)")
+    g.add_argument("--name", help="job name (default: the command's name and a random suffix)")
+    g.add_argument("--cores", metavar="C", help="cores per node: 4, 2:8 (min:max), 2: (at least 2)")
+    g.add_argument("--nodes", metavar="N", help="nodes: like --cores")
+    g.add_argument("--gpus", metavar="G", type=_count(0), help="GPUs per node")
+    g.add_argument("--after", metavar="J", action="extend", nargs="+", help="run after these jobs")
+    g.add_argument("--iterations", metavar="I", help="N (0..N-1) or A:B (A..B-1)")
+    g.add_argument("--wd", metavar="D", help="working directory")
+    g.add_argument("--stdout", metavar="F")
+    g.add_argument("--stderr", metavar="F")
+    g.add_argument("--env", metavar="K=V", action="extend", nargs="+", help="environment variables")
+    g.add_argument("--walltime", metavar="T", help="time limit: 90s, 10m, 1h30m, HH:MM:SS")
+    g.add_argument("--retries", metavar="R", type=_count(0), help="times to retry a failed task")
+    return p
+
+
+def _submit_jobs(args: argparse.Namespace, command: list[str] | None) -> tuple[list[Any], list[str]]:
+    from . import jobfile
+
+    given = [f"--{o}" for o in _COMMAND_OPTIONS if getattr(args, o) is not None]
+    if command is None:
+        if len(args.file) != 1:
+            if not args.file:
+                raise UsageError("give a job file, or a command after --: pj-submit [options] -- CMD ARGS...")
+            raise UsageError(f"give one job file; to submit a command put it after --: pj-submit -- {' '.join(args.file)}")
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for a command given after --, not for a job file")
+        try:
+            jf = jobfile.load_jobfile(args.file[0], allow_external=True)
+        except jobfile.JobFileError as e:
+            raise UsageError(str(e)) from None
+        notes = list(jf.warnings)
+        if jf.finish_after_done:
+            notes.append("the file asks the master to finish once its jobs are done; "
+                         "pj-submit does not: run `pj wait && pj finish`")
+        return list(jf.jobs), notes
+    if args.file:
+        raise UsageError(f"give a job file or a command after --, not both ({args.file[0]!r} and {command[0]!r})")
+    if not command:
+        raise UsageError("nothing after --: give the command to run")
+    try:
+        spec = jobfile.command_job(
+            command,
+            name=args.name,
+            cores=args.cores,
+            nodes=args.nodes,
+            gpus=args.gpus or 0,
+            after=args.after or (),
+            iterations=args.iterations,
+            wd=args.wd,
+            stdout=args.stdout,
+            stderr=args.stderr,
+            env=args.env or (),
+            walltime=args.walltime,
+            retries=args.retries or 0,
+        )
+    except jobfile.JobFileError as e:
+        raise UsageError(str(e)) from None
+    return [spec], []
+
+
+def submit_main(argv: Sequence[str] | None = None) -> int:
+    """`pj-submit ...`; prints the submitted names one per line; returns the exit code."""
+
+    quiet_grpc()
+
+    def body() -> int:
+        words = list(sys.argv[1:] if argv is None else argv)
+        command: list[str] | None = None
+        if "--" in words:
+            i = words.index("--")
+            words, command = words[:i], words[i + 1 :]
+        args = submit_parser().parse_args(words)
+        jobs, notes = _submit_jobs(args, command)
+        for note in notes:
+            _say(f"warning: {note}")
+        with _connect(args) as c:
+            names = c.submit(jobs, base_dir=os.getcwd())
+        _print_lines(names)
+        return 0
+
+    return _guard(body)
+
+
+if __name__ == "__main__":
+    sys.exit(pj_main())

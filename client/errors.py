@@ -1,0 +1,63 @@
+"""What the client API raises. Every message is one line a user can act on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # grpc is loaded by the api module; the CLI may set GRPC_VERBOSITY first
+    import grpc
+
+
+class PJError(Exception):
+    """Base of every error the client raises about the master or the jobs."""
+
+
+class MasterNotFound(PJError):
+    """No master is known: no --workdir / PJ_WORKDIR / --master, or no master.json or token there."""
+
+
+class MasterUnreachable(PJError):
+    """The master's address is known, but nothing answers there (gRPC UNAVAILABLE)."""
+
+
+class AuthError(PJError):
+    """The master refused the token (gRPC UNAUTHENTICATED or PERMISSION_DENIED)."""
+
+
+class InvalidJobError(PJError, ValueError):
+    """A job was rejected: by the job-file parser, or by the master (gRPC INVALID_ARGUMENT)."""
+
+
+class UnknownJobError(PJError, KeyError):
+    """A name the master does not know (gRPC NOT_FOUND)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PJTimeout(PJError, TimeoutError):
+    """A call or a wait ran past its deadline (gRPC DEADLINE_EXCEEDED); also a TimeoutError."""
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def from_rpc_error(e: grpc.RpcError, address: str) -> PJError:
+    """Map a failed call to the PJError subclass for its status code, keeping the server's message."""
+    import grpc
+
+    code = e.code() if isinstance(e, grpc.Call) else None
+    details = one_line((e.details() if isinstance(e, grpc.Call) else None) or str(e))
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidJobError(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownJobError(details)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AuthError(f"the master at {address} refused the token: {details}")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return MasterUnreachable(f"no master answers at {address}: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PJTimeout(f"the master at {address} did not answer in time: {details}")
+    name = code.name if code is not None else "UNKNOWN"
+    return PJError(f"the master at {address} answered {name}: {details}")

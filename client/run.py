@@ -1,0 +1,566 @@
+"""`pj run FILE`: a whole campaign on this machine (a master, K agents, the jobs, a summary).
+
+Parse the file first (bad input: exit 2, nothing started), start ``python -m pj.master`` and K
+``python -m pj.agent`` as separate processes (own sessions, so a Ctrl-C reaches only us), submit
+every job in one Submit, follow the Watch stream, Finish(drain=True) when everything has ended,
+wait for the processes, print a summary. Exit 0 only if every job SUCCEED, 1 otherwise, 130 when
+interrupted (SIGINT/SIGTERM: Finish(drain=False) first).
+
+The commands that start the master and the agents are parameters of ``Campaign`` so that tests
+can put fakes in their place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master
+
+from .api import Client, WatchStream
+from .convert import BAD_STATES, FINAL_STATES, JobSummary, sort_counts
+from .errors import InvalidJobError, PJError, one_line
+from .progress import Progress, Tracker, fmt_counts, fmt_duration
+
+MasterCmd = Callable[[Path, int], list[str]]
+AgentCmd = Callable[[Path, int, int, int | None], list[str]]
+
+MAX_BAD_SHOWN = 10
+LOG_TAIL_LINES = 15
+
+
+def master_argv(workdir: Path, nodes: int) -> list[str]:
+    return [sys.executable, "-m", "pj.master", "--workdir", str(workdir), "--expect-nodes", str(nodes)]
+
+
+def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "pj.agent", "--workdir", str(workdir), "--name", f"node{index}"]
+    argv += ["--cores", str(cores)]
+    if gpus:
+        argv += ["--gpus", ",".join(str(g) for g in range(gpus))]
+    return argv
+
+
+def default_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_workdir(base: Path) -> Path:
+    """``base/pj-runs/YYYYmmdd-HHMMSS`` (with a -2, -3... suffix if that exists already)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    root = base / "pj-runs"
+    path = root / stamp
+    n = 2
+    while path.exists():
+        path = root / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+def tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 16384, 0))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CampaignError(Exception):
+    """The campaign cannot go on; the message is one line, ``detail`` lines may follow it."""
+
+    def __init__(self, message: str, detail: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or []
+
+
+@dataclass
+class Child:
+    name: str  # "master", "node0"...
+    proc: subprocess.Popen[bytes]
+    log: Path
+    reported: bool = False  # its early exit was told to the user
+
+    def died(self) -> CampaignError:
+        rc = self.proc.returncode
+        return CampaignError(
+            f"the {self.name if self.name == 'master' else 'agent ' + self.name} exited with code {rc}; "
+            f"the end of {self.log}:",
+            ["    " + line for line in tail(self.log)],
+        )
+
+
+@dataclass
+class Summary:
+    jobs: dict[str, int]
+    tasks: dict[str, int]
+    bad: list[JobSummary]
+    bad_total: int
+    elapsed: float  # since pj run started
+    campaign: float  # since the jobs were submitted
+    workdir: Path
+    outcome: str = "finished"  # finished | interrupted | failed
+    agents: list[str] = field(default_factory=list)
+
+    @property
+    def all_succeeded(self) -> bool:
+        return self.outcome == "finished" and set(self.jobs) <= {"SUCCEED"}
+
+    def lines(self) -> list[str]:
+        njobs = sum(self.jobs.values())
+        out = [f"pj run {self.outcome}: {njobs} jobs" + (f": {fmt_counts(self.jobs, ', ')}" if njobs else "")]
+        ran = sum(n for s, n in self.tasks.items() if s in FINAL_STATES)
+        rate = ran / self.campaign if self.campaign > 0 else 0.0
+        task_counts = f" ({fmt_counts(self.tasks, ', ')})" if self.tasks else ""
+        out.append(
+            f"tasks: {ran} run{task_counts}; wall time {fmt_duration(self.elapsed)}, "
+            f"{rate:.1f} tasks/s over {fmt_duration(self.campaign)} since submission"
+        )
+        if self.bad:
+            out.append(f"not succeeded ({len(self.bad)} of {self.bad_total} shown):")
+            width = max(len(j.name) for j in self.bad)
+            for j in self.bad:
+                out.append(f"  {j.name:<{width}}  {j.state:<8}  {one_line(j.reason) or '-'}")
+        out.append(f"report: {self.workdir / 'jobs.jsonl'}")
+        agents = f", {self.workdir / 'agent-node*.log'}" if self.agents else ""
+        out.append(f"logs:   {self.workdir / 'master.log'}{agents}")
+        return out
+
+
+_END = object()
+
+
+class Campaign:
+    """One `pj run`. ``run()`` returns the exit code; every message goes to ``out``/``err``."""
+
+    def __init__(
+        self,
+        file: str | os.PathLike[str],
+        *,
+        workdir: str | os.PathLike[str] | None = None,
+        nodes: int = 1,
+        cores: int | None = None,
+        gpus: int | None = None,
+        quiet: bool = False,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        master_cmd: MasterCmd = master_argv,
+        agent_cmd: AgentCmd = agent_argv,
+        start_timeout: float = 60.0,
+        exit_timeout: float = 30.0,
+        tick: float = 0.25,
+    ) -> None:
+        self.file = Path(file)
+        self.start_dir = Path(os.getcwd())
+        self.workdir = Path(workdir).absolute() if workdir is not None else None
+        self.nodes = nodes
+        self.cores = cores if cores is not None else default_cores()
+        self.gpus = gpus
+        self.quiet = quiet
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.master_cmd = master_cmd
+        self.agent_cmd = agent_cmd
+        self.start_timeout = start_timeout
+        self.exit_timeout = exit_timeout
+        self.tick = tick
+        self.master: Child | None = None
+        self.agents: list[Child] = []
+        self.client: Client | None = None
+        self.stream: WatchStream | None = None
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.tracker = Tracker()
+        self.progress: Progress | None = None
+        self.t0 = time.monotonic()
+        self.t_submit: float | None = None
+
+    # ------------------------------------------------------------ messages
+
+    def say(self, msg: str, detail: Sequence[str] = ()) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+        print(f"pj: {msg}", file=self.err)
+        for line in detail:
+            print(line, file=self.err)
+        self.err.flush()
+
+    # ------------------------------------------------------------ the run
+
+    def run(self) -> int:
+        from . import jobfile
+
+        try:
+            jf = jobfile.load_jobfile(self.file)
+        except jobfile.JobFileError as e:
+            self.say(one_line(str(e)))
+            return 2
+        for w in jf.warnings:
+            self.say(f"warning: {one_line(w)}")
+        with self._signals():
+            try:
+                return self._run(list(jf.jobs))
+            finally:
+                self._cleanup()
+
+    def _run(self, jobs: list[Any]) -> int:
+        try:
+            self._prepare_workdir()
+            self._start_master()
+            self._wait_ready()
+            self._start_agents()
+            assert self.workdir is not None
+            self.client = Client(self.workdir)
+            try:
+                names = self.client.submit(jobs, base_dir=self.start_dir)
+            except InvalidJobError as e:
+                self.say(str(e))
+                self._abort()
+                return 2
+            self.t_submit = time.monotonic()
+            if not self.quiet:
+                self.say(
+                    f"{len(names)} jobs submitted; {self.nodes} agent(s) x {self.cores} cores; "
+                    f"workdir {self.workdir}"
+                )
+            self._follow()
+            summary = self._final_summary()
+            assert self.stream is not None
+            self.stream.cancel()  # every job has ended: no more news
+            self._finish_drained()
+            self._wait_exit()
+            self._print(summary)
+            return 0 if summary.all_succeeded else 1
+        except KeyboardInterrupt:
+            return self._interrupted()
+        except (CampaignError, PJError) as e:
+            self.say(str(e), getattr(e, "detail", []))
+            self._abort()
+            if self.t_submit is not None:
+                self._print(self._tracker_summary("failed"))
+            return 1
+
+    def _finish_drained(self) -> None:
+        assert self.client is not None and self.master is not None
+        try:
+            self.client.finish(drain=True)
+        except PJError as e:
+            try:  # someone else's `pj finish` may have stopped it already
+                self.master.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise e from None
+
+    def _prepare_workdir(self) -> None:
+        if self.workdir is None:
+            self.workdir = default_workdir(self.start_dir)
+        wd = self.workdir
+        try:
+            wd.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CampaignError(f"cannot create the workdir {wd}: {e.strerror or e}") from None
+        info = wd / MASTER_FILE
+        if info.exists():
+            try:
+                pid = int(json.loads(info.read_text()).get("pid") or 0)
+            except (OSError, ValueError, AttributeError, TypeError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                raise CampaignError(f"a master (pid {pid}) already runs in {wd}; give another --workdir")
+            for stale in (info, wd / TOKEN_FILE):  # a dead master's files: a new one writes its own
+                stale.unlink(missing_ok=True)
+
+    def _spawn(self, name: str, argv: list[str], log: Path) -> Child:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            with log.open("ab") as f:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True,
+                )
+        except OSError as e:
+            raise CampaignError(f"cannot start the {name} ({argv[0]}): {e.strerror or e}") from None
+        return Child(name, proc, log)
+
+    def _start_master(self) -> None:
+        assert self.workdir is not None
+        self.master = self._spawn("master", self.master_cmd(self.workdir, self.nodes), self.workdir / "master.log")
+
+    def _wait_ready(self) -> MasterAddress:
+        assert self.master is not None and self.workdir is not None
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self.master.proc.poll() is not None:
+                raise self.master.died()
+            try:
+                return find_master(self.workdir, wait_s=0.1)
+            except WorkdirError as e:
+                if time.monotonic() > deadline:
+                    raise CampaignError(
+                        f"the master did not start within {self.start_timeout:g} s ({e}); see {self.master.log}"
+                    ) from None
+                time.sleep(0.05)
+
+    def _start_agents(self) -> None:
+        assert self.workdir is not None
+        for i in range(self.nodes):
+            argv = self.agent_cmd(self.workdir, i, self.cores, self.gpus)
+            self.agents.append(self._spawn(f"node{i}", argv, self.workdir / f"agent-node{i}.log"))
+
+    # ------------------------------------------------------------ following the jobs
+
+    def _pump(self, stream: WatchStream) -> None:
+        try:
+            for ev in stream:
+                self.events.put(ev)
+            self.events.put(_END)
+        except PJError as e:
+            self.events.put(e)
+        except Exception as e:  # never lose the reason in a background thread
+            self.events.put(PJError(f"the watch stream failed: {e!r}"))
+
+    def _start_watch(self) -> None:
+        assert self.client is not None
+        self.stream = self.client.watch()
+        threading.Thread(target=self._pump, args=(self.stream,), name="pj-watch", daemon=True).start()
+        self.progress = Progress(self.tracker, self.err, quiet=self.quiet)
+
+    def _next_event(self) -> Any:
+        try:
+            return self.events.get(timeout=self.tick)
+        except queue.Empty:
+            return None
+
+    def _follow(self) -> None:
+        """Until every job has ended. Raises CampaignError when the master or every agent is gone."""
+        assert self.client is not None
+        self._start_watch()
+        seeded = False
+        while True:
+            item = self._next_event()
+            if isinstance(item, Exception) or item is _END:
+                self._master_gone(2.0)
+                if item is _END:
+                    raise CampaignError("the master closed the watch stream before every job had ended")
+                raise CampaignError(f"lost the master: {item}")
+            if item is not None:
+                self.tracker.apply(item)
+                if not seeded:  # a watch of every job starts with counts only: learn the jobs once
+                    self.tracker.seed(self.client.list())
+                    seeded = True
+            assert self.progress is not None
+            self.progress.tick()
+            if seeded and self.tracker.all_finished:
+                self.progress.close()
+                return
+            self._check_children()
+
+    def _master_gone(self, wait_s: float) -> None:
+        """If the master process has died (give it ``wait_s`` to do so), say how, with its log."""
+        assert self.master is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.master.proc.wait(timeout=wait_s)
+        if self.master.proc.returncode is not None:
+            raise self.master.died()
+
+    def _check_children(self) -> None:
+        assert self.master is not None
+        if self.master.proc.poll() is not None:
+            raise self.master.died()
+        for a in self.agents:
+            if a.reported or a.proc.poll() is None:
+                continue
+            a.reported = True
+            e = a.died()
+            self.say(str(e), e.detail)
+        if self.agents and all(a.proc.returncode is not None for a in self.agents):
+            raise CampaignError("every agent has exited; no job can run")
+
+    def _final_summary(self) -> Summary:
+        assert self.client is not None
+        try:
+            st = self.client.status()
+            bad: list[JobSummary] = []
+            for j in self.client.list(states=BAD_STATES):
+                bad.append(j)
+                if len(bad) >= MAX_BAD_SHOWN:
+                    break
+            bad_total = sum(st.jobs.get(s, 0) for s in BAD_STATES)
+            return self._summary("finished", st.jobs, st.tasks, bad, bad_total)
+        except PJError:
+            return self._tracker_summary("finished")
+
+    def _tracker_summary(self, outcome: str) -> Summary:
+        t = self.tracker
+        bad = t.bad_jobs()
+        return self._summary(outcome, t.job_counts(), t.tasks, bad[:MAX_BAD_SHOWN], len(bad))
+
+    def _summary(
+        self, outcome: str, jobs: dict[str, int], tasks: dict[str, int], bad: list[JobSummary], bad_total: int
+    ) -> Summary:
+        now = time.monotonic()
+        assert self.workdir is not None
+        return Summary(
+            jobs=sort_counts(dict(jobs)),
+            tasks=sort_counts(dict(tasks)),
+            bad=bad,
+            bad_total=bad_total,
+            elapsed=now - self.t0,
+            campaign=now - (self.t_submit if self.t_submit is not None else now),
+            workdir=self.workdir,
+            outcome=outcome,
+            agents=[a.name for a in self.agents],
+        )
+
+    def _print(self, summary: Summary) -> None:
+        if self.progress is not None:
+            self.progress.clear()
+        summary.elapsed = time.monotonic() - self.t0  # wall time includes the shutdown
+        for line in summary.lines():
+            print(line, file=self.out)
+        self.out.flush()
+
+    # ------------------------------------------------------------ ending
+
+    def _interrupted(self) -> int:
+        if self.progress is not None:
+            self.progress.clear()
+            self.progress.quiet = True
+        self.say("interrupted: canceling every job, then stopping (Ctrl-C again to kill at once)")
+        try:
+            asked = False
+            if self.client is not None and self.master is not None and self.master.proc.poll() is None:
+                with contextlib.suppress(PJError):
+                    self.client.finish(drain=False)
+                    asked = True
+            if asked:
+                self._drain_events(self.exit_timeout)
+            else:  # not started far enough to be asked: SIGTERM cancels and stops too
+                for c in ([self.master] if self.master else []) + self.agents:
+                    self._signal(c, signal.SIGTERM)
+            self._wait_exit()
+        except KeyboardInterrupt:
+            self._kill_all("interrupted again")
+        if self.workdir is not None:
+            self._print(self._tracker_summary("interrupted"))
+        return 130
+
+    def _drain_events(self, timeout: float) -> None:
+        """Fold in the last events (the cancellations) until the stream ends or the master exits."""
+        if self.stream is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self._next_event()
+            if item is _END or isinstance(item, Exception):
+                return
+            if item is not None:
+                self.tracker.apply(item)
+            elif self.master is not None and self.master.proc.poll() is not None:
+                return
+
+    def _abort(self) -> None:
+        """Something went wrong: cancel what runs if the master still answers, stop every process."""
+        master_alive = self.master is not None and self.master.proc.poll() is None
+        asked = False
+        if master_alive and self.client is not None:
+            try:
+                self.client.finish(drain=False)
+                asked = True
+            except PJError:
+                pass
+        if not asked:  # no master will tell them to stop
+            if self.master is not None:
+                self._signal(self.master, signal.SIGTERM)
+            for a in self.agents:
+                self._signal(a, signal.SIGTERM)
+        try:
+            self._wait_exit()
+        except KeyboardInterrupt:
+            self._kill_all("interrupted")
+
+    def _wait_exit(self) -> None:
+        """Wait for the master, then the agents; kill what is still there after exit_timeout."""
+        deadline = time.monotonic() + self.exit_timeout
+        children = ([self.master] if self.master is not None else []) + self.agents
+        for child in children:
+            left = max(deadline - time.monotonic(), 0.1)
+            try:
+                child.proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                what = "the master" if child.name == "master" else f"agent {child.name}"
+                self.say(f"{what} did not exit within {self.exit_timeout:g} s; killed it")
+                self._kill(child)
+
+    def _signal(self, child: Child, sig: signal.Signals) -> None:
+        if child.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.proc.pid, sig)  # its own session: the group is ours alone
+
+    def _kill(self, child: Child) -> None:
+        self._signal(child, signal.SIGTERM)
+        try:
+            child.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self._signal(child, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=3)
+
+    def _kill_all(self, why: str) -> None:
+        alive = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]
+        if alive:
+            self.say(f"{why}: killing {', '.join(c.name for c in alive)}")
+        for c in alive:
+            self._signal(c, signal.SIGKILL)
+        for c in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                c.proc.wait(timeout=3)
+
+    def _cleanup(self) -> None:
+        if self.stream is not None:
+            self.stream.cancel()
+        if self.client is not None:
+            self.client.close()
+        leftover = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]
+        for c in leftover:  # only after an error in pj itself: never leave processes behind
+            self._kill(c)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) while the campaign runs."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGTERM, on_term)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,67 @@
+"""pj-agent's command line: bad arguments give one clear line and status 2; the package stays apart."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import pj.agent
+from pj.agent.main import main
+
+pytestmark = pytest.mark.timeout(10)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PJ_WORKDIR", "PJ_MASTER", "SLURMD_NODENAME"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "--workdir"),
+        (["--master", "127.0.0.1:1"], "token"),
+        (["--master", "h:1", "--token-file", "/nonexistent/token"], "/nonexistent/token"),
+        (["--master", "h:1", "--workdir", "/tmp"], "not allowed with"),
+        (["--token-file", "/tmp/t"], "--master"),
+        (["--cores", "0"], "at least 1"),
+        (["--cores", "many"], "whole number"),
+        (["--kill-grace", "-1"], ">= 0"),
+        (["--kill-grace", "nan"], ">= 0"),
+        (["--log-level", "loud"], "invalid choice"),
+        (["--name", " "], "--name"),
+        (["--gpus", "0,0"], "twice"),
+        (["--bogus"], "unrecognized"),
+    ],
+)
+def test_bad_arguments(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pj-agent: error: "), err
+    assert needle in err
+
+
+def test_workdir_without_a_master(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--workdir", str(tmp_path), "--wait-master", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no master runs in" in err and err.count("\n") == 1
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "--kill-grace" in capsys.readouterr().out
+
+
+def test_the_agent_never_imports_the_master_or_the_client() -> None:
+    for path in Path(pj.agent.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("pj.master", "pj.client")), f"{path.name} imports {name}"

@@ -1,0 +1,148 @@
+"""`pj run`: whole campaigns in local mode, with a real master, real agents and real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pj_run(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "pj"), "run", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def report(workdir: Path) -> dict[str, dict]:
+    lines = (workdir / "jobs.jsonl").read_text().splitlines()
+    return {r["name"]: r for r in map(json.loads, lines)}
+
+
+def write(path: Path, obj: object) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_example_campaign_runs_to_success(tmp_path: Path) -> None:
+    r = pj_run(tmp_path, str(REPO / "examples" / "campaign.json"), "--workdir", "wd", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = report(tmp_path / "wd")
+    assert all(rec["state"] == "SUCCEED" for rec in rep.values()), rep
+    assert "SUCCEED" in r.stdout
+
+
+def test_native_file_paths_env_iterations_and_dependencies(tmp_path: Path) -> None:
+    (tmp_path / "tool.sh").write_text('#!/bin/sh\necho "$1 $PJ_JOB $PJ_ITERATION $PJ_NCORES $QCG_PM_NPROCS $MYVAR"\n')
+    (tmp_path / "tool.sh").chmod(0o755)
+    f = write(tmp_path / "c.json", {"jobs": [
+        {"name": "prep", "script": "echo ready > prep.txt", "wd": "data"},
+        {"name": "sim", "exec": "./tool.sh", "args": ["case-${it}"], "iterations": 3, "after": ["prep"],
+         "wd": "data/sim-${it}", "stdout": "out.txt", "env": {"MYVAR": "v${it}"}, "cores": {"min": 1, "max": 1}},
+        {"name": "post", "script": "cat ../prep.txt > got-${it}.txt", "iterations": 3, "after": ["sim:${it}"],
+         "wd": "data/sim-${it}"},
+    ]})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--cores", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for i in range(3):
+        assert (tmp_path / f"data/sim-{i}/out.txt").read_text() == f"case-{i} sim {i} 1 1 v{i}\n"
+        assert (tmp_path / f"data/sim-{i}/got-{i}.txt").read_text() == "ready\n"
+    rep = report(tmp_path / "wd")
+    assert rep["sim"]["state"] == "SUCCEED" and rep["sim"]["iterations"] == 3
+    assert rep["sim:2"]["exit_code"] == 0 and rep["sim:2"]["nodes"] == ["node0"]
+    times = rep["post:1"]["times"]
+    assert times["QUEUED"] <= times["SCHEDULED"] <= times["EXECUTING"] <= times["SUCCEED"]
+    assert rep["post:1"]["times"]["SCHEDULED"] >= rep["sim:1"]["times"]["SUCCEED"]
+
+
+def test_qcg_batch_file_runs_unchanged(tmp_path: Path) -> None:
+    f = write(tmp_path / "qcg.json", [
+        {"request": "submit", "jobs": [
+            {"name": "gen", "iteration": {"start": 0, "stop": 4},
+             "execution": {"exec": "/bin/sh", "args": ["-c", "echo ${it} > gen-${it}.txt"]},
+             "resources": {"numCores": {"exact": 1}}},
+            {"name": "sum", "execution": {"script": "cat gen-*.txt | wc -l > total.txt", "stdout": "sum.out"},
+             "resources": {"numCores": {"min": 1, "max": 2}}, "dependencies": {"after": ["gen"]}},
+        ]},
+        {"request": "control", "command": "finishAfterAllTasksDone"},
+    ])
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "total.txt").read_text().strip() == "4"
+    assert report(tmp_path / "wd")["gen:3"]["state"] == "SUCCEED"
+
+
+def test_failures_are_reported_and_dependents_omitted(tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json", {"jobs": [
+        {"name": "bad", "exec": "/bin/sh", "args": ["-c", "exit 3"]},
+        {"name": "next", "exec": "/bin/true", "after": ["bad"]},
+        {"name": "missing", "exec": "./does-not-exist"},
+        {"name": "huge", "exec": "/bin/true", "cores": 64},
+        {"name": "ok", "exec": "/bin/true"},
+    ]})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--cores", "2", "--quiet")
+    assert r.returncode == 1
+    rep = report(tmp_path / "wd")
+    assert rep["bad"]["state"] == "FAILED" and rep["bad"]["exit_code"] == 3
+    assert rep["next"]["state"] == "OMITTED"
+    assert rep["missing"]["state"] == "FAILED" and "does-not-exist" in rep["missing"]["reason"]
+    assert rep["huge"]["state"] == "FAILED" and "never fit" in rep["huge"]["reason"]
+    assert rep["ok"]["state"] == "SUCCEED"
+    assert "never fit" in r.stdout and "exit code 3" in r.stdout
+
+
+@pytest.mark.parametrize("content, words", [
+    ("{not json", ["line 1"]),
+    ('{"jobs": [{"name": "a"}]}', ["'a'", "exec"]),
+    ('{"jobs": [{"name": "a", "exec": "x"}, {"name": "a", "exec": "y"}]}', ["'a'", "name"]),
+    ('{"jobs": [{"name": "a", "exec": "x", "after": ["zz"]}]}', ["'a'", "after", "zz"]),
+    ('{"jobs": [{"name": "a", "exec": "x", "after": ["b"]}, {"name": "b", "exec": "x", "after": ["a"]}]}',
+     ["cycle"]),
+    ('{"jobs": [{"name": "a", "exec": "x", "cores": -2}]}', ["'a'", "cores"]),
+    ('{"jobs": [{"name": "a", "exec": "x", "iterations": 100000000000}]}', ["'a'", "iterations"]),
+])
+def test_bad_input_is_refused_in_one_line_and_runs_nothing(tmp_path: Path, content: str, words: list[str]) -> None:
+    f = tmp_path / "bad.json"
+    f.write_text(content)
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "wd" / "master.json").exists()
+    assert not (tmp_path / "wd" / "jobs.jsonl").exists()
+
+
+def test_emulated_nodes_spread_tasks_and_place_multi_node_jobs(tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json", {"jobs": [
+        {"name": "many", "exec": "/bin/sleep", "args": ["0.3"], "iterations": 6},
+        {"name": "wide", "exec": "/bin/sh", "args": ["-c", "echo $PJ_NODES $PJ_NNODES $PJ_NCORES"],
+         "nodes": 2, "cores": 2, "stdout": "wide.out", "after": ["many"]},
+        {"name": "gpu", "script": "echo \"[$CUDA_VISIBLE_DEVICES]\"", "gpus": 1, "stdout": "gpu.out"},
+    ]})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--nodes", "3", "--cores", "2", "--gpus", "2", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = report(tmp_path / "wd")
+    used = {rep[f"many:{i}"]["nodes"][0] for i in range(6)}
+    assert used == {"node0", "node1", "node2"}
+    nodes, nnodes, ncores = (tmp_path / "wide.out").read_text().split()
+    assert nnodes == "2" and ncores == "4" and len(nodes.split(",")) == 2
+    assert (tmp_path / "gpu.out").read_text().strip() in ("[0]", "[1]")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to see binding")
+def test_one_core_task_is_bound_to_one_cpu(tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json", {"jobs": [
+        {"name": "aff", "exec": sys.executable, "args": ["-c", "import os; print(len(os.sched_getaffinity(0)))"],
+         "stdout": "aff.out"},
+    ]})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "aff.out").read_text().strip() == "1"
