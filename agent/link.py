@@ -214,7 +214,9 @@ class Link:
         beat = self._heartbeat_s
         next_beat = time.monotonic() + beat if beat > 0 else None
         while True:
-            if not outbox.ready.is_set():
+            # Wait unless there is something to send or the stream may close now: ``ready`` was
+            # cleared by the last take() even if the drain (which also sets it) came before it.
+            if not outbox.ready.is_set() and not (self._closing and drained.is_set()):
                 try:
                     delay = None if next_beat is None else max(0.0, next_beat - time.monotonic())
                     async with asyncio.timeout(delay):

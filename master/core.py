@@ -97,7 +97,7 @@ class Core:
         if self.pool.can_ever_fit(req):
             return False
         reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
-        job.done = job.total
+        self._settle_unrun(job, job.total - job.done)
         self._job_state(job, State.FAILED, now, reason)
         self._job_ended(job, now)
         return True
@@ -211,7 +211,7 @@ class Core:
     def _omit(self, job: Job, reason: str, now: float) -> None:
         if job.final:
             return
-        job.done = job.total
+        self._settle_unrun(job, job.total - job.done)
         self._job_state(job, State.OMITTED, now, reason)
         self._job_ended(job, now)
 
@@ -255,7 +255,28 @@ class Core:
             state, reason = State.CANCELED, "canceled"
         else:
             state, reason = State.FAILED, _exit_reason(exit_code, error)
+            if self._retry(task, exit_code, reason, now):
+                return
         self._end_task(task, state, exit_code, reason, now)
+
+    def _retry(self, task: Task, exit_code: int, reason: str, now: float) -> bool:
+        """Queue a failed task again if its job has retries left; True if it was."""
+        job = task.job
+        used = job.retried.get(task.iteration, 0) if job.retried else 0
+        if used >= job.spec.retries or job.cancel_requested:
+            return False
+        if job.retried is None:
+            job.retried = {}
+        job.retried[task.iteration] = used + 1
+        del self.running[task.id]
+        self.pool.release(task.allocation)
+        task.exit_code = exit_code
+        # This attempt's record ends FAILED; the next attempt gets a new task (and id) for the iteration.
+        self._task_state(task, State.FAILED, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)")
+        job.started -= 1
+        self.queue.push(job, task.iteration)
+        self._out.changed[job.name] = job
+        return True
 
     def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
         job = task.job
@@ -299,6 +320,12 @@ class Core:
         self._job_state(job, state, now, reason)
         self._job_ended(job, now)
 
+    @staticmethod
+    def _settle_unrun(job: Job, n: int) -> None:
+        """``n`` tasks of the job will never run: they count as done and as not succeeded."""
+        job.done += n
+        job.failed += n
+
     def _job_ended(self, job: Job, now: float) -> None:
         """A job reached a final state: tell every job that waits on it."""
         ok = job.state == State.SUCCEED
@@ -340,7 +367,7 @@ class Core:
             return
         job.cancel_requested = True
         running = [t for t in job.tasks.values() if t.id in self.running]
-        job.done = job.total - len(running)  # what never started never will
+        self._settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
         job.iter_sat.clear()
         if not running:
             self._job_state(job, State.CANCELED, now, "canceled")

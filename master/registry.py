@@ -52,6 +52,7 @@ class Job:
         "next_it",
         "pending",
         "reason",
+        "retried",
         "seq",
         "spec",
         "started",
@@ -72,7 +73,7 @@ class Job:
         self.total = it.count if it is not None else 1
         # Iterations are expanded lazily: next_it is the next one not yet taken.
         self.next_it = it.start if it is not None else 0
-        self.started = 0  # tasks handed to the scheduler (placed), of `total`
+        self.started = 0  # tasks placed, of `total` (a task queued again for a retry is not)
         self.done = 0  # tasks in a final state (including omitted / canceled ones)
         self.succeeded = 0
         self.failed = 0
@@ -83,6 +84,7 @@ class Job:
         self.iter_ready = False  # per-iteration mode: the job-level deps are met
         self.waiters: list[Job] = []  # jobs whose whole-job dependency is this job
         self.cancel_requested = False
+        self.retried: dict[int | None, int] | None = None  # iteration -> retries used (made on the first)
 
     @property
     def name(self) -> str:

@@ -7,7 +7,7 @@ the rest of the pass. A pass walks the heads of the shape queues in submission o
 100 000 queued jobs of one shape cost one attempt, not 100 000.
 
 An entry is either a whole job (its iterations are taken lazily, one by one, from the
-job's cursor) or one iteration made ready by a per-iteration dependency.
+job's cursor) or one iteration made ready by a per-iteration dependency or by a retry.
 """
 
 from __future__ import annotations
@@ -59,12 +59,14 @@ class ReadyQueue:
                 if allocation is None:
                     break  # nothing of this shape fits until something ends
                 if it is None:
-                    if job.spec.iterations is not None:
+                    if job.spec.iterations is None:
+                        q.popleft()
+                    else:
                         it = job.next_it
                         job.next_it += 1
+                        if job.next_it >= job.spec.iterations.stop:
+                            q.popleft()
                     job.started += 1
-                    if job.started >= job.total:
-                        q.popleft()
                 else:
                     job.started += 1
                     q.popleft()

@@ -15,11 +15,15 @@ import pytest
 class Cluster:
     """A real pj-master and N real pj-agent processes on this machine, talking gRPC over sockets."""
 
-    def __init__(self, workdir: Path, nodes: int, cores: int, expect: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, nodes: int, cores: int, expect: bool = True, expect_nodes: int | None = None
+    ) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
         args = [sys.executable, "-m", "pj.master", "--workdir", str(workdir)]
-        if expect:
+        if expect_nodes is not None:  # agents to come later, through add_agent
+            args += ["--expect-nodes", str(expect_nodes)]
+        elif expect:
             args += ["--expect-nodes", str(nodes)]
         self.master = self._spawn(args, "master.log")
         deadline = time.monotonic() + 20
@@ -70,10 +74,10 @@ class Cluster:
 def cluster_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     made: list[Cluster] = []
 
-    def make(nodes: int = 1, cores: int = 2, expect: bool = True) -> Cluster:
+    def make(nodes: int = 1, cores: int = 2, expect: bool = True, expect_nodes: int | None = None) -> Cluster:
         wd = tmp_path / f"run{len(made)}"
         wd.mkdir()
-        c = Cluster(wd, nodes, cores, expect)
+        c = Cluster(wd, nodes, cores, expect, expect_nodes)
         made.append(c)
         return c
 

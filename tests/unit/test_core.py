@@ -316,6 +316,53 @@ def test_spawn_failure_is_a_failed_task_with_the_agents_message() -> None:
     assert [s for s, _ in job.tasks[None].history] == [State.QUEUED, State.SCHEDULED, State.FAILED]
 
 
+def test_failed_tasks_are_retried_up_to_retries_times() -> None:
+    r = Run(cores=1)
+    r.submit(spec("flaky", retries=2), spec("sweep", it=2, retries=1), spec("after", after=("flaky",)))
+    codes = iter([3, 0])  # flaky fails once, then succeeds; sweep:0 fails every time
+    for _ in range(20):
+        launched = r.step()
+        if not r.running and not launched:
+            break
+        for tid, launch in list(r.running.items()):
+            job, it = launch.env["PJ_JOB"], launch.env["PJ_ITERATION"]
+            code = next(codes) if job == "flaky" else (5 if it == "0" else 0)
+            r.core.task_exited(tid, code, "", r.tick())
+            del r.running[tid]
+    flaky = r.core.registry.get("flaky")
+    assert flaky is not None and flaky.state == State.SUCCEED and flaky.reason == ""
+    assert (flaky.done, flaky.succeeded, flaky.failed) == (1, 1, 0)
+    assert r.state("after") == State.SUCCEED
+    sweep = r.core.registry.get("sweep")
+    assert sweep is not None and sweep.state == State.FAILED  # sweep:0 failed twice: 1 retry, no more
+    assert (sweep.done, sweep.succeeded, sweep.failed) == (2, 1, 1)
+    assert sweep.tasks[0].exit_code == 5 and sweep.tasks[0].reason == "exit code 5"
+    assert r.core.task_counts[State.FAILED] == 3  # every failed attempt: flaky once, sweep:0 twice
+    assert r.core.step(r.tick()).stop is False and r.core.unfinished == 0
+
+
+def test_a_canceled_job_is_not_retried() -> None:
+    r = Run(cores=1)
+    r.submit(spec("x", retries=3))
+    (launch,) = r.step()
+    r.core.cancel(["x"], r.tick())
+    r.core.task_exited(launch.task_id, -15, "", r.tick())
+    assert r.state("x") == State.CANCELED and r.step() == []
+
+
+def test_tasks_that_never_run_count_as_done_and_failed() -> None:
+    r = Run(cores=1)
+    r.submit(spec("big", cores=2), spec("dep", it=4, after=("big",)), spec("run", it=3))
+    r.step()  # run:0 starts; big can never fit; dep is omitted
+    dep, run = r.core.registry.get("dep"), r.core.registry.get("run")
+    assert dep is not None and run is not None
+    assert dep.state == State.OMITTED and (dep.done, dep.failed) == (4, 4)
+    r.core.cancel(["run"], r.tick())
+    assert (run.done, run.failed) == (2, 2)  # run:1 and run:2 will never start
+    r.finish_all(code=-15)
+    assert run.state == State.CANCELED and (run.done, run.failed, run.succeeded) == (3, 3, 0)
+
+
 def test_every_transition_is_timestamped() -> None:
     r = Run(cores=1)
     r.submit(spec("a"))
