@@ -53,6 +53,7 @@ class Launcher:
         self._base_env: dict[str, str] = dict(os.environ if base_env is None else base_env)
         self._base_path = self._base_env.get("PATH", _DEFAULT_PATH)
         self._agent_cpus = frozenset(resources.cpus)
+        self._bound = self._agent_cpus  # the affinity of the spawning thread now
         self._home = os.getcwd()  # where tasks without a wd run (absolute)
         self._which: dict[tuple[str, str], str] = {}
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -85,9 +86,11 @@ class Launcher:
         self._enter(spec.wd or self._home)
         exe = self._which_exe(spec.argv[0], path_var)
         actions = self._file_actions(spec)
-        bind = cpus != self._agent_cpus
-        if bind:
+        if cpus != self._bound:
+            # The child inherits the calling thread's affinity. The thread stays bound until the
+            # batch ends (unbind), so tasks of one core set cost one move of the thread, not one each.
             os.sched_setaffinity(0, cpus)
+            self._bound = cpus
         try:
             return os.posix_spawn(
                 exe,
@@ -102,9 +105,12 @@ class Launcher:
             if exe in self._which.values():
                 self._which = {k: p for k, p in self._which.items() if p != exe}
             raise self._explain(e, spec, exe) from None
-        finally:
-            if bind:
-                os.sched_setaffinity(0, self._agent_cpus)
+
+    def unbind(self) -> None:
+        """Give the agent's thread back every CPU it started with (after a batch of spawns)."""
+        if self._bound != self._agent_cpus:
+            os.sched_setaffinity(0, self._agent_cpus)
+            self._bound = self._agent_cpus
 
     def _enter(self, wd: str) -> None:
         try:
