@@ -227,6 +227,19 @@ class FieldReader:
                     field=self.prefix + key,
                 )
 
+    def job_head(
+        self, obj: Any, fields: Sequence[str], hints: Mapping[str, str] | None = None
+    ) -> pj_pb2.JobSpec:
+        """Start a job of either format: an object, no key twice, a name, only ``fields``."""
+        if not isinstance(obj, dict):
+            raise JobFileError(f"{self.ctx.source}: {self.label}: expected a job object, got {kind_of(obj)}")
+        self.check_dups(None, obj)
+        if obj.get("name") is None:
+            raise JobFileError(f"{self.ctx.source}: {self.label}: missing field 'name'", field="name")
+        spec = pj_pb2.JobSpec(name=self.string("name", obj["name"]))
+        self.known(obj, fields, hints)
+        return spec
+
     def string(self, field: str, value: Any) -> str:
         if not isinstance(value, str):
             self.fail(field, f"expected a string, got {kind_of(value)}")
@@ -399,13 +412,7 @@ def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.Jo
 
 
 def _native_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:
-    if not isinstance(obj, dict):
-        raise JobFileError(f"{job.ctx.source}: {job.label}: expected a job object, got {kind_of(obj)}")
-    job.check_dups(None, obj)
-    if obj.get("name") is None:
-        raise JobFileError(f"{job.ctx.source}: {job.label}: missing field 'name'", field="name")
-    spec = pj_pb2.JobSpec(name=job.string("name", obj["name"]))
-    job.known(obj, NATIVE_FIELDS, _NATIVE_HINTS)
+    spec = job.job_head(obj, NATIVE_FIELDS, _NATIVE_HINTS)
     fields = {k: v for k, v in obj.items() if v is not None}  # null: as if absent
     for key in ("exec", "script", "wd", "stdin", "stdout", "stderr", "venv"):
         if key in fields:

@@ -119,13 +119,7 @@ def read_qcg(ctx: FileContext, data: list[Any]) -> tuple[list[pj_pb2.JobSpec], l
 
 
 def _qcg_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:
-    if not isinstance(obj, dict):
-        raise JobFileError(f"{job.ctx.source}: {job.label}: expected a job object, got {kind_of(obj)}")
-    job.check_dups(None, obj)
-    if obj.get("name") is None:
-        raise JobFileError(f"{job.ctx.source}: {job.label}: missing field 'name'", field="name")
-    spec = pj_pb2.JobSpec(name=job.string("name", obj["name"]))
-    job.known(obj, QCG_JOB_FIELDS, {"exec": "put it in 'execution'", "args": "put it in 'execution'"})
+    spec = job.job_head(obj, QCG_JOB_FIELDS, {"exec": "put it in 'execution'", "args": "put it in 'execution'"})
     if obj.get("execution") is None:
         raise JobFileError(f"{job.ctx.source}: {job.label}: missing field 'execution'", field="execution")
     _qcg_execution(job.sub("execution."), job.obj("execution", obj["execution"]), spec)
