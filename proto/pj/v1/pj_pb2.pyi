@@ -193,7 +193,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address")
+    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address", "notices")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +204,7 @@ class StatusReply(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHING_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[StateCount]
     tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
     jobs_total: int
@@ -214,7 +215,8 @@ class StatusReply(_message.Message):
     started_at: float
     finishing: bool
     address: str
-    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ...) -> None: ...
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ("names", "with_tasks")
@@ -269,18 +271,20 @@ class WatchRequest(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("changed", "watched_total", "watched_unfinished", "tasks", "master_finishing")
+    __slots__ = ("changed", "watched_total", "watched_unfinished", "tasks", "master_finishing", "notices")
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     WATCHED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     WATCHED_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MASTER_FINISHING_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     changed: _containers.RepeatedCompositeFieldContainer[JobSummary]
     watched_total: int
     watched_unfinished: int
     tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
     master_finishing: bool
-    def __init__(self, changed: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., watched_total: _Optional[int] = ..., watched_unfinished: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., master_finishing: _Optional[bool] = ...) -> None: ...
+    notices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, changed: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., watched_total: _Optional[int] = ..., watched_unfinished: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., master_finishing: _Optional[bool] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ResourcesRequest(_message.Message):
     __slots__ = ()
@@ -305,12 +309,14 @@ class NodeResources(_message.Message):
     def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ...) -> None: ...
 
 class ResourcesReply(_message.Message):
-    __slots__ = ("nodes", "nodes_expected")
+    __slots__ = ("nodes", "nodes_expected", "nodes_missing")
     NODES_FIELD_NUMBER: _ClassVar[int]
     NODES_EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    NODES_MISSING_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeResources]
     nodes_expected: int
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ..., nodes_expected: _Optional[int] = ...) -> None: ...
+    nodes_missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ..., nodes_expected: _Optional[int] = ..., nodes_missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FinishRequest(_message.Message):
     __slots__ = ("drain",)
@@ -393,7 +399,7 @@ class AgentMessage(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., events: _Optional[_Union[AgentEvents, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Launch(_message.Message):
-    __slots__ = ("task_id", "argv", "env", "wd", "stdin", "stdout", "stderr", "cores", "gpus", "walltime_s")
+    __slots__ = ("task_id", "argv", "env", "wd", "stdin", "stdout", "stderr", "cores", "gpus", "walltime_s", "hostfile", "slurm_hostfile")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -411,6 +417,8 @@ class Launch(_message.Message):
     CORES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     WALLTIME_S_FIELD_NUMBER: _ClassVar[int]
+    HOSTFILE_FIELD_NUMBER: _ClassVar[int]
+    SLURM_HOSTFILE_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -421,7 +429,9 @@ class Launch(_message.Message):
     cores: _containers.RepeatedScalarFieldContainer[int]
     gpus: _containers.RepeatedScalarFieldContainer[str]
     walltime_s: float
-    def __init__(self, task_id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ..., walltime_s: _Optional[float] = ...) -> None: ...
+    hostfile: str
+    slurm_hostfile: bool
+    def __init__(self, task_id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ..., walltime_s: _Optional[float] = ..., hostfile: _Optional[str] = ..., slurm_hostfile: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval_s",)
