@@ -20,6 +20,8 @@ def spec_from_pb(m: pj_pb2.Launch) -> TaskSpec:
         cores=tuple(m.cores),
         gpus=tuple(m.gpus),
         walltime_s=m.walltime_s,
+        hostfile=m.hostfile,
+        slurm_hostfile=m.slurm_hostfile,
     )
 
 

@@ -17,6 +17,9 @@
   removed and created again meanwhile, the task must run in the new one.
 - CPU binding: the calling thread's affinity is set to the task's CPUs just
   before the spawn (the child inherits it) and put back right after.
+- Hostfiles: a task whose Launch carries one gets PJ_HOSTFILE (and SLURM_HOSTFILE when asked)
+  naming a file of the agent's own (hostfiles.py: one file per distinct content); a task
+  without one pays a single attribute test.
 - Reaping: ``reap()`` collects every ended child with wait4(WNOHANG); the shell
   calls it on SIGCHLD.
 """
@@ -29,12 +32,15 @@ import signal
 import stat
 from collections.abc import Mapping
 
+from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
 from .state import EXIT_CANNOT_START, EXIT_NOT_EXECUTABLE, Exited, TaskSpec
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+HOSTFILE_ENV = "PJ_HOSTFILE"
+SLURM_HOSTFILE_ENV = "SLURM_HOSTFILE"
 
 
 class SpawnError(Exception):
@@ -47,12 +53,20 @@ class SpawnError(Exception):
 
 
 class Launcher:
-    def __init__(self, resources: NodeResources, base_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        resources: NodeResources,
+        base_env: Mapping[str, str] | None = None,
+        hostfiles: Hostfiles | None = None,
+    ) -> None:
         self.resources = resources
+        self.hostfiles = hostfiles if hostfiles is not None else Hostfiles()
         # A snapshot: a task's environment is this dict with Launch.env laid over it (one C-level merge).
         self._base_env: dict[str, str] = dict(os.environ if base_env is None else base_env)
         self._base_path = self._base_env.get("PATH", _DEFAULT_PATH)
-        self._agent_cpus = frozenset(resources.cpus)
+        # What the agent's thread runs on now, to go back to after a batch. It may hold more CPUs
+        # than resources.cpus (Slurm granted fewer); tasks are bound within resources.cpus.
+        self._agent_cpus = frozenset(os.sched_getaffinity(0))
         self._bound = self._agent_cpus  # the affinity of the spawning thread now
         self._home = os.getcwd()  # where tasks without a wd run (absolute)
         self._which: dict[tuple[str, str], str] = {}
@@ -65,6 +79,10 @@ class Launcher:
         _seal_inherited_fds()
 
     def close(self) -> None:
+        """Give the thread its CPUs back, release the launcher's descriptor and remove its
+        hostfiles (when the agent ends)."""
+        self.unbind()
+        self.hostfiles.close()
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
@@ -78,6 +96,8 @@ class Launcher:
         env = {**self._base_env, **spec.env} if spec.env else self._base_env.copy()
         if GPU_ENV not in spec.env:
             env[GPU_ENV] = ",".join(spec.gpus)
+        if spec.hostfile:
+            self._give_hostfile(env, spec)
         path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
         try:
             cpus = self.resources.real_cpus(spec.cores)
@@ -105,6 +125,15 @@ class Launcher:
             if exe in self._which.values():
                 self._which = {k: p for k, p in self._which.items() if p != exe}
             raise self._explain(e, spec, exe) from None
+
+    def _give_hostfile(self, env: dict[str, str], spec: TaskSpec) -> None:
+        try:
+            path = self.hostfiles.path(spec.hostfile)
+        except HostfileError as e:
+            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+        env[HOSTFILE_ENV] = path
+        if spec.slurm_hostfile:
+            env[SLURM_HOSTFILE_ENV] = path
 
     def unbind(self) -> None:
         """Give the agent's thread back every CPU it started with (after a batch of spawns)."""

@@ -2,6 +2,11 @@
 
     pj-agent (--workdir DIR | --master ADDR --token-file F) [--name NODE] [--cores N]
              [--gpus LIST] [--kill-grace S] [--log-level L] [--wait-master S]
+    pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST]
+
+Slurm mode (started by srun: $SLURM_JOB_ID and $SLURM_STEP_ID are set): cores default to the
+CPUs Slurm grants on this node, GPUs to the step's, and tasks get the allocation's environment
+without the variables that describe the agent's own step (slurm.py).
 
 Exit status: 0 after the master's Shutdown; 1 when the link to the master broke
 (every task is killed first); 2 for bad arguments; 128+N after signal N
@@ -13,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import os
 import signal
 import socket
@@ -26,7 +32,8 @@ from pj import __version__
 from pj.common import logs
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
-from . import convert
+from . import convert, slurm
+from .hostfiles import Hostfiles
 from .launcher import Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
 from .resources import NodeResources, ResourceError, detect
@@ -84,9 +91,15 @@ def _parser() -> _Parser:
         "--cores",
         metavar="N",
         type=_positive_int,
-        help="logical cores to offer (default: the usable CPUs; more emulates a bigger node)",
+        help="logical cores to offer (default: the CPUs Slurm grants on this node, else the usable "
+        "CPUs; more emulates a bigger node)",
     )
-    p.add_argument("--gpus", metavar="LIST", help="GPU ids, comma-separated (default: $CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--gpus",
+        metavar="LIST",
+        help="GPU ids, comma-separated (default: $CUDA_VISIBLE_DEVICES, else $SLURM_STEP_GPUS, "
+        "else $SLURM_JOB_GPUS)",
+    )
     p.add_argument(
         "--kill-grace",
         metavar="S",
@@ -109,6 +122,11 @@ def _parser() -> _Parser:
         default=30.0,
         help="seconds to wait for DIR/master.json and for the master to answer (default 30)",
     )
+    p.add_argument(
+        "--print-resources",
+        action="store_true",
+        help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
+    )
     p.add_argument("--version", action="version", version=f"pj-agent {__version__}")
     return p
 
@@ -121,14 +139,28 @@ class Config:
     kill_grace: float
     wait_master: float
     log_level: str = "info"
+    slurm_step: bool = False  # started by srun: tasks get the allocation's environment
 
 
-def configure(argv: Sequence[str] | None) -> Config:
+@dataclass(frozen=True)
+class ResourcesReport:
+    """--print-resources: what to print (as JSON) instead of serving."""
+
+    report: dict[str, object]
+
+
+def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
     """Parse and check the arguments. Raises UsageError (or SystemExit for --help)."""
     args = _parser().parse_args(argv)
     name = args.name if args.name is not None else os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     if not name.strip():
         raise UsageError("--name must not be empty")
+    if args.print_resources:
+        try:
+            res = detect(args.cores, args.gpus)
+        except ResourceError as e:
+            raise UsageError(str(e)) from None
+        return ResourcesReport(resources_report(name, res))
     if (
         args.token_file is not None
         and args.master is None
@@ -141,7 +173,21 @@ def configure(argv: Sequence[str] | None) -> Config:
         master = find_master(args.workdir, args.master, args.token_file, wait_s=args.wait_master)
     except (ResourceError, WorkdirError) as e:
         raise UsageError(str(e)) from None
-    return Config(master, name, res, args.kill_grace, args.wait_master, args.log_level)
+    return Config(
+        master, name, res, args.kill_grace, args.wait_master, args.log_level, slurm.in_step(os.environ)
+    )
+
+
+def resources_report(name: str, res: NodeResources) -> dict[str, object]:
+    return {
+        "node": name,
+        "cores": res.cores,
+        "cpus": list(res.cpus),
+        "gpus": list(res.gpus),
+        "memory_bytes": res.memory_bytes,
+        "slurm_step": slurm.in_step(os.environ),
+        "notes": [message for _, message in res.notes],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_OK
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    if isinstance(cfg, ResourcesReport):
+        print(json.dumps(cfg.report))
+        return EXIT_OK
     logs.setup(cfg.log_level, component="agent")
     try:
         return asyncio.run(serve(cfg))
@@ -165,7 +214,9 @@ async def serve(cfg: Config) -> int:
     """Connect, run tasks until told to stop, then kill what remains. Returns the exit status."""
     loop = asyncio.get_running_loop()
     state = AgentState(kill_grace=cfg.kill_grace)
-    launcher = Launcher(cfg.resources)
+    # In Slurm mode the agent's environment describes its own step; tasks get the allocation's.
+    base_env = slurm.task_env(os.environ) if cfg.slurm_step else None
+    launcher = Launcher(cfg.resources, base_env, Hostfiles(cfg.name))
     runner = Runner(state, launcher)
     stop = asyncio.Event()
     stopped_by: list[int] = []
@@ -192,7 +243,13 @@ async def serve(cfg: Config) -> int:
             memory_gb=round(res.memory_bytes / 2**30, 1),
             master=cfg.master.address,
             pid=os.getpid(),
+            slurm_step=cfg.slurm_step,
         )
+        for level, message in res.notes:
+            if level == "warning":
+                log.warning(message)
+            else:
+                log.info(message)
         register = convert.register_pb(cfg.name, res, socket.gethostname(), os.getpid(), __version__)
         link = Link(
             cfg.master.address,

@@ -52,6 +52,8 @@ class TaskSpec:
     cores: tuple[int, ...] = ()  # logical cores; (): not bound
     gpus: tuple[str, ...] = ()
     walltime_s: float = 0.0  # 0: no limit
+    hostfile: str = ""  # node names, one line per rank; "": none (the launcher writes the file)
+    slurm_hostfile: bool = False  # give the hostfile to srun too (SLURM_HOSTFILE)
 
 
 # ---------------------------------------------------------------- events (in)

@@ -1,6 +1,7 @@
 """The `pj` and `pj-submit` commands.
 
-    pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--quiet]
+    pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--slurm|--local]
+                [--node-timeout T] [--missing-nodes continue|fail] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
     pj-submit [--workdir DIR] FILE
     pj-submit [--workdir DIR] [--name N] [--cores C] ... -- CMD ARGS...
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
 
-from .convert import BAD_STATES, STATES, JobInfo, NodeShare, StateChange
+from .convert import BAD_STATES, STATES, JobInfo
 from .errors import InvalidJobError, PJError, PJTimeout, UnknownJobError, one_line
+from .formats import fmt_bytes, fmt_history, fmt_iterations, fmt_shares, table
 from .progress import fmt_counts, fmt_duration
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
@@ -120,20 +122,27 @@ def _connect(args: argparse.Namespace) -> Client:
     return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0))
 
 
-def _seconds(text: str) -> float:
-    """A timeout: plain seconds ("90", "1.5") or a duration ("10m", "1h30m", "1:30:00")."""
-    try:
-        value = float(text)
-    except ValueError:
-        from pj.common.durations import DurationError, parse_duration
+def _seconds_for(option: str) -> Callable[[str], float]:
+    """A timeout for ``option``: plain seconds ("90", "1.5") or a duration ("10m", "1h30m", "1:30:00")."""
 
+    def parse(text: str) -> float:
         try:
-            return parse_duration(text, "--timeout")
-        except DurationError as e:
-            raise UsageError(str(e)) from None  # already names --timeout
-    if not value > 0 or value == float("inf"):
-        raise UsageError(f"--timeout: must be a positive number of seconds, got {text!r}")
-    return value
+            value = float(text)
+        except ValueError:
+            from pj.common.durations import DurationError, parse_duration
+
+            try:
+                return parse_duration(text, option)
+            except DurationError as e:
+                raise UsageError(str(e)) from None  # already names the option
+        if not value > 0 or value == float("inf"):
+            raise UsageError(f"{option}: must be a positive number of seconds, got {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _seconds_for("--timeout")
 
 
 def _count(lo: int) -> Callable[[str], int]:
@@ -169,76 +178,10 @@ def _asdict(obj: Any) -> Any:
     return dataclasses.asdict(obj)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Aligned columns; the last one is not padded."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = []
-    for r in [list(headers), *rows]:
-        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
-        lines.append("  ".join(cells).rstrip())
-    return lines
-
-
 def _print_lines(lines: Sequence[str]) -> None:
     out = _out()
     for line in lines:
         out.write(line + "\n")
-
-
-def fmt_time(t: float, now: float | None = None) -> str:
-    """Epoch seconds -> "14:03:07.250" today, "2024-05-01 14:03:07" another day; "-" for 0."""
-    if t <= 0:
-        return "-"
-    lt = time.localtime(t)
-    today = time.localtime(now if now is not None else time.time())
-    if lt[:3] == today[:3]:
-        return time.strftime("%H:%M:%S", lt) + f".{int((t % 1) * 1000):03d}"
-    return time.strftime("%Y-%m-%d %H:%M:%S", lt)
-
-
-def fmt_ids(ids: Sequence[int]) -> str:
-    """[0, 1, 2, 3, 6, 8, 9] -> "0-3,6,8-9"."""
-    out: list[str] = []
-    vals = sorted(ids)
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ",".join(out)
-
-
-def fmt_shares(shares: Sequence[NodeShare]) -> str:
-    parts = []
-    for s in shares:
-        text = f"{s.node}[{fmt_ids(s.cores)}]"
-        if s.gpus:
-            text += f" gpu[{','.join(s.gpus)}]"
-        parts.append(text)
-    return " ".join(parts) or "-"
-
-
-def fmt_history(history: Sequence[StateChange]) -> str:
-    return ", ".join(f"{h.state} {fmt_time(h.time)}" for h in history) or "-"
-
-
-def fmt_bytes(n: int) -> str:
-    if n <= 0:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
-def _iterations(done: int, total: int, failed: int) -> str:
-    if not total:
-        return "-"
-    return f"{done}/{total}" + (f" ({failed} failed)" if failed else "")
 
 
 # ---------------------------------------------------------------- pj subcommands
@@ -257,6 +200,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"jobs    {st.jobs_total}, {st.jobs_unfinished} unfinished"
         + (f": {fmt_counts(st.jobs, ', ')}" if st.jobs else ""),
         f"tasks   {fmt_counts(st.tasks, ', ') or '-'}",
+        *(f"notice  {one_line(n)}" for n in st.notices),
     ])
     return 0
 
@@ -272,7 +216,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         _out().write("no jobs\n")
         return 0
     rows = [
-        [j.name, j.state, _iterations(j.iterations_done, j.iterations, j.iterations_failed), one_line(j.reason)]
+        [j.name, j.state, fmt_iterations(j.iterations_done, j.iterations, j.iterations_failed), one_line(j.reason)]
         for j in jobs
     ]
     _print_lines(table(["NAME", "STATE", "ITERATIONS", "REASON"], rows))
@@ -375,10 +319,17 @@ def cmd_resources(args: argparse.Namespace) -> int:
         ]
         for n in res.nodes
     ]
+    known = {n.name for n in res.nodes}
+    rows += [[name, "missing", "-", "-", "-"] for name in res.nodes_missing if name not in known]
     lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY"], rows) if rows else []
     expected = f" of {res.nodes_expected} expected" if res.nodes_expected else ""
     online = sum(1 for n in res.nodes if n.online)
-    lines.append(f"{online} node(s) online{expected}, {sum(n.cores_free for n in res.nodes)} cores free")
+    missing = ""
+    if res.nodes_missing:
+        from pj.common.hostlist import compress
+
+        missing = f", {len(res.nodes_missing)} missing ({compress(res.nodes_missing)})"
+    lines.append(f"{online} node(s) online{expected}{missing}, {sum(n.cores_free for n in res.nodes)} cores free")
     _print_lines(lines)
     return 0
 
@@ -392,6 +343,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         cores=args.cores,
         gpus=args.gpus,
+        slurm_mode=args.slurm,
+        node_timeout=args.node_timeout,
+        missing_nodes=args.missing_nodes,
         quiet=args.quiet,
     ).run()
 
@@ -401,14 +355,33 @@ def pj_parser() -> _Parser:
     _add_connection(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    r = sub.add_parser("run", help="run a job file here: a master, local agents, progress, a summary")
+    r = sub.add_parser("run", help="run a job file: a master, its agents, progress, a summary",
+                       description="Run a job file: a master, its agents (here, or one per node of the "
+                       "Slurm allocation this runs in), live progress, a summary; exit 0 only if every job "
+                       "succeeded.")
     r.add_argument("file", metavar="FILE", help="job file (PJ's JSON format or a QCG-PilotJob batch file)")
     r.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS,
-                   help="where the master keeps its files (default ./pj-runs/YYYYmmdd-HHMMSS)")
-    r.add_argument("--nodes", metavar="K", type=_count(1), default=1, help="agents (emulated nodes) to start")
-    r.add_argument("--cores", metavar="N", type=_count(1), default=None,
-                   help="cores per agent (default: the CPUs this process may use)")
-    r.add_argument("--gpus", metavar="G", type=_count(0), default=None, help="fake GPU ids 0..G-1 per agent")
+                   help="where the master keeps its files (default ./pj-runs/YYYYmmdd-HHMMSS[-jobID]); "
+                   "in Slurm mode every node must see it (a shared file system)")
+    mode = r.add_argument_group("mode").add_mutually_exclusive_group()
+    mode.add_argument("--slurm", dest="slurm", action="store_const", const=True, default=None,
+                      help="Slurm mode: the master here, one agent per node of the allocation, started by "
+                      "one srun (the default when $SLURM_JOB_ID is set)")
+    mode.add_argument("--local", dest="slurm", action="store_const", const=False,
+                      help="local mode even inside a Slurm allocation: agents on this machine only")
+    loc = r.add_argument_group("local mode (emulated nodes)")
+    loc.add_argument("--nodes", metavar="K", type=_count(1), default=None,
+                     help="agents (emulated nodes) to start (default 1)")
+    loc.add_argument("--cores", metavar="N", type=_count(1), default=None,
+                     help="cores per agent (default: the CPUs this process may use)")
+    loc.add_argument("--gpus", metavar="G", type=_count(0), default=None, help="fake GPU ids 0..G-1 per agent")
+    nodes = r.add_argument_group("nodes that do not come")
+    nodes.add_argument("--node-timeout", metavar="T", type=_seconds_for("--node-timeout"), default=None,
+                       help="how long the master waits for every expected node to register "
+                       "(seconds, or 2m, 1h...; default 60 s)")
+    nodes.add_argument("--missing-nodes", choices=["continue", "fail"], default=None,
+                       help="when some nodes have not registered by then: go on with the others "
+                       "(continue, the default) or fail the run (fail)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.set_defaults(func=cmd_run)
 

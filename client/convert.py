@@ -124,6 +124,7 @@ class Status:
     started_at: float
     finishing: bool
     address: str
+    notices: tuple[str, ...] = ()  # run-level notices so far, oldest first (a node that never came...)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class WatchEvent:
     watched_unfinished: int
     tasks: dict[str, int] = field(default_factory=dict)  # every task, per state
     master_finishing: bool = False
+    notices: tuple[str, ...] = ()  # run-level news since the last event
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class NodeResources:
 class Resources:
     nodes: tuple[NodeResources, ...]
     nodes_expected: int  # 0: not known
+    nodes_missing: tuple[str, ...] = ()  # expected by name, not (or no longer) registered
 
 
 # ---------------------------------------------------------------- protobuf -> dataclasses
@@ -214,6 +217,7 @@ def status(m: pj_pb2.StatusReply) -> Status:
         started_at=m.started_at,
         finishing=m.finishing,
         address=m.address,
+        notices=tuple(m.notices),
     )
 
 
@@ -228,6 +232,7 @@ def watch_event(m: pj_pb2.WatchEvent) -> WatchEvent:
         watched_unfinished=int(m.watched_unfinished),
         tasks=counts(m.tasks),
         master_finishing=m.master_finishing,
+        notices=tuple(m.notices),
     )
 
 
@@ -244,4 +249,8 @@ def node_resources(m: pj_pb2.NodeResources) -> NodeResources:
 
 
 def resources(m: pj_pb2.ResourcesReply) -> Resources:
-    return Resources(nodes=tuple(node_resources(n) for n in m.nodes), nodes_expected=int(m.nodes_expected))
+    return Resources(
+        nodes=tuple(node_resources(n) for n in m.nodes),
+        nodes_expected=int(m.nodes_expected),
+        nodes_missing=tuple(m.nodes_missing),
+    )

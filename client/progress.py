@@ -1,7 +1,8 @@
-"""Live progress of a campaign, fed by Watch events (no polling).
+"""Live progress of a campaign, fed by Watch events (no polling), and its final summary.
 
 ``Tracker`` folds events into counts; ``Progress`` draws them: on a terminal one line rewritten
 in place at most ~4 times a second, elsewhere one line every ~5 s, nothing when quiet.
+``Summary`` is what `pj run` prints at the end.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from .convert import BAD_STATES, FINAL_STATES, JobSummary, WatchEvent, sort_counts
+from .errors import one_line
 
 
 def fmt_duration(seconds: float) -> str:
@@ -151,3 +155,39 @@ class Progress:
         if self.tty:
             self.tick(force=True)
         self.clear()
+
+
+@dataclass
+class Summary:
+    jobs: dict[str, int]
+    tasks: dict[str, int]
+    bad: list[JobSummary]
+    bad_total: int
+    elapsed: float  # since pj run started
+    campaign: float  # since the jobs were submitted
+    workdir: Path
+    outcome: str = "finished"  # finished | interrupted | failed
+    logs: tuple[str, ...] = ("master.log",)  # names (or patterns) in the workdir
+
+    @property
+    def all_succeeded(self) -> bool:
+        return self.outcome == "finished" and set(self.jobs) <= {"SUCCEED"}
+
+    def lines(self) -> list[str]:
+        njobs = sum(self.jobs.values())
+        out = [f"pj run {self.outcome}: {njobs} jobs" + (f": {fmt_counts(self.jobs, ', ')}" if njobs else "")]
+        ran = sum(n for s, n in self.tasks.items() if s in FINAL_STATES)
+        rate = ran / self.campaign if self.campaign > 0 else 0.0
+        task_counts = f" ({fmt_counts(self.tasks, ', ')})" if self.tasks else ""
+        out.append(
+            f"tasks: {ran} run{task_counts}; wall time {fmt_duration(self.elapsed)}, "
+            f"{rate:.1f} tasks/s over {fmt_duration(self.campaign)} since submission"
+        )
+        if self.bad:
+            out.append(f"not succeeded ({len(self.bad)} of {self.bad_total} shown):")
+            width = max(len(j.name) for j in self.bad)
+            for j in self.bad:
+                out.append(f"  {j.name:<{width}}  {j.state:<8}  {one_line(j.reason) or '-'}")
+        out.append(f"report: {self.workdir / 'jobs.jsonl'}")
+        out.append("logs:   " + ", ".join(str(self.workdir / name) for name in self.logs))
+        return out

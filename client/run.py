@@ -1,10 +1,13 @@
-"""`pj run FILE`: a whole campaign on this machine (a master, K agents, the jobs, a summary).
+"""`pj run FILE`: a whole campaign (a master, its agents, the jobs, a summary).
 
-Parse the file first (bad input: exit 2, nothing started), start ``python -m pj.master`` and K
-``python -m pj.agent`` as separate processes (own sessions, so a Ctrl-C reaches only us), submit
-every job in one Submit, follow the Watch stream, Finish(drain=True) when everything has ended,
-wait for the processes, print a summary. Exit 0 only if every job SUCCEED, 1 otherwise, 130 when
-interrupted (SIGINT/SIGTERM: Finish(drain=False) first).
+Parse the file first (bad input: exit 2, nothing started), start ``python -m pj.master`` and the
+agents as separate processes (own sessions, so a Ctrl-C reaches only us), submit every job in one
+Submit, follow the Watch stream, Finish(drain=True) when everything has ended, wait for the
+processes, print a summary. Exit 0 only if every job SUCCEED, 1 otherwise, 130 when interrupted
+(SIGINT/SIGTERM: Finish(drain=False) first).
+
+Local mode starts K agents on this machine (``--nodes K --cores N`` emulates nodes). Slurm mode
+(inside an allocation, see ``slurm.py``) starts the agents with one ``srun``, one per node.
 
 The commands that start the master and the agents are parameters of ``Campaign`` so that tests
 can put fakes in their place.
@@ -21,27 +24,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master
 
+from . import slurm
 from .api import Client, WatchStream
-from .convert import BAD_STATES, FINAL_STATES, JobSummary, sort_counts
+from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
 from .errors import InvalidJobError, PJError, one_line
-from .progress import Progress, Tracker, fmt_counts, fmt_duration
+from .procs import CampaignError, Child, pid_alive, spawn
+from .progress import Progress, Summary, Tracker
 
-MasterCmd = Callable[[Path, int], list[str]]
-AgentCmd = Callable[[Path, int, int, int | None], list[str]]
+MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> argv
+AgentCmd = Callable[[Path, int, int, int | None], list[str]]  # workdir, index, cores, gpus -> argv
+SrunCmd = Callable[[Path, slurm.Allocation, Mapping[str, str]], list[str]]  # workdir, allocation, env
 
 MAX_BAD_SHOWN = 10
-LOG_TAIL_LINES = 15
 
 
-def master_argv(workdir: Path, nodes: int) -> list[str]:
-    return [sys.executable, "-m", "pj.master", "--workdir", str(workdir), "--expect-nodes", str(nodes)]
+def master_argv(workdir: Path, options: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "pj.master", "--workdir", str(workdir), *options]
 
 
 def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
@@ -59,9 +63,9 @@ def default_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workdir(base: Path) -> Path:
-    """``base/pj-runs/YYYYmmdd-HHMMSS`` (with a -2, -3... suffix if that exists already)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+def default_workdir(base: Path, suffix: str = "") -> Path:
+    """``base/pj-runs/YYYYmmdd-HHMMSS<suffix>`` (with -2, -3... added if that exists already)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S") + suffix
     root = base / "pj-runs"
     path = root / stamp
     n = 2
@@ -71,86 +75,9 @@ def default_workdir(base: Path) -> Path:
     return path
 
 
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(f.tell() - 16384, 0))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class CampaignError(Exception):
-    """The campaign cannot go on; the message is one line, ``detail`` lines may follow it."""
-
-    def __init__(self, message: str, detail: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.detail = detail or []
-
-
-@dataclass
-class Child:
-    name: str  # "master", "node0"...
-    proc: subprocess.Popen[bytes]
-    log: Path
-    reported: bool = False  # its early exit was told to the user
-
-    def died(self) -> CampaignError:
-        rc = self.proc.returncode
-        return CampaignError(
-            f"the {self.name if self.name == 'master' else 'agent ' + self.name} exited with code {rc}; "
-            f"the end of {self.log}:",
-            ["    " + line for line in tail(self.log)],
-        )
-
-
-@dataclass
-class Summary:
-    jobs: dict[str, int]
-    tasks: dict[str, int]
-    bad: list[JobSummary]
-    bad_total: int
-    elapsed: float  # since pj run started
-    campaign: float  # since the jobs were submitted
-    workdir: Path
-    outcome: str = "finished"  # finished | interrupted | failed
-    agents: list[str] = field(default_factory=list)
-
-    @property
-    def all_succeeded(self) -> bool:
-        return self.outcome == "finished" and set(self.jobs) <= {"SUCCEED"}
-
-    def lines(self) -> list[str]:
-        njobs = sum(self.jobs.values())
-        out = [f"pj run {self.outcome}: {njobs} jobs" + (f": {fmt_counts(self.jobs, ', ')}" if njobs else "")]
-        ran = sum(n for s, n in self.tasks.items() if s in FINAL_STATES)
-        rate = ran / self.campaign if self.campaign > 0 else 0.0
-        task_counts = f" ({fmt_counts(self.tasks, ', ')})" if self.tasks else ""
-        out.append(
-            f"tasks: {ran} run{task_counts}; wall time {fmt_duration(self.elapsed)}, "
-            f"{rate:.1f} tasks/s over {fmt_duration(self.campaign)} since submission"
-        )
-        if self.bad:
-            out.append(f"not succeeded ({len(self.bad)} of {self.bad_total} shown):")
-            width = max(len(j.name) for j in self.bad)
-            for j in self.bad:
-                out.append(f"  {j.name:<{width}}  {j.state:<8}  {one_line(j.reason) or '-'}")
-        out.append(f"report: {self.workdir / 'jobs.jsonl'}")
-        agents = f", {self.workdir / 'agent-node*.log'}" if self.agents else ""
-        out.append(f"logs:   {self.workdir / 'master.log'}{agents}")
-        return out
+def fmt_seconds(seconds: float) -> str:
+    """A duration for the master's command line, in a form no reader can take for minutes."""
+    return f"{seconds:g}s"
 
 
 _END = object()
@@ -164,14 +91,19 @@ class Campaign:
         file: str | os.PathLike[str],
         *,
         workdir: str | os.PathLike[str] | None = None,
-        nodes: int = 1,
+        nodes: int | None = None,
         cores: int | None = None,
         gpus: int | None = None,
+        slurm_mode: bool | None = None,
+        node_timeout: float | None = None,
+        missing_nodes: str | None = None,
         quiet: bool = False,
         out: TextIO | None = None,
         err: TextIO | None = None,
+        env: Mapping[str, str] | None = None,
         master_cmd: MasterCmd = master_argv,
         agent_cmd: AgentCmd = agent_argv,
+        srun_cmd: SrunCmd = slurm.srun_argv,
         start_timeout: float = 60.0,
         exit_timeout: float = 30.0,
         tick: float = 0.25,
@@ -179,14 +111,18 @@ class Campaign:
         self.file = Path(file)
         self.start_dir = Path(os.getcwd())
         self.workdir = Path(workdir).absolute() if workdir is not None else None
-        self.nodes = nodes
-        self.cores = cores if cores is not None else default_cores()
-        self.gpus = gpus
+        self.nodes, self.cores, self.gpus = nodes, cores, gpus  # as given (None: not given)
+        self.slurm_mode = slurm_mode  # --slurm True, --local False, None: from the environment
+        self.node_timeout = node_timeout
+        self.missing_nodes = missing_nodes
+        self.alloc: slurm.Allocation | None = None  # set in Slurm mode
         self.quiet = quiet
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
+        self.env: Mapping[str, str] = env if env is not None else os.environ
         self.master_cmd = master_cmd
         self.agent_cmd = agent_cmd
+        self.srun_cmd = srun_cmd
         self.start_timeout = start_timeout
         self.exit_timeout = exit_timeout
         self.tick = tick
@@ -216,7 +152,11 @@ class Campaign:
         from . import jobfile
 
         try:
+            self._choose_mode()
             jf = jobfile.load_jobfile(self.file)
+        except slurm.SlurmModeError as e:
+            self.say(one_line(str(e)))
+            return 2
         except jobfile.JobFileError as e:
             self.say(one_line(str(e)))
             return 2
@@ -244,10 +184,7 @@ class Campaign:
                 return 2
             self.t_submit = time.monotonic()
             if not self.quiet:
-                self.say(
-                    f"{len(names)} jobs submitted; {self.nodes} agent(s) x {self.cores} cores; "
-                    f"workdir {self.workdir}"
-                )
+                self.say(f"{len(names)} jobs submitted; {self._where()}; workdir {self.workdir}")
             self._follow()
             summary = self._final_summary()
             assert self.stream is not None
@@ -265,6 +202,21 @@ class Campaign:
                 self._print(self._tracker_summary("failed"))
             return 1
 
+    def _choose_mode(self) -> None:
+        """Slurm mode or local mode, and each one's checks: SlurmModeError for bad usage."""
+        if slurm.wants_slurm(self.env, self.slurm_mode):
+            self.alloc = slurm.allocation(self.env)
+            slurm.refuse_local_options(self.alloc, self.nodes, self.cores, self.gpus)
+            slurm.srun_argv(Path("."), self.alloc, self.env)  # a bad $PJ_SRUN_ARGS: before anything starts
+        else:
+            self.nodes = self.nodes if self.nodes is not None else 1
+            self.cores = self.cores if self.cores is not None else default_cores()
+
+    def _where(self) -> str:
+        if self.alloc is not None:
+            return f"{self.alloc.describe()}, one agent per node"
+        return f"{self.nodes} agent(s) x {self.cores} cores"
+
     def _finish_drained(self) -> None:
         assert self.client is not None and self.master is not None
         try:
@@ -277,7 +229,8 @@ class Campaign:
 
     def _prepare_workdir(self) -> None:
         if self.workdir is None:
-            self.workdir = default_workdir(self.start_dir)
+            suffix = f"-job{self.alloc.job_id}" if self.alloc is not None else ""
+            self.workdir = default_workdir(self.start_dir, suffix)
         wd = self.workdir
         try:
             wd.mkdir(parents=True, exist_ok=True)
@@ -289,26 +242,28 @@ class Campaign:
                 pid = int(json.loads(info.read_text()).get("pid") or 0)
             except (OSError, ValueError, AttributeError, TypeError):
                 pid = 0
-            if pid and _pid_alive(pid):
+            if pid and pid_alive(pid):
                 raise CampaignError(f"a master (pid {pid}) already runs in {wd}; give another --workdir")
             for stale in (info, wd / TOKEN_FILE):  # a dead master's files: a new one writes its own
                 stale.unlink(missing_ok=True)
 
-    def _spawn(self, name: str, argv: list[str], log: Path) -> Child:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        try:
-            with log.open("ab") as f:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
-                    start_new_session=True,
-                )
-        except OSError as e:
-            raise CampaignError(f"cannot start the {name} ({argv[0]}): {e.strerror or e}") from None
-        return Child(name, proc, log)
+    def _master_options(self) -> list[str]:
+        if self.alloc is not None:
+            opts = slurm.master_options(self.alloc)
+        else:
+            opts = ["--expect-nodes", str(self.nodes)]
+            if self.env.get(slurm.JOB_ID_ENV):  # --local inside an allocation
+                opts.append("--no-slurm")
+        if self.node_timeout is not None:
+            opts += ["--node-timeout", fmt_seconds(self.node_timeout)]
+        if self.missing_nodes is not None:
+            opts += ["--missing-nodes", self.missing_nodes]
+        return opts
 
     def _start_master(self) -> None:
         assert self.workdir is not None
-        self.master = self._spawn("master", self.master_cmd(self.workdir, self.nodes), self.workdir / "master.log")
+        argv = self.master_cmd(self.workdir, self._master_options())
+        self.master = spawn("master", "the master", argv, self.workdir / "master.log")
 
     def _wait_ready(self) -> MasterAddress:
         assert self.master is not None and self.workdir is not None
@@ -326,10 +281,16 @@ class Campaign:
                 time.sleep(0.05)
 
     def _start_agents(self) -> None:
-        assert self.workdir is not None
+        wd = self.workdir
+        assert wd is not None
+        if self.alloc is not None:  # one srun: one agent per node, each logging to agent-<node>.log
+            argv = self.srun_cmd(wd, self.alloc, self.env)
+            self.agents.append(spawn("srun", "the agents' srun", argv, wd / slurm.SRUN_LOG))
+            return
+        assert self.nodes is not None and self.cores is not None
         for i in range(self.nodes):
-            argv = self.agent_cmd(self.workdir, i, self.cores, self.gpus)
-            self.agents.append(self._spawn(f"node{i}", argv, self.workdir / f"agent-node{i}.log"))
+            argv = self.agent_cmd(wd, i, self.cores, self.gpus)
+            self.agents.append(spawn(f"node{i}", f"the agent node{i}", argv, wd / f"agent-node{i}.log"))
 
     # ------------------------------------------------------------ following the jobs
 
@@ -368,7 +329,7 @@ class Campaign:
                     raise CampaignError("the master closed the watch stream before every job had ended")
                 raise CampaignError(f"lost the master: {item}")
             if item is not None:
-                self.tracker.apply(item)
+                self._apply(item)
                 if not seeded:  # a watch of every job starts with counts only: learn the jobs once
                     self.tracker.seed(self.client.list())
                     seeded = True
@@ -378,6 +339,11 @@ class Campaign:
                 self.progress.close()
                 return
             self._check_children()
+
+    def _apply(self, ev: WatchEvent) -> None:
+        self.tracker.apply(ev)
+        for notice in ev.notices:  # run-level news: a node that never came, one that was lost...
+            self.say(f"warning: {one_line(notice)}")
 
     def _master_gone(self, wait_s: float) -> None:
         """If the master process has died (give it ``wait_s`` to do so), say how, with its log."""
@@ -391,6 +357,9 @@ class Campaign:
         assert self.master is not None
         if self.master.proc.poll() is not None:
             raise self.master.died()
+        if self.alloc is not None:
+            self._check_srun()
+            return
         for a in self.agents:
             if a.reported or a.proc.poll() is None:
                 continue
@@ -399,6 +368,19 @@ class Campaign:
             self.say(str(e), e.detail)
         if self.agents and all(a.proc.returncode is not None for a in self.agents):
             raise CampaignError("every agent has exited; no job can run")
+
+    def _check_srun(self) -> None:
+        """The agents' srun ends only after every agent has: before the campaign's end, that is fatal."""
+        srun, wd = self.agents[0], self.workdir
+        assert wd is not None
+        if srun.proc.poll() is None:
+            return
+        logs = [*sorted(wd.glob("agent-*.log")), srun.log]
+        raise CampaignError(
+            f"the agents' srun (a step of Slurm job {self.alloc.job_id if self.alloc else '?'}) exited with code {srun.proc.returncode} "
+            "before the campaign ended: no agent is left; the ends of their logs:",
+            slurm.log_tails(logs, 8),
+        )
 
     def _final_summary(self) -> Summary:
         assert self.client is not None
@@ -433,8 +415,13 @@ class Campaign:
             campaign=now - (self.t_submit if self.t_submit is not None else now),
             workdir=self.workdir,
             outcome=outcome,
-            agents=[a.name for a in self.agents],
+            logs=self._log_names(),
         )
+
+    def _log_names(self) -> tuple[str, ...]:
+        if self.alloc is not None:
+            return ("master.log", "agent-*.log", slurm.SRUN_LOG)
+        return ("master.log", "agent-node*.log") if self.agents else ("master.log",)
 
     def _print(self, summary: Summary) -> None:
         if self.progress is not None:
@@ -461,7 +448,7 @@ class Campaign:
                 self._drain_events(self.exit_timeout)
             else:  # not started far enough to be asked: SIGTERM cancels and stops too
                 for c in ([self.master] if self.master else []) + self.agents:
-                    self._signal(c, signal.SIGTERM)
+                    c.signal(signal.SIGTERM)
             self._wait_exit()
         except KeyboardInterrupt:
             self._kill_all("interrupted again")
@@ -479,7 +466,7 @@ class Campaign:
             if item is _END or isinstance(item, Exception):
                 return
             if item is not None:
-                self.tracker.apply(item)
+                self._apply(item)
             elif self.master is not None and self.master.proc.poll() is not None:
                 return
 
@@ -495,9 +482,9 @@ class Campaign:
                 pass
         if not asked:  # no master will tell them to stop
             if self.master is not None:
-                self._signal(self.master, signal.SIGTERM)
+                self.master.signal(signal.SIGTERM)
             for a in self.agents:
-                self._signal(a, signal.SIGTERM)
+                a.signal(signal.SIGTERM)
         try:
             self._wait_exit()
         except KeyboardInterrupt:
@@ -512,30 +499,15 @@ class Campaign:
             try:
                 child.proc.wait(timeout=left)
             except subprocess.TimeoutExpired:
-                what = "the master" if child.name == "master" else f"agent {child.name}"
-                self.say(f"{what} did not exit within {self.exit_timeout:g} s; killed it")
-                self._kill(child)
-
-    def _signal(self, child: Child, sig: signal.Signals) -> None:
-        if child.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.proc.pid, sig)  # its own session: the group is ours alone
-
-    def _kill(self, child: Child) -> None:
-        self._signal(child, signal.SIGTERM)
-        try:
-            child.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self._signal(child, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.proc.wait(timeout=3)
+                self.say(f"{child.what} did not exit within {self.exit_timeout:g} s; killed it")
+                child.kill()
 
     def _kill_all(self, why: str) -> None:
         alive = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]
         if alive:
             self.say(f"{why}: killing {', '.join(c.name for c in alive)}")
         for c in alive:
-            self._signal(c, signal.SIGKILL)
+            c.signal(signal.SIGKILL)
         for c in alive:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 c.proc.wait(timeout=3)
@@ -547,7 +519,7 @@ class Campaign:
             self.client.close()
         leftover = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]
         for c in leftover:  # only after an error in pj itself: never leave processes behind
-            self._kill(c)
+            c.kill()
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:

@@ -78,6 +78,8 @@ def launch_to_pb(t: TaskLaunch) -> pb.Launch:
         cores=t.cores,
         gpus=t.gpus,
         walltime_s=t.walltime_s,
+        hostfile=t.hostfile,
+        slurm_hostfile=t.slurm_hostfile,
     )
 
 

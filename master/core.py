@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
@@ -30,10 +31,12 @@ class Outbox:
     launches: dict[str, list[TaskLaunch]] = field(default_factory=dict)
     cancels: dict[str, list[int]] = field(default_factory=dict)
     changed: dict[str, Job] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # run-level news for the user (log, Status, Watch)
     stop: bool = False
+    wake_at: float | None = None  # call step() again at this time even if nothing else happens
 
     def __bool__(self) -> bool:
-        return bool(self.launches or self.cancels or self.changed or self.stop)
+        return bool(self.launches or self.cancels or self.changed or self.notices or self.stop)
 
 
 def _exit_reason(exit_code: int, error: str) -> str:
@@ -45,12 +48,16 @@ def _exit_reason(exit_code: int, error: str) -> str:
 
 
 class Core:
-    def __init__(self, expected_nodes: int | None = None, ctx: Context | None = None) -> None:
+    """``expect``: the nodes the run waits for (None: unknown, a service waiting for agents); the
+    wait for them ends ``expect.timeout_s`` after ``now``, the time the core is made."""
+
+    def __init__(self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0) -> None:
         self.registry = Registry()
         self.pool = Pool()
         self.queue = ReadyQueue()
         self.ctx = ctx or Context()
-        self.expected_nodes = expected_nodes
+        self.arrivals = Arrivals(expect, now)
+        self._capacity_known = False
         self.running: dict[int, Task] = {}  # tasks placed and not yet final, by id
         self.job_counts: Counter[State] = Counter()
         self.task_counts: Counter[State] = Counter()
@@ -66,18 +73,46 @@ class Core:
 
     @property
     def capacity_known(self) -> bool:
-        """True once every node the run expects has joined: only then can a job be judged too big."""
-        if self.expected_nodes is None:
-            return False
-        return sum(1 for _ in self.pool.online()) >= self.expected_nodes
+        """True once every node the run expects has joined, or the wait for them is over: only then
+        can a job be judged too big. Once true, it stays true."""
+        return self._capacity_known
+
+    @property
+    def expect(self) -> Expectation | None:
+        return self.arrivals.expect
+
+    def nodes_missing(self) -> list[str]:
+        """Nodes expected by name that are not registered now (never came, or lost)."""
+        e = self.arrivals.expect
+        if e is None or not e.names:
+            return []
+        by_name = self.pool.by_name
+        return [n for n in e.names if (node := by_name.get(n)) is None or not node.online]
 
     def node_joined(self, info: NodeInfo, now: float) -> None:
-        known_before = self.capacity_known
         self.pool.add(info)
-        if self.capacity_known and not known_before:
-            for job in list(self.registry):
-                if not job.final:
-                    self._judge_fit(job, now)
+        notice = self.arrivals.join(info.name, info.cores)
+        if notice:
+            self._out.notices.append(notice)
+        if self.arrivals.complete and not self._capacity_known:
+            self._know_capacity(now)
+
+    def _know_capacity(self, now: float) -> None:
+        self._capacity_known = True
+        for job in list(self.registry):
+            if not job.final:
+                self._judge_fit(job, now)
+
+    def _wait_over(self, now: float) -> None:
+        """The deadline for the expected nodes passed with some missing: say so, then go on or give up."""
+        online = [n.name for n in self.pool.online()]
+        notice = self.arrivals.expire(online)
+        self._out.notices.append(notice)
+        e = self.arrivals.expect
+        if e is not None and e.policy == "fail":
+            self.finish(drain=False, now=now, reason=notice)
+        else:
+            self._know_capacity(now)
 
     def node_left(self, name: str, now: float) -> None:
         """The node's agent is gone: its tasks fail with the reason `node lost`."""
@@ -111,6 +146,11 @@ class Core:
             if spec.name in self.registry or spec.name in seen:
                 raise SubmitError(f"job {spec.name!r}: field 'name': a job with this name already exists")
             seen.add(spec.name)
+            if spec.model == "threads" and spec.request.nodes.max != 1:
+                raise SubmitError(
+                    f"job {spec.name!r}: field 'nodes': model 'threads' runs one process on one node; "
+                    "ask for 1 node, or use model srun, openmpi or intelmpi for more"
+                )
         for spec in specs:
             for dep in spec.after:
                 if dep.job not in seen and dep.job not in self.registry:
@@ -252,7 +292,7 @@ class Core:
         if exit_code == 0 and not error:
             state, reason = State.SUCCEED, ""
         elif task.job.cancel_requested:
-            state, reason = State.CANCELED, "canceled"
+            state, reason = State.CANCELED, task.job.cancel_reason
         else:
             state, reason = State.FAILED, _exit_reason(exit_code, error)
             if self._retry(task, exit_code, reason, now):
@@ -308,7 +348,7 @@ class Core:
         if job.succeeded == job.total:
             state, reason = State.SUCCEED, ""
         elif job.cancel_requested:
-            state, reason = State.CANCELED, "canceled"
+            state, reason = State.CANCELED, job.cancel_reason
         elif job.state == State.QUEUED:
             state, reason = State.OMITTED, job.reason or "every iteration was omitted"
         else:
@@ -362,37 +402,41 @@ class Core:
             self._cancel(job, now)
         return canceled, finished
 
-    def _cancel(self, job: Job, now: float) -> None:
+    def _cancel(self, job: Job, now: float, reason: str = "canceled") -> None:
         if job.cancel_requested:
             return
         job.cancel_requested = True
+        job.cancel_reason = reason
         running = [t for t in job.tasks.values() if t.id in self.running]
         self._settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
         job.iter_sat.clear()
         if not running:
-            self._job_state(job, State.CANCELED, now, "canceled")
+            self._job_state(job, State.CANCELED, now, reason)
             self._job_ended(job, now)
             return
         for t in running:
             self._out.cancels.setdefault(t.allocation[0].node, []).append(t.id)
         self._out.changed[job.name] = job
 
-    def finish(self, drain: bool, now: float) -> None:
-        """Stop once every job has ended; without ``drain``, cancel what has not."""
+    def finish(self, drain: bool, now: float, reason: str = "canceled") -> None:
+        """Stop once every job has ended; without ``drain``, cancel what has not (with ``reason``)."""
         self.finishing = True
         if not drain:
             for job in list(self.registry):
                 if not job.final:
-                    self._cancel(job, now)
+                    self._cancel(job, now, reason)
 
     # ------------------------------------------------------------------ output
 
     def step(self, now: float) -> Outbox:
         """Run one scheduling pass and hand back everything to do."""
+        if self.arrivals.due(now):
+            self._wait_over(now)
         if self.queue.queues and self.pool.free_cores > 0:
             self.queue.schedule(self.pool, lambda job, it, alloc: self._place(job, it, alloc, now))
         out, self._out = self._out, Outbox()
         out.stop = self.finishing and self.unfinished == 0
+        out.wake_at = self.arrivals.wake_at
         return out
 
     # ------------------------------------------------------------------ state changes

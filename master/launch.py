@@ -2,7 +2,12 @@
 
 Pure functions of the job spec, the iteration and the allocation: ``${it}`` and the other
 variables are substituted per field (never in raw JSON), relative paths resolved, and the
-task environment (PJ_* and the QCG_PM_* names users' scripts read) built here.
+task environment (PJ_* and the QCG_PM_* names users' scripts read) built here. How the
+execution model starts the command (srun, mpirun) and the SLURM_* variables are in models.py.
+
+The hostfile (one node name per rank, which the agent turns into PJ_HOSTFILE) is sent in Slurm
+mode for every task, and outside it only for the parallel models and multi-node jobs: a 1-core
+local task, the hot path, costs no more than before.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from . import models
 from .model import Allocation, JobSpec
 
 _VAR = re.compile(r"\$\{(it|itval|ncores|nnodes|nlist|root_wd|jname)\}")
@@ -30,6 +36,8 @@ class TaskLaunch:
     cores: tuple[int, ...]
     gpus: tuple[str, ...]
     walltime_s: float
+    hostfile: str = ""  # one node name per rank, "\n"-terminated; empty: none
+    slurm_hostfile: bool = False  # the agent also gives it to the task as SLURM_HOSTFILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class Context:
 
     master: str = ""
     workdir: str = ""
+    slurm: bool = False  # inside a Slurm allocation: srun and the SLURM_* variables are real
 
 
 def _subst(text: str, variables: dict[str, str]) -> str:
@@ -83,12 +92,14 @@ def build(
         prefix.append(f"source {shlex.quote(_path(spec.base_dir, _subst(spec.venv, v)))}/bin/activate")
     if spec.modules:
         prefix.append("module load " + " ".join(shlex.quote(m) for m in spec.modules))
-    if spec.script:
+    # A parallel model's launcher (srun, mpirun) goes inside the venv/modules prefix: a module
+    # may be what provides mpirun, and the ranks inherit the environment the prefix made.
+    launcher = models.launcher(spec.model, allocation, ctx.slurm)
+    if spec.script and not launcher:
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
-    elif prefix:
-        argv = ("bash", "-c", " && ".join(prefix) + ' && exec "$@"', spec.name, *cmd)
     else:
-        argv = tuple(cmd)
+        inner = (*launcher, "bash", "-c", body) if spec.script else (*launcher, *cmd)
+        argv = ("bash", "-c", " && ".join(prefix) + ' && exec "$@"', spec.name, *inner) if prefix else inner
 
     cores_per_node = ";".join(",".join(map(str, s.cores)) for s in allocation)
     tasks_per_node = ",".join(str(len(s.cores)) for s in allocation)
@@ -113,6 +124,15 @@ def build(
     }
     if spec.model == "threads":
         env["OMP_NUM_THREADS"] = str(len(first.cores))
+    hostfile, slurm_hostfile = "", False
+    if ctx.slurm:
+        if spec.model in models.SLURM_SHARE:
+            env.update(models.slurm_env(allocation))
+        else:
+            env["SLURM_OVERLAP"] = "1"
+        hostfile, slurm_hostfile = models.hostfile(allocation), spec.model in models.SLURM_HOSTFILE
+    elif len(allocation) > 1 or spec.model in models.PARALLEL:
+        hostfile = models.hostfile(allocation)
     for k, val in spec.env:
         env[k] = _subst(val, v)
     return TaskLaunch(
@@ -127,4 +147,6 @@ def build(
         cores=first.cores,
         gpus=first.gpus,
         walltime_s=spec.walltime_s,
+        hostfile=hostfile,
+        slurm_hostfile=slurm_hostfile,
     )

@@ -1,6 +1,7 @@
 """`pj-master`: serve one campaign's queue, scheduler and registry over gRPC.
 
-    pj-master --workdir DIR [--listen HOST:PORT] [--expect-nodes K]
+    pj-master --workdir DIR [--listen HOST:PORT] [--expect-nodes K|HOSTLIST]
+              [--node-timeout DURATION] [--missing-nodes continue|fail] [--slurm|--no-slurm]
 
 Writes DIR/token (0600) and DIR/master.json (its address) when ready; after
 `pj finish` (or SIGTERM) and once every job has ended it tells the agents to stop,
@@ -15,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -22,11 +24,13 @@ import structlog
 
 from pj import __version__
 from pj.common import logs
+from pj.common.durations import parse_duration
 from pj.common.workdir import write_master_info, write_token
 from pj.v1 import pj_pb2_grpc as rpc
 
 from . import report
 from .core import Core
+from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
 from .runtime import Master
 from .service import AgentLinkService, PilotJobService, TokenInterceptor
@@ -47,23 +51,62 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT to listen on (default 127.0.0.1:0)")
     p.add_argument(
         "--expect-nodes",
-        type=int,
         default=None,
-        metavar="K",
-        help="agents the run expects; a job too big for them fails only once all have joined",
+        metavar="K|HOSTLIST",
+        help="the agents the run expects: a count (4) or a Slurm host list (n[1-4]); a job too big "
+        "for them fails only once all have joined or --node-timeout has passed",
+    )
+    p.add_argument(
+        "--node-timeout",
+        default=str(DEFAULT_TIMEOUT_S),
+        metavar="DURATION",
+        help="how long to wait for the expected agents: seconds (90) or a duration (90s, 2m); "
+        f"default {DEFAULT_TIMEOUT_S:g} s",
+    )
+    p.add_argument(
+        "--missing-nodes",
+        choices=POLICIES,
+        default="continue",
+        help="when expected agents have not joined by --node-timeout: go on with those that came "
+        "(continue, the default) or cancel every job and stop (fail)",
+    )
+    p.add_argument(
+        "--slurm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Slurm mode: parallel models call srun, tasks see SLURM_* describing their own share "
+        "(default: on when SLURM_JOB_ID is set)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"pj-master {__version__}")
     args = p.parse_args(argv)
-    if args.expect_nodes is not None and args.expect_nodes < 1:
-        p.error("--expect-nodes: must be at least 1")
+    try:
+        args.node_timeout = node_timeout(args.node_timeout)
+        args.expect = (
+            None
+            if args.expect_nodes is None
+            else Expectation.parse(args.expect_nodes, args.node_timeout, args.missing_nodes)
+        )
+    except ValueError as e:
+        p.error(str(e))
+    if args.slurm is None:
+        args.slurm = "SLURM_JOB_ID" in os.environ
     return args
+
+
+def node_timeout(text: str) -> float:
+    """A plain number is seconds here (parse_duration reads a bare number in a string as minutes)."""
+    try:
+        value: str | float = float(text)
+    except ValueError:
+        value = text
+    return parse_duration(value, "--node-timeout")  # DurationError is a ValueError
 
 
 async def serve(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).absolute()
     token = write_token(workdir)
-    core = Core(expected_nodes=args.expect_nodes)
+    core = Core(expect=args.expect, now=time.time())
     master = Master(core)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
     rpc.add_PilotJobServicer_to_server(PilotJobService(master), server)
@@ -78,13 +121,20 @@ async def serve(args: argparse.Namespace) -> int:
         host = socket.gethostname()
     address = f"{host}:{port}"
     master.address = address
-    core.ctx = Context(master=address, workdir=str(workdir))
+    core.ctx = Context(master=address, workdir=str(workdir), slurm=args.slurm)
     await server.start()
     write_master_info(
         workdir,
         {"address": address, "pid": os.getpid(), "started_at": master.started_at, "version": __version__},
     )
-    log.info("master ready", address=address, workdir=str(workdir), expect_nodes=args.expect_nodes)
+    log.info(
+        "master ready",
+        address=address,
+        workdir=str(workdir),
+        expect_nodes=args.expect.describe() if args.expect else None,
+        node_timeout_s=args.node_timeout,
+        slurm=args.slurm,
+    )
 
     loop = asyncio.get_running_loop()
 

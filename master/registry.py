@@ -42,6 +42,7 @@ class Job:
     """A job as submitted, with the bookkeeping of its iterations and dependencies."""
 
     __slots__ = (
+        "cancel_reason",
         "cancel_requested",
         "done",
         "failed",
@@ -84,6 +85,7 @@ class Job:
         self.iter_ready = False  # per-iteration mode: the job-level deps are met
         self.waiters: list[Job] = []  # jobs whose whole-job dependency is this job
         self.cancel_requested = False
+        self.cancel_reason = "canceled"  # the reason its canceled tasks and the job end with
         self.retried: dict[int | None, int] | None = None  # iteration -> retries used (made on the first)
 
     @property

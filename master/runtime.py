@@ -2,8 +2,9 @@
 
 One dispatcher task (``Master.run``) runs a scheduling pass whenever something was poked
 and routes the commands: launches and cancels to each agent's outgoing batch, changed
-jobs to the watchers. Events that arrive while a pass or a write is under way pile up
-and travel together: batching comes from the loop, not from timers.
+jobs and run-level notices to the watchers. Events that arrive while a pass or a write is
+under way pile up and travel together: batching comes from the loop, not from timers. The
+one timer is the core's own ``wake_at`` (the deadline for the expected nodes).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Watcher:
     def __init__(self, names: set[str] | None) -> None:
         self.names = names
         self.changed: dict[str, Job] = {}
+        self.notices: list[str] = []
         self.ready = asyncio.Event()
         self.closed = False
 
@@ -61,6 +63,11 @@ class Watcher:
         if self.changed:
             self.ready.set()
 
+    def tell(self, notices: list[str]) -> None:
+        """Run-level news: every watcher hears it, whatever jobs it follows."""
+        self.notices.extend(notices)
+        self.ready.set()
+
     def close(self) -> None:
         self.closed = True
         self.ready.set()
@@ -73,6 +80,7 @@ class Master:
         self.started_at = time.time()
         self.agents: dict[str, AgentConn] = {}
         self.watchers: set[Watcher] = set()
+        self.notices: list[str] = []  # every run-level notice so far, oldest first
         self._wake = asyncio.Event()
         self.stopping = False
 
@@ -86,10 +94,18 @@ class Master:
 
     async def run(self) -> None:
         """The dispatcher: pass, route, repeat, until the core says every job ended after finish."""
+        wake_at: float | None = None
         while True:
-            await self._wake.wait()
+            if wake_at is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - self.now()))
+                except TimeoutError:
+                    pass  # the core asked for a pass now
             self._wake.clear()
             out = self.core.step(self.now())
+            wake_at = out.wake_at
             self._route(out)
             if out.stop:
                 break
@@ -116,6 +132,12 @@ class Master:
         if out.changed:
             for w in self.watchers:
                 w.offer(out.changed)
+        if out.notices:
+            for notice in out.notices:
+                log.warning(notice)
+            self.notices.extend(out.notices)
+            for w in self.watchers:
+                w.tell(out.notices)
 
     async def shutdown_agents(self, reason: str, timeout: float = 10.0) -> None:
         """Tell every agent to stop and wait (a while) for their streams to close."""

@@ -110,6 +110,7 @@ class PilotJobService(rpc.PilotJobServicer):
             started_at=self.m.started_at,
             finishing=core.finishing,
             address=self.m.address,
+            notices=self.m.notices,
         )
 
     async def _jobs(self, names: list[str], context: grpc.aio.ServicerContext) -> list[Job]:
@@ -161,16 +162,17 @@ class PilotJobService(rpc.PilotJobServicer):
         m.watchers.add(w)
         try:
             first = [m.core.registry.jobs[n] for n in names] if names else []
-            yield self._event(w, first)
+            yield self._event(w, first, list(m.notices))  # the present: every notice so far
             while not w.closed:
                 await w.ready.wait()
                 w.ready.clear()
                 changed, w.changed = w.changed, {}
-                yield self._event(w, list(changed.values()))
+                notices, w.notices = w.notices, []
+                yield self._event(w, list(changed.values()), notices)
         finally:
             m.watchers.discard(w)
 
-    def _event(self, w: Watcher, jobs: list[Job]) -> pb.WatchEvent:
+    def _event(self, w: Watcher, jobs: list[Job], notices: list[str]) -> pb.WatchEvent:
         core = self.m.core
         total = len(w.names) if w.names is not None else len(core.registry)
         return pb.WatchEvent(
@@ -179,6 +181,7 @@ class PilotJobService(rpc.PilotJobServicer):
             watched_unfinished=self.m.unfinished_of(w.names),
             tasks=convert.counts_to_pb(core.task_counts),
             master_finishing=core.finishing or self.m.stopping,
+            notices=notices,
         )
 
     async def Resources(
@@ -187,7 +190,8 @@ class PilotJobService(rpc.PilotJobServicer):
         core = self.m.core
         return pb.ResourcesReply(
             nodes=[convert.node_to_pb(n) for n in core.pool.nodes],
-            nodes_expected=core.expected_nodes or 0,
+            nodes_expected=core.expect.count if core.expect is not None else 0,
+            nodes_missing=core.nodes_missing(),
         )
 
     async def Finish(self, request: pb.FinishRequest, context: grpc.aio.ServicerContext) -> pb.FinishReply:

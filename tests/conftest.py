@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,11 +16,12 @@ class Cluster:
     """A real pj-master and N real pj-agent processes on this machine, talking gRPC over sockets."""
 
     def __init__(
-        self, workdir: Path, nodes: int, cores: int, expect: bool = True, expect_nodes: int | None = None
+        self, workdir: Path, nodes: int, cores: int, expect: bool = True, expect_nodes: int | None = None,
+        master_args: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
-        args = [sys.executable, "-m", "pj.master", "--workdir", str(workdir)]
+        args = [sys.executable, "-m", "pj.master", "--workdir", str(workdir), *master_args]
         if expect_nodes is not None:  # agents to come later, through add_agent
             args += ["--expect-nodes", str(expect_nodes)]
         elif expect:
@@ -74,10 +75,11 @@ class Cluster:
 def cluster_factory(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     made: list[Cluster] = []
 
-    def make(nodes: int = 1, cores: int = 2, expect: bool = True, expect_nodes: int | None = None) -> Cluster:
+    def make(nodes: int = 1, cores: int = 2, expect: bool = True, expect_nodes: int | None = None,
+             master_args: Sequence[str] = ()) -> Cluster:
         wd = tmp_path / f"run{len(made)}"
         wd.mkdir()
-        c = Cluster(wd, nodes, cores, expect, expect_nodes)
+        c = Cluster(wd, nodes, cores, expect, expect_nodes, master_args)
         made.append(c)
         return c
 

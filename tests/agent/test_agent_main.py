@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,36 @@ def test_workdir_without_a_master(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "--kill-grace" in capsys.readouterr().out
+
+
+def test_print_resources_needs_no_master(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--print-resources", "--name", "x1", "--cores", "3", "--gpus", "0,2"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["node"], got["cores"], got["gpus"]) == ("x1", 3, ["0", "2"])
+    assert got["cpus"] and all(isinstance(c, int) for c in got["cpus"])
+
+
+def test_print_resources_in_a_slurm_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in {"SLURM_JOB_ID": "5", "SLURM_STEP_ID": "0", "SLURMD_NODENAME": "n3",
+                 "SLURM_CPUS_ON_NODE": "64", "SLURM_STEP_GPUS": "1"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert main(["--print-resources"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["node"], got["cores"], got["gpus"], got["slurm_step"]) == ("n3", 64, ["1"], True)
+    assert "Slurm grants 64 CPUs on n3" in got["notes"][0]
+
+
+def test_a_bad_slurm_value_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for k, v in {"SLURM_JOB_ID": "5", "SLURM_STEP_ID": "0", "SLURM_CPUS_ON_NODE": "x"}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["--print-resources"]) == 2
+    err = capsys.readouterr().err
+    assert "SLURM_CPUS_ON_NODE" in err and "--cores" in err
 
 
 def test_the_agent_never_imports_the_master_or_the_client() -> None:

@@ -13,10 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pj_run(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def pj_run(cwd: Path, *args: str, timeout: float = 90, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """`pj run ARGS` in local mode: no SLURM_* variables (the suite may itself run in an allocation)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
     return subprocess.run(
         [str(Path(sys.executable).parent / "pj"), "run", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**clean, **(env or {})},
     )
 
 
@@ -146,3 +149,12 @@ def test_one_core_task_is_bound_to_one_cpu(tmp_path: Path) -> None:
     r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "aff.out").read_text().strip() == "1"
+
+
+def test_node_options_reach_the_master_and_local_works_inside_an_allocation(tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json", {"jobs": [{"name": "a", "script": "echo $PJ_NODES", "stdout": "a.out"}]})
+    fake_allocation = {"SLURM_JOB_ID": "999999", "SLURM_JOB_NODELIST": "nx[1-2]"}
+    r = pj_run(tmp_path, str(f), "--local", "--nodes", "2", "--node-timeout", "30", "--missing-nodes", "fail",
+               "--workdir", "wd", "--quiet", env=fake_allocation)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "a.out").read_text().strip() in ("node0", "node1")

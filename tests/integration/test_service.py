@@ -488,6 +488,53 @@ def test_a_too_big_job_waits_for_the_expected_nodes_then_fails(cluster_factory: 
     assert s["name"] == "huge2" and "on 3 node(s)" in s["reason"], s
 
 
+def _notices_seen(stream: Any, wanted: str) -> list[str]:
+    """Read a watch stream until a notice holding ``wanted`` arrives (the test timeout bounds it)."""
+    seen: list[str] = []
+    for event in stream:
+        seen.extend(event.notices)
+        if any(wanted in n for n in seen):
+            return seen
+    raise AssertionError(f"the watch stream ended without a notice about {wanted!r}: {seen}")
+
+
+def test_a_named_node_that_never_comes_is_reported_and_the_run_goes_on(cluster_factory: Any) -> None:
+    c = cluster_factory(nodes=1, cores=2, expect=False,
+                        master_args=["--expect-nodes", "node0,ghost", "--node-timeout", "1s"])
+    notice = "node(s) ghost did not register within 1 s; going on with 1 of 2 nodes (node0)"
+    with Client(c.workdir) as cl, cl.watch() as stream:
+        cl.submit([{"name": "a", "exec": "/bin/true"}, {"name": "b", "exec": "/bin/true", "cores": 2},
+                   {"name": "wide", "exec": "/bin/true", "nodes": 2}])
+        # A watcher hears of it whether it came before (first event) or after the watch began.
+        assert notice in _notices_seen(stream, "ghost")
+        assert cl.wait(timeout=20) == {"a": "SUCCEED", "b": "SUCCEED", "wide": "FAILED"}
+        [wide] = cl.info("wide")
+        assert "can never fit" in wide.summary.reason and "on 2 node(s)" in wide.summary.reason
+        assert notice in cl.status().notices
+        res = cl.resources()
+        assert (res.nodes_expected, res.nodes_missing) == (2, ("ghost",))
+        assert [n.name for n in res.nodes] == ["node0"]
+    with Client(c.workdir) as cl, cl.watch() as stream:
+        assert notice in next(stream).notices  # a later watcher is told in its first event
+    assert notice in (c.workdir / "master.log").read_text()
+
+
+def test_missing_nodes_fail_cancels_every_job_with_the_reason(cluster_factory: Any) -> None:
+    c = cluster_factory(nodes=1, cores=1, expect=False, master_args=[
+        "--expect-nodes", "node0,ghost", "--node-timeout", "5s", "--missing-nodes", "fail"])
+    reason = "node(s) ghost did not register within 5 s; giving up (--missing-nodes fail): every job is canceled"
+    with Client(c.workdir) as cl:
+        cl.submit([{"name": "long", "exec": "/bin/sleep", "args": ["60"]},
+                   {"name": "next", "exec": "/bin/true", "after": ["long"]},
+                   {"name": "other", "exec": "/bin/true", "cores": 1, "iterations": 3}])
+        assert cl.wait(timeout=30) == {"long": "CANCELED", "next": "CANCELED", "other": "CANCELED"}
+        for job in cl.list():
+            assert job.reason == reason, job
+        assert reason in cl.status().notices
+    assert c.wait_exit() == 0  # the master finishes as after `pj finish --cancel`
+    assert {r["state"] for r in report(c.workdir).values()} == {"CANCELED"}
+
+
 # ---------------------------------------------------------------- what a task sees
 
 

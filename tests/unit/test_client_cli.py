@@ -7,12 +7,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from pj.client.cli import fmt_ids, pj_main, submit_main, table
+from pj.client.cli import pj_main, submit_main
+from pj.client.formats import fmt_ids, table
 from pj.client.run import Campaign
 from pj.common.workdir import write_master_info
 
@@ -109,6 +110,23 @@ def test_cancel_finish_resources(master: Master, capsys: pytest.CaptureFixture[s
     assert rc == 0 and "cancels every job" in out
     rc, out, _ = run(capsys, "finish", "--workdir", wd)
     assert master.fake.finishes == [False, True]
+
+
+def test_status_shows_notices_and_resources_the_missing_nodes(master: Master,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    master.fake.notice("node(s) n3 did not register within 60 s; going on with 1 of 2 nodes")
+    master.fake.nodes_missing = ["n3"]
+    wd = str(master.workdir)
+    rc, out, _ = run(capsys, "status", "--workdir", wd)
+    assert rc == 0 and "notice  node(s) n3 did not register within 60 s; going on with 1 of 2 nodes" in out
+    rc, out, _ = run(capsys, "status", "--json", "--workdir", wd)
+    assert json.loads(out)["notices"] == ["node(s) n3 did not register within 60 s; going on with 1 of 2 nodes"]
+    rc, out, _ = run(capsys, "resources", "--workdir", wd)
+    lines = out.splitlines()
+    assert rc == 0 and lines[2].split() == ["n3", "missing", "-", "-", "-"]
+    assert "1 node(s) online of 2 expected, 1 missing (n3), 3 cores free" in lines[-1]
+    rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
+    assert json.loads(out)["nodes_missing"] == ["n3"]
 
 
 def test_wait_exit_codes_and_timeout(master: Master, capsys: pytest.CaptureFixture[str]) -> None:
@@ -227,8 +245,8 @@ def test_submit_errors_are_one_line(master: Master, capsys: pytest.CaptureFixtur
 # ---------------------------------------------------------------- pj run (with a fake master)
 
 
-def fake_master_cmd(workdir: Path, nodes: int) -> list[str]:
-    return [sys.executable, str(FAKES), "--workdir", str(workdir), "--expect-nodes", str(nodes)]
+def fake_master_cmd(workdir: Path, options: Sequence[str]) -> list[str]:
+    return [sys.executable, str(FAKES), "--workdir", str(workdir), *options]
 
 
 def fake_agent_cmd(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
@@ -239,7 +257,7 @@ def campaign(tmp_path: Path, jobs: list[dict[str, object]], **kw: object) -> Cam
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"jobs": jobs}))
     opts: dict[str, object] = dict(workdir=tmp_path / "wd", master_cmd=fake_master_cmd, agent_cmd=fake_agent_cmd,
-                                   quiet=True, exit_timeout=20.0)
+                                   quiet=True, exit_timeout=20.0, env={})  # env: never Slurm mode here
     opts.update(kw)
     return Campaign(f, **opts)  # type: ignore[arg-type]
 
@@ -278,7 +296,7 @@ def test_run_reports_failures_and_exits_1(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_run_shows_the_master_log_when_the_master_dies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def dying(workdir: Path, nodes: int) -> list[str]:
+    def dying(workdir: Path, options: Sequence[str]) -> list[str]:
         return [sys.executable, "-c", "import sys; print('boom: bad things'); sys.exit(3)"]
 
     c = campaign(tmp_path, [{"name": "a", "exec": "/bin/true"}], master_cmd=dying)
@@ -298,7 +316,7 @@ def test_run_reports_a_master_that_dies_midway(tmp_path: Path, capsys: pytest.Ca
 
 
 def test_run_stops_a_master_that_never_gets_ready(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def silent(workdir: Path, nodes: int) -> list[str]:
+    def silent(workdir: Path, options: Sequence[str]) -> list[str]:
         return [sys.executable, "-c", "import time; time.sleep(60)"]
 
     c = campaign(tmp_path, [{"name": "a", "exec": "/bin/true"}], master_cmd=silent, start_timeout=0.5)
@@ -309,7 +327,7 @@ def test_run_stops_a_master_that_never_gets_ready(tmp_path: Path, capsys: pytest
 
 
 def test_run_cannot_start_the_master(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def missing(workdir: Path, nodes: int) -> list[str]:
+    def missing(workdir: Path, options: Sequence[str]) -> list[str]:
         return [str(tmp_path / "no-such-program")]
 
     assert campaign(tmp_path, [{"name": "a", "exec": "/bin/true"}], master_cmd=missing).run() == 1

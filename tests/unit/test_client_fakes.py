@@ -3,8 +3,9 @@
 Imported by test_client_api.py and test_client_cli.py (no tests here). Run as a script it is a
 fake `python -m pj.master` for `pj run`: it serves until Finish, marks every submitted job
 SUCCEED (FAILED for names starting with "bad"; jobs named "hang*" never end; a job named
-"crash*" makes it die with exit code 5), writes
-DIR/jobs.jsonl and DIR/fake-finished (the fake agents' cue to exit), and exits 0.
+"crash*" makes it die with exit code 5; a job named "notice*" makes it send a run notice), writes
+DIR/jobs.jsonl and DIR/fake-finished (the fake agents' cue to exit), and exits 0. It writes its
+options to DIR/fake-master-argv.json.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
         self.version = 0
         self.changed_at: dict[str, int] = {}
         self.on_submit: list[object] = []  # callables(name) run after a Submit
+        self.notices: list[str] = []  # every notice so far
+        self.notices_sent = 0  # by Watch streams (one stream at a time in these tests)
+        self.nodes_missing: list[str] = []
 
     # ------------------------------------------------------------ test helpers
 
@@ -76,6 +80,12 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
         t.daemon = True
         t.start()
         return t
+
+    def notice(self, text: str) -> None:
+        with self.cond:
+            self.notices.append(text)
+            self.version += 1
+            self.cond.notify_all()
 
     def _changed(self, name: str) -> None:
         self.version += 1
@@ -135,7 +145,7 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
                 jobs_total=len(self.jobs),
                 jobs_unfinished=self._unfinished(None),
                 nodes=1, cores_total=4, cores_used=1, started_at=time.time() - 75,
-                finishing=self.finishing, address="fake:1",
+                finishing=self.finishing, address="fake:1", notices=self.notices,
             )
 
     def Info(self, request: pj_pb2.InfoRequest, context: grpc.ServicerContext) -> pj_pb2.InfoReply:
@@ -182,7 +192,9 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
         return reply
 
     def _event(self, names: list[str] | None, changed: list[str]) -> pj_pb2.WatchEvent:
+        news, self.notices_sent = self.notices[self.notices_sent :], len(self.notices)
         return pj_pb2.WatchEvent(
+            notices=news,
             changed=[self.jobs[n] for n in changed],
             watched_total=len(names) if names else len(self.jobs),
             watched_unfinished=self._unfinished(names),
@@ -208,12 +220,12 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
                 changed = [n for n, v in self.changed_at.items() if v > seen and (names is None or n in names)]
                 seen = self.version
                 ev = self._event(names, changed)
-            if changed:
+            if changed or ev.notices:
                 yield ev
 
     def Resources(self, request: pj_pb2.ResourcesRequest, context: grpc.ServicerContext) -> pj_pb2.ResourcesReply:
         self._auth(context)
-        return pj_pb2.ResourcesReply(nodes=self.nodes, nodes_expected=2)
+        return pj_pb2.ResourcesReply(nodes=self.nodes, nodes_expected=2, nodes_missing=self.nodes_missing)
 
     def Finish(self, request: pj_pb2.FinishRequest, context: grpc.ServicerContext) -> pj_pb2.FinishReply:
         self._auth(context)
@@ -259,11 +271,14 @@ def closed_port() -> int:
 # ---------------------------------------------------------------- a fake `python -m pj.master`
 
 
-def _serve_campaign(workdir: Path) -> int:
+def _serve_campaign(workdir: Path, argv: list[str]) -> int:
     m = Running(workdir)
     fake = m.fake
+    (workdir / "fake-master-argv.json").write_text(json.dumps(argv))
 
     def run_job(name: str) -> None:
+        if name.startswith("notice"):
+            fake.notice(f"node(s) n3 did not register within 1 s; going on with 1 of 2 nodes ({name})")
         if name.startswith("crash"):
             print("fake master: crashing", flush=True)
             threading.Timer(0.3, os._exit, (5,)).start()
@@ -301,5 +316,5 @@ FAKE_AGENT = (
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", required=True)
-    p.add_argument("--expect-nodes", type=int, default=1)
-    sys.exit(_serve_campaign(Path(p.parse_args().workdir).absolute()))
+    known, _ = p.parse_known_args()
+    sys.exit(_serve_campaign(Path(known.workdir).absolute(), sys.argv[1:]))
