@@ -267,6 +267,10 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
             _check_modules(value, name, i)
         elif n == _ATTRIBUTES:
             _check_map(value, "attributes", ATTRIBUTES_MAX, ATTRIBUTES_BYTES_MAX, name, i)
+    if spec.model == "threads" and (spec.nodes.min > 1 or spec.nodes.max != 1) and spec.HasField("nodes"):
+        raise SpecError(
+            name, "nodes", "model threads runs one process on one node; drop nodes or use model srun/openmpi", i
+        )
     if not exe:
         if not script:
             raise SpecError(name, "exec", "exec or script is required", i)

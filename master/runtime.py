@@ -83,6 +83,7 @@ class Master:
         self.notices: list[str] = []  # every run-level notice so far, oldest first
         self._wake = asyncio.Event()
         self.stopping = False
+        self.shutdown_reason = ""  # set once the agents are told to stop
 
     @staticmethod
     def now() -> float:
@@ -140,7 +141,10 @@ class Master:
                 w.tell(out.notices)
 
     async def shutdown_agents(self, reason: str, timeout: float = 10.0) -> None:
-        """Tell every agent to stop and wait (a while) for their streams to close."""
+        """Tell every agent to stop and wait (a while) for their streams to close.
+
+        An agent that connects from now on is told to stop at once (``shutdown_reason``)."""
+        self.shutdown_reason = reason
         for conn in self.agents.values():
             conn.shutdown = reason
             conn.ready.set()

@@ -218,6 +218,9 @@ class AgentLinkService(rpc.AgentLinkServicer):
         if reg.node in m.agents:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
         conn = AgentConn(reg.node)
+        if m.shutdown_reason:  # it came after the campaign ended: nothing for it to do
+            conn.shutdown = m.shutdown_reason
+            conn.ready.set()
         m.agents[reg.node] = conn
         m.core.node_joined(convert.node_from_pb(reg), m.now())
         log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus))

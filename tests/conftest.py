@@ -12,6 +12,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With PJ_REQUIRE_SLURM=1 (CI sets it after starting the cluster), a `slurm` test that skips
+    fails instead: CI must prove the real Slurm path, never pass by skipping it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("PJ_REQUIRE_SLURM") == "1" and item.get_closest_marker("slurm"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"PJ_REQUIRE_SLURM=1 but this Slurm test skipped: {reason}"
+
+
 class Cluster:
     """A real pj-master and N real pj-agent processes on this machine, talking gRPC over sockets."""
 

@@ -370,3 +370,13 @@ def test_100k_jobs_check_quickly() -> None:
     assert err.job == "r0"
     assert "dependency cycle r0 -> r1 -> r2 -> r3 -> ... (99994 more) -> r99998 -> r99999 -> r0" in err.reason
     assert len(str(err)) < 200
+
+
+@pytest.mark.parametrize("nodes", [(2, 2), (1, 0), (1, 3)])
+def test_threads_on_more_than_one_node_is_refused(nodes: tuple[int, int]) -> None:
+    with pytest.raises(SpecError, match=r"job 'omp'.*nodes.*one node.*srun/openmpi"):
+        check_specs([job("omp", model="threads", nodes=nodes)])
+
+
+def test_threads_on_exactly_one_node_is_fine() -> None:
+    check_specs([job("omp", model="threads", nodes=(1, 1), cores=(4, 4))])
