@@ -329,7 +329,7 @@ class FinishReply(_message.Message):
     def __init__(self) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version")
+    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version", "campaign", "running", "ended")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +337,9 @@ class Register(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
     node: str
     cores: int
     gpus: _containers.RepeatedScalarFieldContainer[str]
@@ -344,7 +347,10 @@ class Register(_message.Message):
     hostname: str
     pid: int
     version: str
-    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    campaign: str
+    running: _containers.RepeatedScalarFieldContainer[int]
+    ended: _containers.RepeatedCompositeFieldContainer[TaskExited]
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., campaign: _Optional[str] = ..., running: _Optional[_Iterable[int]] = ..., ended: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ...) -> None: ...
 
 class TaskStarted(_message.Message):
     __slots__ = ("task_id", "pid", "time")
@@ -434,10 +440,12 @@ class Launch(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ..., walltime_s: _Optional[float] = ..., hostfile: _Optional[str] = ..., slurm_hostfile: _Optional[bool] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("heartbeat_interval_s",)
+    __slots__ = ("heartbeat_interval_s", "campaign")
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval_s: float
-    def __init__(self, heartbeat_interval_s: _Optional[float] = ...) -> None: ...
+    campaign: str
+    def __init__(self, heartbeat_interval_s: _Optional[float] = ..., campaign: _Optional[str] = ...) -> None: ...
 
 class Orders(_message.Message):
     __slots__ = ("launch", "cancel")
