@@ -22,6 +22,14 @@
   without one pays a single attribute test.
 - Reaping: ``reap()`` collects every ended child with wait4(WNOHANG); the shell
   calls it on SIGCHLD.
+- Marking: every task gets ``PJ_TASK_ID=<id>`` and ``PJ_AGENT_PID=<agent pid>`` in its
+  environment (one dict store per spawn: the agent's pid is in the base environment). A task's
+  processes that left its group (setsid, double fork) keep them.
+- Stopping (``sweep``, at cancel, walltime and shutdown only, never per normal exit): the group is
+  signalled, and so is every process of the task outside it: the leader's descendants and every
+  same-uid process carrying both marks, found in ONE pass over /proc for a whole batch of stops.
+  What was found is remembered (pid and start time) so that a later SIGKILL still reaches a
+  process that has since left the tree (and never a process that merely reused its pid).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import errno
 import os
 import signal
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
@@ -40,6 +48,8 @@ _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 HOSTFILE_ENV = "PJ_HOSTFILE"
+TASK_ENV = "PJ_TASK_ID"
+AGENT_ENV = "PJ_AGENT_PID"
 SLURM_HOSTFILE_ENV = "SLURM_HOSTFILE"
 
 
@@ -64,6 +74,10 @@ class Launcher:
         # A snapshot: a task's environment is this dict with Launch.env laid over it (one C-level merge).
         self._base_env: dict[str, str] = dict(os.environ if base_env is None else base_env)
         self._base_path = self._base_env.get("PATH", _DEFAULT_PATH)
+        self._agent_pid = os.getpid()
+        self._base_env[AGENT_ENV] = str(self._agent_pid)
+        self._marker = f"\0{AGENT_ENV}={self._agent_pid}\0".encode()
+        self._remembered: dict[int, set[tuple[int, int]]] = {}  # task id -> strays (pid, start time)
         # What the agent's thread runs on now, to go back to after a batch. It may hold more CPUs
         # than resources.cpus (Slurm granted fewer); tasks are bound within resources.cpus.
         self._agent_cpus = frozenset(os.sched_getaffinity(0))
@@ -96,6 +110,7 @@ class Launcher:
         env = {**self._base_env, **spec.env} if spec.env else self._base_env.copy()
         if GPU_ENV not in spec.env:
             env[GPU_ENV] = ",".join(spec.gpus)
+        env[TASK_ENV] = str(spec.task_id)
         if spec.hostfile:
             self._give_hostfile(env, spec)
         path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
@@ -227,6 +242,35 @@ class Launcher:
             return False
         return True
 
+    def sweep(self, orders: Iterable[tuple[int, int, int, bool]]) -> None:
+        """Stop tasks whole: ``orders`` are (task id, pgid = leader pid, signal, leader gone).
+
+        Each group is signalled, then every process of the task outside it: the leader's
+        descendants (when the leader is not gone: a reaped pid may belong to someone else), the
+        processes carrying the task's marks, and those found by an earlier sweep of that task
+        that still run. A sweep with ``leader gone`` is the task's last: its memory is dropped.
+        """
+        orders = list(orders)
+        if not orders:
+            return
+        table = _scan_proc(self._marker)
+        for task_id, pgid, signum, leader_gone in orders:
+            self.signal(pgid, signum)
+            found = self._remembered.pop(task_id, set())
+            found = {p for p in found if table.start.get(p[0]) == p[1]}  # still the same process
+            if not leader_gone:
+                found |= {(p, table.start[p]) for p in table.descendants(pgid)}
+            found |= {(p, table.start[p]) for p in table.marked.get(task_id, ())}
+            found.discard((pgid, table.start.get(pgid, -1)))
+            for pid, _ in found:
+                if pid != self._agent_pid:
+                    try:
+                        os.kill(pid, signum)
+                    except OSError:
+                        pass  # gone meanwhile
+            if not leader_gone and found:
+                self._remembered[task_id] = found
+
     @staticmethod
     def reap() -> list[Exited]:
         """Every child that ended since the last call (never blocks)."""
@@ -239,6 +283,73 @@ class Launcher:
             if pid == 0:
                 return out
             out.append(Exited(pid, os.waitstatus_to_exitcode(status), ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
+
+
+class _ProcTable:
+    """One pass over /proc: each process's parent and start time, and which carry our marks."""
+
+    __slots__ = ("children", "marked", "start")
+
+    def __init__(self) -> None:
+        self.children: dict[int, list[int]] = {}
+        self.start: dict[int, int] = {}
+        self.marked: dict[int, list[int]] = {}  # task id -> pids
+
+    def descendants(self, pid: int) -> list[int]:
+        out: list[int] = []
+        todo = [pid]
+        while todo:
+            kids = self.children.get(todo.pop(), ())
+            out.extend(kids)
+            todo.extend(kids)
+        return out
+
+
+_TASK_MARK = f"\0{TASK_ENV}=".encode()
+
+
+def _scan_proc(marker: bytes) -> _ProcTable:
+    """Read /proc once (at stop time only). Environments are read for our own uid's processes only."""
+    table = _ProcTable()
+    uid = os.getuid()
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return table
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat_line = f.read()
+            # "pid (comm) state ppid ..." where comm may hold spaces and parentheses.
+            fields = stat_line[stat_line.rindex(b")") + 2 :].split()
+            ppid, started = int(fields[1]), int(fields[19])
+            owner = entry.stat().st_uid
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        table.start[pid] = started
+        table.children.setdefault(ppid, []).append(pid)
+        if owner != uid:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = b"\0" + f.read()
+        except OSError:
+            continue
+        if marker not in env:
+            continue
+        at = env.find(_TASK_MARK)
+        if at < 0:
+            continue
+        at += len(_TASK_MARK)
+        try:
+            task_id = int(env[at : env.index(b"\0", at)])
+        except ValueError:
+            continue
+        table.marked.setdefault(task_id, []).append(pid)
+    return table
 
 
 def _seal_inherited_fds() -> None:

@@ -26,7 +26,8 @@ import grpc
 import grpc.aio
 import structlog
 
-from pj.common.workdir import TOKEN_METADATA_KEY
+from pj.common import dial
+from pj.common.workdir import TOKEN_METADATA_KEY, MasterAddress
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
 from . import convert
@@ -70,8 +71,10 @@ class Link:
         *,
         connect_timeout_s: float = 30.0,
         close_timeout_s: float = 5.0,
+        tls_cert: bytes | None = None,
     ) -> None:
         self.address = address
+        self.tls_cert = tls_cert  # the run's certificate (pinned) when the master serves TLS
         self.register = register
         self.runner = runner
         self.connect_timeout_s = connect_timeout_s
@@ -85,7 +88,9 @@ class Link:
 
     async def session(self, stop: asyncio.Event) -> Outcome:
         """Run one connection to its end. Raises LinkBroken if it ends before a shutdown."""
-        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+        # Always TCP: agents run on other nodes than the master (its Unix socket is for local clients).
+        where = MasterAddress(self.address, "", tls_cert=self.tls_cert)
+        async with dial.aio_channel(where, CHANNEL_OPTIONS, local=False) as channel:
             if not await self._connect(channel, stop):
                 return Outcome.INTERRUPTED
             stub = pj_pb2_grpc.AgentLinkStub(channel)

@@ -1,6 +1,6 @@
 """pj-agent: runs the tasks the master sends to this node.
 
-    pj-agent (--workdir DIR | --master ADDR --token-file F) [--name NODE] [--cores N]
+    pj-agent (--workdir DIR | --master ADDR --token-file F [--tls-cert FILE]) [--name NODE] [--cores N]
              [--gpus LIST] [--kill-grace S] [--log-level L] [--wait-master S]
     pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST]
 
@@ -86,6 +86,11 @@ def _parser() -> _Parser:
     where.add_argument("--workdir", metavar="DIR", help="the master's workdir (default: $PJ_WORKDIR)")
     where.add_argument("--master", metavar="ADDR", help="the master's address host:port (needs --token-file)")
     p.add_argument("--token-file", metavar="F", help="file holding the master's token")
+    p.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="with --master: the run's certificate (DIR/tls.crt) when the master runs with --tls",
+    )
     p.add_argument("--name", metavar="NODE", help="node name (default: $SLURMD_NODENAME, else the hostname)")
     p.add_argument(
         "--cores",
@@ -170,7 +175,9 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         raise UsageError("--token-file goes with --master ADDR (or --workdir DIR)")
     try:
         res = detect(args.cores, args.gpus)
-        master = find_master(args.workdir, args.master, args.token_file, wait_s=args.wait_master)
+        master = find_master(
+            args.workdir, args.master, args.token_file, wait_s=args.wait_master, tls_cert=args.tls_cert
+        )
     except (ResourceError, WorkdirError) as e:
         raise UsageError(str(e)) from None
     return Config(
@@ -257,6 +264,7 @@ async def serve(cfg: Config) -> int:
             register,
             runner,
             connect_timeout_s=max(cfg.wait_master, 1.0),
+            tls_cert=cfg.master.tls_cert,
         )
         # Reconnect (design section 5) will loop here: keep the runner and its outbox, open a
         # new session; tasks keep running meanwhile.

@@ -83,6 +83,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._sweeps: list[tuple[int, int, int, bool]] = []  # stop signals, sent together per feed
 
     # ------------------------------------------------------------ life cycle
 
@@ -119,6 +120,8 @@ class Runner:
         before = len(self.outbox)
         for ev in events:
             self._step(ev, self._clock())
+        if self._sweeps:
+            self._sweep()
         if len(self.outbox) != before:
             self.outbox.ready.set()
         self._rearm()
@@ -159,10 +162,22 @@ class Runner:
         self._step(follow, self._clock())
 
     def _signal(self, a: Signal) -> None:
+        if a.strays:  # a stop: gathered, so that one pass over /proc serves the whole batch
+            self._sweeps.append((a.task_id, a.pgid, a.signum, a.leader_gone))
+            return
         try:
             self.launcher.signal(a.pgid, a.signum)
         except OSError as e:
             log.warning("cannot signal a task", task_id=a.task_id, pgid=a.pgid, signal=a.signum, error=str(e))
+
+    def _sweep(self) -> None:
+        sweeps, self._sweeps = self._sweeps, []
+        try:
+            self.launcher.sweep(sweeps)
+        except Exception:  # never let a stop take the agent down: signal the groups at least
+            log.exception("cannot look for the processes that left their task's group")
+            for task_id, pgid, signum, _ in sweeps:
+                self._signal(Signal(task_id, pgid, signum))
 
     def on_sigchld(self) -> None:
         """Reap every ended child (call on SIGCHLD; extra calls are harmless)."""

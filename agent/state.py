@@ -14,9 +14,13 @@ A task's life (the one table of legal moves is ``_MOVES``)::
         +--spawn_failed-->  (gone) <--exited----+-------exited-------+
 
 Cancel, walltime and shutdown all stop a task the same way: SIGTERM to its
-process group, SIGKILL ``kill_grace`` seconds later if it still runs. When a
-task's main process ends, what it left behind in its process group is killed
-(SIGKILL) so that the cores the master reuses are really free.
+process group, SIGKILL ``kill_grace`` seconds later if it still runs. Those
+signals carry ``strays=True``: the shell also signals every process of the task
+that left the group (setsid, double fork), found only then, never on the hot
+path. When a task's main process ends, what it left behind in its process group
+is killed (SIGKILL) so that the cores the master reuses are really free; when it
+ends while being stopped, its strays are killed too (``leader_gone=True``: its
+pid may no longer be walked).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import itertools
 import signal
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+
+from pj.common.durations import format_duration
 
 SIGTERM = int(signal.SIGTERM)
 SIGKILL = int(signal.SIGKILL)
@@ -117,6 +123,8 @@ class Signal:
     task_id: int
     pgid: int
     signum: int
+    strays: bool = False  # also every descendant that left the group (a stop, not a normal end)
+    leader_gone: bool = False  # the leader was reaped: find strays by the task's marker only
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +194,7 @@ class StopReason(enum.Enum):
 
 
 class _Task:
-    __slots__ = ("deadline", "phase", "pid", "spec", "started", "stop_at", "stop_reason", "term_at")
+    __slots__ = ("deadline", "killed", "phase", "pid", "spec", "started", "stop_at", "stop_reason", "term_at")
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -197,6 +205,7 @@ class _Task:
         self.stop_reason: StopReason | None = None
         self.stop_at: float | None = None  # when the stop was requested
         self.term_at: float | None = None  # when SIGTERM was sent
+        self.killed = False  # SIGKILL sent after the grace
 
     def move(self, trigger: str) -> None:
         nxt = _MOVES.get((self.phase, trigger))
@@ -327,12 +336,26 @@ class AgentState:
         del self._tasks[tid]
         code, error = ev.exit_code, ""
         if task.stop_reason is StopReason.WALLTIME:
-            error = f"walltime exceeded ({task.spec.walltime_s:g}s)"
+            error = self._walltime_reason(task, code)
             if code == 0:  # it caught SIGTERM and exited cleanly: still not a success
                 code = -SIGTERM
         out.append(ReportExited(tid, code, now, error, ev.cpu_user_s, ev.cpu_system_s, ev.max_rss_kb))
-        # Whatever the task left in its group dies with it (harmless ESRCH when nothing is left).
-        out.append(Signal(tid, ev.pid, SIGKILL))
+        # Whatever the task left in its group dies with it (harmless ESRCH when nothing is left);
+        # a task being stopped loses what left the group as well.
+        if task.stop_reason is None:
+            out.append(Signal(tid, ev.pid, SIGKILL))
+        else:
+            out.append(Signal(tid, ev.pid, SIGKILL, strays=True, leader_gone=True))
+
+    def _walltime_reason(self, task: _Task, code: int) -> str:
+        head = f"walltime {format_duration(task.spec.walltime_s)} exceeded"
+        if task.killed and code == -SIGKILL:
+            return f"{head}: killed (SIGTERM, then SIGKILL after {format_duration(self.kill_grace)})"
+        if code == -SIGTERM:
+            return f"{head}: killed (SIGTERM)"
+        if code < 0:
+            return f"{head}: SIGTERM sent, then it died of signal {-code}"
+        return f"{head}: SIGTERM sent, then it exited with code {code}"
 
     def _cancel(self, ev: CancelTask, now: float, out: list[Action]) -> None:
         task = self._tasks.get(ev.task_id)
@@ -356,7 +379,8 @@ class AgentState:
                 self._stop(task, StopReason.WALLTIME, now, out)
             else:
                 task.move("kill")
-                out.append(Signal(task.spec.task_id, task.pid, SIGKILL))
+                task.killed = True
+                out.append(Signal(task.spec.task_id, task.pid, SIGKILL, strays=True))
 
     # ------------------------------------------------------------ helpers
 
@@ -372,7 +396,7 @@ class AgentState:
     def _term(self, task: _Task, now: float, out: list[Action]) -> None:
         task.move("term")
         task.term_at = now
-        out.append(Signal(task.spec.task_id, task.pid, SIGTERM))
+        out.append(Signal(task.spec.task_id, task.pid, SIGTERM, strays=True))
         self._arm(now + self.kill_grace, task, _KILL)
 
     def _arm(self, when: float, task: _Task, kind: int) -> None:

@@ -15,8 +15,8 @@ Example (a master runs with ``--workdir runs/demo``; ``pj run`` makes one)::
             print(job.name, job.reason)
 
 The master is found like the CLI finds it: ``workdir`` (else ``$PJ_WORKDIR``) holds ``master.json``
-and ``token``; or give ``address=`` with ``token_file=`` (or a workdir for the token). Every call
-carries the token. Results are frozen dataclasses from ``pj.client.convert`` (states are strings
+and ``token``; or give ``address=`` with ``token_file=`` (or a workdir for the token), and
+``tls_cert=`` when that master runs with ``--tls``. Every call carries the token. Results are frozen dataclasses from ``pj.client.convert`` (states are strings
 such as ``"SUCCEED"``), never protobuf objects. Failures raise ``PJError`` subclasses:
 ``InvalidJobError`` (a rejected job, also a ValueError), ``UnknownJobError`` (also a KeyError),
 ``AuthError``, ``MasterUnreachable``, ``MasterNotFound`` and ``PJTimeout`` (also a TimeoutError).
@@ -37,6 +37,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from pj.common import dial
 from pj.common.workdir import TOKEN_METADATA_KEY, WorkdirError, find_master
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
@@ -190,14 +191,17 @@ class Client:
         address: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
         timeout: float | None = 30.0,
+        tls_cert: str | os.PathLike[str] | None = None,
     ) -> None:
         try:
-            self._master = find_master(workdir, address, token_file)
+            self._master = find_master(workdir, address, token_file, tls_cert=tls_cert)
         except WorkdirError as e:
             raise MasterNotFound(str(e)) from None
         self.timeout = timeout
         self._metadata = ((TOKEN_METADATA_KEY, self._master.token),)
-        self._channel = grpc.insecure_channel(self._master.address, options=CHANNEL_OPTIONS)
+        # The master's Unix socket when it runs on this host, else TCP (TLS when the run has it).
+        self._target = dial.target(self._master, local=True)
+        self._channel = dial.channel(self._master, CHANNEL_OPTIONS, local=True)
         self._stub = pj_pb2_grpc.PilotJobStub(self._channel)
         self._closed = False
 
@@ -233,7 +237,7 @@ class Client:
         try:
             return getattr(self._stub, method)(request, metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise from_rpc_error(e, self.address) from None
+            raise from_rpc_error(e, self._target, method) from None
 
     def _watch_call(self, names: Sequence[str], timeout: float | None) -> Any:
         if self._closed:
@@ -291,7 +295,7 @@ class Client:
         The first event describes the present. The stream lasts until ``cancel()``, the end of
         the ``with`` block, or the master's exit.
         """
-        return WatchStream(self._watch_call(_names(names) if names is not None else [], None), self.address)
+        return WatchStream(self._watch_call(_names(names) if names is not None else [], None), self._target)
 
     def wait(
         self, names: str | Iterable[str] | None = None, timeout: float | None = None
@@ -319,7 +323,7 @@ class Client:
             if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 left = f"{unfinished} of {total} jobs still unfinished" if total >= 0 else "no answer yet"
                 raise PJTimeout(f"waited {timeout:g} s: {left}") from None
-            raise from_rpc_error(e, self.address) from None
+            raise from_rpc_error(e, self._target) from None
         finally:
             call.cancel()
         if not done:

@@ -1,7 +1,7 @@
 """The `pj` and `pj-submit` commands.
 
     pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--slurm|--local]
-                [--node-timeout T] [--missing-nodes continue|fail] [--quiet]
+                [--node-timeout T] [--missing-nodes continue|fail] [--tls] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
     pj-submit [--workdir DIR] FILE
     pj-submit [--workdir DIR] [--name N] [--cores C] ... -- CMD ARGS...
@@ -104,6 +104,8 @@ def _add_connection(p: argparse.ArgumentParser, workdir: bool = True) -> None:
     g.add_argument("--master", metavar="ADDR", default=argparse.SUPPRESS,
                    help="the master's HOST:PORT (with --token-file, or the token of --workdir)")
     g.add_argument("--token-file", metavar="F", default=argparse.SUPPRESS, help="file holding the master's token")
+    g.add_argument("--tls-cert", metavar="FILE", default=argparse.SUPPRESS,
+                   help="the run's certificate (DIR/tls.crt) when the master runs with --tls: the only one trusted")
     g.add_argument("--rpc-timeout", metavar="S", type=float, default=argparse.SUPPRESS,
                    help="seconds each call may take (default 30)")
 
@@ -119,7 +121,8 @@ def _connect(args: argparse.Namespace) -> Client:
         raise UsageError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR --token-file F")
     if master is not None and token_file is None and workdir is None and not env_wd:
         raise UsageError(f"--master {master} needs the token: add --token-file F or --workdir DIR")
-    return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0))
+    return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0),
+                  tls_cert=getattr(args, "tls_cert", None))
 
 
 def _seconds_for(option: str) -> Callable[[str], float]:
@@ -347,6 +350,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         node_timeout=args.node_timeout,
         missing_nodes=args.missing_nodes,
         quiet=args.quiet,
+        tls=args.tls,
     ).run()
 
 
@@ -382,6 +386,8 @@ def pj_parser() -> _Parser:
     nodes.add_argument("--missing-nodes", choices=["continue", "fail"], default=None,
                        help="when some nodes have not registered by then: go on with the others "
                        "(continue, the default) or fail the run (fail)")
+    r.add_argument("--tls", action="store_true",
+                   help="the master serves TCP over TLS with a certificate made for this run; agents pin it")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.set_defaults(func=cmd_run)
 

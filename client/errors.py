@@ -43,12 +43,23 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def from_rpc_error(e: grpc.RpcError, address: str) -> PJError:
-    """Map a failed call to the PJError subclass for its status code, keeping the server's message."""
+def from_rpc_error(e: grpc.RpcError, address: str, method: str | None = None) -> PJError:
+    """Map a failed call to the PJError subclass for its status code, keeping the server's message.
+
+    ``method``: the RPC that failed; a ``Submit`` over the message size limit (gRPC
+    RESOURCE_EXHAUSTED, said by the client's send or the master's receive) becomes an
+    InvalidJobError telling the user to split it."""
     import grpc
+
+    from pj.common.speccheck import MESSAGE_BYTES_MAX
 
     code = e.code() if isinstance(e, grpc.Call) else None
     details = one_line((e.details() if isinstance(e, grpc.Call) else None) or str(e))
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and method == "Submit":
+        return InvalidJobError(
+            f"the submission is larger than {MESSAGE_BYTES_MAX >> 20} MB; split it into several "
+            f"submissions ({details})"
+        )
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidJobError(details)
     if code == grpc.StatusCode.NOT_FOUND:
@@ -56,6 +67,12 @@ def from_rpc_error(e: grpc.RpcError, address: str) -> PJError:
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return AuthError(f"the master at {address} refused the token: {details}")
     if code == grpc.StatusCode.UNAVAILABLE:
+        low = details.lower()
+        if "ssl" in low or "handshake" in low or "certificate" in low:
+            return MasterUnreachable(
+                f"the TLS handshake with the master at {address} failed: the certificate trusted here is "
+                f"not that master's (another run's tls.crt?), or it does not serve TLS: {details}"
+            )
         return MasterUnreachable(f"no master answers at {address}: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return PJTimeout(f"the master at {address} did not answer in time: {details}")

@@ -98,6 +98,7 @@ class Campaign:
         node_timeout: float | None = None,
         missing_nodes: str | None = None,
         quiet: bool = False,
+        tls: bool = False,
         out: TextIO | None = None,
         err: TextIO | None = None,
         env: Mapping[str, str] | None = None,
@@ -115,6 +116,7 @@ class Campaign:
         self.slurm_mode = slurm_mode  # --slurm True, --local False, None: from the environment
         self.node_timeout = node_timeout
         self.missing_nodes = missing_nodes
+        self.tls = tls  # the master serves TCP over TLS; agents (and we) pin DIR/tls.crt
         self.alloc: slurm.Allocation | None = None  # set in Slurm mode
         self.quiet = quiet
         self.out = out if out is not None else sys.stdout
@@ -258,6 +260,8 @@ class Campaign:
             opts += ["--node-timeout", fmt_seconds(self.node_timeout)]
         if self.missing_nodes is not None:
             opts += ["--missing-nodes", self.missing_nodes]
+        if self.tls:
+            opts.append("--tls")
         return opts
 
     def _start_master(self) -> None:

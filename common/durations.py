@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["MAX_SECONDS", "DurationError", "parse_duration"]
+__all__ = ["MAX_SECONDS", "DurationError", "format_duration", "parse_duration"]
 
 #: Longest duration accepted (100 years): longer ones are mistakes, and they would overflow timers.
 MAX_SECONDS = 100 * 365 * 86400.0
@@ -112,6 +112,21 @@ def _parse_units(s: str, text: str, field: str) -> float:
         last = rank
         total += float(number) * _UNITS[unit]
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """A length of time the way a user writes it, and ``parse_duration`` reads back:
+    ``2s``, ``0.3s``, ``10m``, ``1h30m``, ``1d5s``. A length with a fraction of a second stays in
+    seconds (``90.5s``)."""
+    if seconds < 60 or seconds != int(seconds):
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    rest = int(seconds)
+    parts = []
+    for unit in _UNIT_ORDER:
+        n, rest = divmod(rest, int(_UNITS[unit]))
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
 
 
 def _below(value: int, limit: int, what: str, text: str, field: str) -> None:

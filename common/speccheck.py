@@ -23,22 +23,27 @@ dependency graph for cycles.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pj.common.durations import MAX_SECONDS
 from pj.v1 import pj_pb2
 
 __all__ = [
+    "AFTER_MAX",
     "ARGS_BYTES_MAX",
     "COUNT_MAX",
     "ENV_ENTRIES_MAX",
     "GPUS_MAX",
     "ITERATIONS_MAX",
+    "ITERATION_STOP_MAX",
+    "JOBS_MAX",
+    "MESSAGE_BYTES_MAX",
     "MODELS",
     "NAME_MAX",
     "RETRIES_MAX",
+    "WALLTIME_MAX",
     "JobRef",
     "SpecError",
     "check_name",
@@ -46,10 +51,16 @@ __all__ = [
     "split_after",
 ]
 
+# Every limit a submission meets; the README's job-file section lists them for users.
+MESSAGE_BYTES_MAX = 64 << 20  # one gRPC message (a whole Submit): the master's receive limit
+JOBS_MAX = 1_000_000  # jobs in one submission
 NAME_MAX = 200
 COUNT_MAX = 1_000_000  # cores or nodes
 GPUS_MAX = 1024  # per node
 ITERATIONS_MAX = 10_000_000
+ITERATION_STOP_MAX = 10**18  # every index stays referable as "job:N" (at most 18 digits)
+AFTER_MAX = 100_000  # dependencies of one job
+WALLTIME_MAX = MAX_SECONDS  # 100 years: longer is a mistake, and would overflow timers
 RETRIES_MAX = 1000
 ARGS_BYTES_MAX = 1 << 20  # all arguments together
 ENV_ENTRIES_MAX = 1000
@@ -84,7 +95,10 @@ class SpecError(ValueError):
 
     @property
     def label(self) -> str:
-        """``job 'sim'``, or ``job #3`` when the name cannot identify the job."""
+        """``job 'sim'``, or ``job #3`` when the name cannot identify the job; ``the submission``
+        for a fault of the whole batch (no job, no index)."""
+        if not self.job and self.index is None:
+            return "the submission"
         if self.job and check_name(self.job) is None:
             return f"job {self.job!r}"
         if self.index is not None:
@@ -135,6 +149,8 @@ def check_name(name: str) -> str | None:
         return f"{_show(name)} contains {bad!r}; use letters, digits and _ . + -"
     if name[0] == ".":
         return f"{_show(name)} must not start with '.'"
+    if ".." in name:
+        return f"{_show(name)} must not contain '..' (names become file names)"
     return None
 
 
@@ -163,6 +179,11 @@ def check_specs(
     ``allow_external``, a dependency on a job that is neither in the batch nor known is accepted
     unchecked: a client uses it for files that refer to jobs of a running master, which checks them.
     """
+    if not specs:
+        raise SpecError("", "jobs", "no jobs: a submission needs at least one")
+    if len(specs) > JOBS_MAX:
+        why = f"{len(specs)} jobs is more than {JOBS_MAX} in one submission; split it"
+        raise SpecError("", "jobs", why)
     first: dict[str, int] = {}
     waiting: list[tuple[int, list[str]]] = []  # jobs with dependencies, and these
     check_known = known is not _unknown
@@ -213,7 +234,7 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
     Returns its name and its dependencies (``after``).
     """
     name = spec.name
-    if len(name) > NAME_MAX or _NAME_CHARS.fullmatch(name) is None or name[0] == ".":
+    if len(name) > NAME_MAX or _NAME_CHARS.fullmatch(name) is None or name[0] == "." or ".." in name:
         raise SpecError(name, "name", check_name(name) or "is not a valid name", i)
     exe = script = ""
     has_args = False
@@ -233,6 +254,9 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
                 _check_args(value, name, i)
         elif n == _AFTER:
             after = value[:]
+            if len(after) > AFTER_MAX:
+                why = f"{len(after)} dependencies is more than {AFTER_MAX}; wait for fewer, larger jobs"
+                raise SpecError(name, "after", why, i)
         elif n in _PATHS:
             if len(value) > PATH_MAX or "\0" in value:
                 _check_text(value, fd.name, PATH_MAX, name, i, unit="characters")
@@ -257,8 +281,8 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
                     name, "model", f"unknown model {_show(value)}; use one of {_choices(MODELS)}", i
                 )
         elif n == _WALLTIME:
-            if not 0 <= value < math.inf:
-                why = f"must be a number of seconds >= 0 (0: no limit), got {value}"
+            if not 0 <= value <= WALLTIME_MAX:
+                why = f"must be a number of seconds >= 0 (0: no limit) and at most {WALLTIME_MAX:.0f} (100 years), got {value}"
                 raise SpecError(name, "walltime_s", why, i)
         elif n == _RETRIES:
             if value > RETRIES_MAX:
@@ -347,6 +371,8 @@ def _check_iterations(it: pj_pb2.Iterations, name: str, i: int) -> None:
         if stop == start == 0:
             why += " (values, if used, must not be empty)"
         raise SpecError(name, "iterations", why, i)
+    if stop > ITERATION_STOP_MAX:
+        raise SpecError(name, "iterations", f"stop {stop} is more than {ITERATION_STOP_MAX}", i)
     if stop - start > ITERATIONS_MAX:
         raise SpecError(name, "iterations", f"{stop - start} iterations is more than {ITERATIONS_MAX}", i)
 

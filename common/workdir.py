@@ -1,7 +1,10 @@
 """Where a running master is found: DIR/master.json (its address) and DIR/token (the secret).
 
 The master writes both when it starts; agents and clients read them through
-``--workdir DIR`` or ``PJ_WORKDIR``. Plain file I/O, no grpc.
+``--workdir DIR`` or ``PJ_WORKDIR``. With ``pj-master --tls``, master.json says ``"tls": true``
+and DIR/tls.crt is the run's own certificate, the only one a client then trusts (pinned). The
+master also listens on the Unix socket DIR/master.sock (``"socket"`` in master.json); a client on
+the master's host prefers it. Plain file I/O, no grpc (``pj.common.dial`` makes the channels).
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 MASTER_FILE = "master.json"
 TOKEN_FILE = "token"
+TLS_CERT_FILE = "tls.crt"
+TLS_KEY_FILE = "tls.key"
+SOCKET_FILE = "master.sock"
 TOKEN_METADATA_KEY = "pj-token"
 WORKDIR_ENV = "PJ_WORKDIR"
 MASTER_ENV = "PJ_MASTER"
@@ -29,6 +36,8 @@ class MasterAddress:
     address: str  # host:port as grpc dials it
     token: str
     workdir: Path | None = None
+    tls_cert: bytes | None = None  # PEM of the run's certificate: TLS on the TCP port, pinned
+    socket: str | None = None  # "unix:PATH" when the master's Unix socket is usable from here
 
 
 def write_token(workdir: Path) -> str:
@@ -71,13 +80,16 @@ def find_master(
     address: str | None = None,
     token_file: str | os.PathLike[str] | None = None,
     wait_s: float = 0.0,
+    tls_cert: str | os.PathLike[str] | None = None,
 ) -> MasterAddress:
     """Find the master's address and token.
 
     ``address`` (with ``token_file``, or the token of the workdir) wins; else
     DIR/master.json of ``workdir`` or $PJ_WORKDIR. With ``wait_s`` > 0, waits that
-    long for a master that is still starting to write its file.
+    long for a master that is still starting to write its file. ``tls_cert`` (a PEM file) pins the
+    master's TLS certificate; without it, DIR/tls.crt when master.json says TLS is on.
     """
+    cert = _read_cert(Path(tls_cert)) if tls_cert is not None else None
     wd = resolve_workdir(workdir)
     if address is None and wd is None and os.environ.get(MASTER_ENV):
         address = os.environ[MASTER_ENV]
@@ -90,7 +102,11 @@ def find_master(
             raise WorkdirError(
                 f"--master {address} needs a token: give --token-file FILE or --workdir DIR (or set {WORKDIR_ENV})"
             )
-        return MasterAddress(address, token, wd)
+        if cert is None and wd is not None:
+            info = _read_info(wd)
+            if info is not None and info.get("tls"):
+                cert = _read_cert(wd / TLS_CERT_FILE)
+        return MasterAddress(address, token, wd, cert)
     if wd is None:
         raise WorkdirError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR")
     path = wd / MASTER_FILE
@@ -108,4 +124,29 @@ def find_master(
         except (OSError, ValueError) as e:
             raise WorkdirError(f"cannot read {path}: {e}") from None
     tf = Path(token_file) if token_file is not None else wd / TOKEN_FILE
-    return MasterAddress(str(info["address"]), read_token(tf), wd)
+    if cert is None and info.get("tls"):
+        cert = _read_cert(wd / TLS_CERT_FILE)
+    return MasterAddress(str(info["address"]), read_token(tf), wd, cert, _local_socket(info))
+
+
+def _read_info(wd: Path) -> dict[str, object] | None:
+    try:
+        info = json.loads((wd / MASTER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _read_cert(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise WorkdirError(f"cannot read the TLS certificate {path}: {e.strerror}") from None
+
+
+def _local_socket(info: dict[str, object]) -> str | None:
+    """The master's Unix socket, when it runs on this host and the socket is there."""
+    path = info.get("socket")
+    if not isinstance(path, str) or info.get("host") != socket.gethostname():
+        return None
+    return f"unix:{path}" if os.path.exists(path) else None

@@ -18,7 +18,7 @@ from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
-from .registry import Job, Registry, Task
+from .registry import Attempt, Job, Registry, Task
 from .scheduler import ReadyQueue
 
 
@@ -32,6 +32,8 @@ class Outbox:
     cancels: dict[str, list[int]] = field(default_factory=dict)
     changed: dict[str, Job] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # run-level news for the user (log, Status, Watch)
+    ended: list[Task] = field(default_factory=list)  # tasks that reached their final state (for the journal)
+    finished: list[Job] = field(default_factory=list)  # jobs that reached their final state (for the journal)
     stop: bool = False
     wake_at: float | None = None  # call step() again at this time even if nothing else happens
 
@@ -49,9 +51,14 @@ def _exit_reason(exit_code: int, error: str) -> str:
 
 class Core:
     """``expect``: the nodes the run waits for (None: unknown, a service waiting for agents); the
-    wait for them ends ``expect.timeout_s`` after ``now``, the time the core is made."""
+    wait for them ends ``expect.timeout_s`` after ``now``, the time the core is made. ``crash_limit``:
+    a task whose nodes were lost that many times while it ran fails even with retries left (0: no limit)."""
 
-    def __init__(self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0) -> None:
+    def __init__(
+        self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0,
+        crash_limit: int = 3,
+    ) -> None:
+        self.crash_limit = crash_limit
         self.registry = Registry()
         self.pool = Pool()
         self.queue = ReadyQueue()
@@ -115,14 +122,25 @@ class Core:
             self._know_capacity(now)
 
     def node_left(self, name: str, now: float) -> None:
-        """The node's agent is gone: its tasks fail with the reason `node lost`."""
+        """The node's agent is gone: its tasks are queued again while their job's retries allow,
+        else fail with the reason `node lost`; a task that lost ``crash_limit`` nodes fails."""
         if name not in self.pool.by_name:
             return
         self.pool.remove(name)
         lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
         for task in lost:
-            state = State.CANCELED if task.job.cancel_requested else State.FAILED
-            self._end_task(task, state, None, f"node lost: {name}", now)
+            reason = f"node lost: {name}"
+            if task.job.cancel_requested:
+                self._end_task(task, State.CANCELED, None, reason, now)
+                continue
+            job = task.job
+            earlier = job.attempts.get(task.iteration, ()) if job.attempts else ()
+            crashes = 1 + sum(1 for a in earlier if a.lost)
+            if self.crash_limit and crashes >= self.crash_limit:
+                reason = f"crash limit: {crashes} nodes were lost while it ran (last: {name})"
+            elif self._retry(task, None, reason, now, lost=True):
+                continue
+            self._end_task(task, State.FAILED, None, reason, now)
 
     def _judge_fit(self, job: Job, now: float) -> bool:
         """Fail a job that can never fit the run's resources; True if it was failed."""
@@ -299,7 +317,7 @@ class Core:
                 return
         self._end_task(task, state, exit_code, reason, now)
 
-    def _retry(self, task: Task, exit_code: int, reason: str, now: float) -> bool:
+    def _retry(self, task: Task, exit_code: int | None, reason: str, now: float, lost: bool = False) -> bool:
         """Queue a failed task again if its job has retries left; True if it was."""
         job = task.job
         used = job.retried.get(task.iteration, 0) if job.retried else 0
@@ -313,17 +331,35 @@ class Core:
         task.exit_code = exit_code
         # This attempt's record ends FAILED; the next attempt gets a new task (and id) for the iteration.
         self._task_state(task, State.FAILED, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)")
+        self._keep_attempt(task, now, lost)
         job.started -= 1
         self.queue.push(job, task.iteration)
         self._out.changed[job.name] = job
         return True
 
-    def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
+    @staticmethod
+    def _keep_attempt(task: Task, now: float, lost: bool) -> None:
+        """Remember the ended attempt of a task about to be queued again (its Task is replaced)."""
         job = task.job
+        if job.attempts is None:
+            job.attempts = {}
+        started = next((t for s, t in task.history if s == State.EXECUTING), None)
+        nodes = tuple(s.node for s in task.allocation)
+        job.attempts.setdefault(task.iteration, []).append(
+            Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost)
+        )
+
+    def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
         if self.running.pop(task.id, None) is not None:
             self.pool.release(task.allocation)
         task.exit_code = exit_code
         self._task_state(task, state, now, reason)
+        self._out.ended.append(task)
+        self._settle_task(task, state, reason, now)
+
+    def _settle_task(self, task: Task, state: State, reason: str, now: float) -> None:
+        """The job's bookkeeping for one task in a final state: counts, dependents, the job's end."""
+        job = task.job
         job.done += 1
         if state == State.SUCCEED:
             job.succeeded += 1
@@ -454,4 +490,5 @@ class Core:
         counts[state] += 1
         if state.final:
             self.unfinished -= 1
+            self._out.finished.append(job)
         self._out.changed[job.name] = job

@@ -1,11 +1,15 @@
 """`pj-master`: serve one campaign's queue, scheduler and registry over gRPC.
 
     pj-master --workdir DIR [--listen HOST:PORT] [--expect-nodes K|HOSTLIST]
-              [--node-timeout DURATION] [--missing-nodes continue|fail] [--slurm|--no-slurm]
+              [--node-timeout DURATION] [--missing-nodes continue|fail] [--slurm|--no-slurm] [--tls]
+              [--resume]
+              [--heartbeat-timeout DURATION] [--crash-limit N]
 
-Writes DIR/token (0600) and DIR/master.json (its address) when ready; after
+Writes DIR/token (0600) and DIR/master.json (its address) when ready (with --tls also
+DIR/tls.crt and DIR/tls.key; it also listens on the Unix socket DIR/master.sock, 0600); after
 `pj finish` (or SIGTERM) and once every job has ended it tells the agents to stop,
-writes DIR/jobs.jsonl and exits 0.
+writes DIR/jobs.jsonl and exits 0. The registry is journaled in DIR/journal.db (journal.py);
+`--resume` continues the campaign journaled there (restore.py).
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ import structlog
 from pj import __version__
 from pj.common import logs
 from pj.common.durations import parse_duration
-from pj.common.workdir import write_master_info, write_token
+from pj.common.workdir import SOCKET_FILE, TLS_CERT_FILE, write_master_info, write_token
 from pj.v1 import pj_pb2_grpc as rpc
 
-from . import report
+from . import journal, report
 from .core import Core
 from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
-from .runtime import Master
+from .restore import restore
+from .runtime import HEARTBEAT_TIMEOUT_S, Master
 from .service import AgentLinkService, PilotJobService, TokenInterceptor
+from .tls import write_cert
 
 log = structlog.get_logger("pj.master")
 
@@ -43,6 +49,7 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
 ]
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,10 +84,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Slurm mode: parallel models call srun, tasks see SLURM_* describing their own share "
         "(default: on when SLURM_JOB_ID is set)",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve the TCP port over TLS with a fresh certificate for this run (DIR/tls.crt, which "
+        "clients pin)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the campaign journaled in DIR/journal.db: finished jobs stay finished, what was "
+        "queued or running when the master stopped runs again",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        default=str(HEARTBEAT_TIMEOUT_S),
+        metavar="DURATION",
+        help="an agent silent this long (seconds or a duration: 30s, 2m) is lost and its tasks are "
+        f"retried elsewhere (agents send heartbeats every min(10 s, timeout/3)); default {HEARTBEAT_TIMEOUT_S:g} s",
+    )
+    p.add_argument(
+        "--crash-limit",
+        type=int,
+        default=3,
+        metavar="N",
+        help="a task that was running on nodes that were lost N times fails even with retries left "
+        "(default 3; 0: no limit)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"pj-master {__version__}")
     args = p.parse_args(argv)
+    if args.crash_limit < 0:
+        p.error("--crash-limit: must be 0 (no limit) or more")
     try:
+        args.heartbeat_timeout = node_timeout(args.heartbeat_timeout, "--heartbeat-timeout")
+        if args.heartbeat_timeout <= 0:
+            raise ValueError("--heartbeat-timeout: must be more than 0")
         args.node_timeout = node_timeout(args.node_timeout)
         args.expect = (
             None
@@ -94,38 +133,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def node_timeout(text: str) -> float:
+def node_timeout(text: str, option: str = "--node-timeout") -> float:
     """A plain number is seconds here (parse_duration reads a bare number in a string as minutes)."""
     try:
         value: str | float = float(text)
     except ValueError:
         value = text
-    return parse_duration(value, "--node-timeout")  # DurationError is a ValueError
+    return parse_duration(value, option)  # DurationError is a ValueError
 
 
 async def serve(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).absolute()
     token = write_token(workdir)
-    core = Core(expect=args.expect, now=time.time())
-    master = Master(core)
+    core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit)
+    jour = open_journal(workdir, core, args.resume)
+    master = Master(core, journal=jour)
+    master.heartbeat_timeout = args.heartbeat_timeout
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
     rpc.add_PilotJobServicer_to_server(PilotJobService(master), server)
     rpc.add_AgentLinkServicer_to_server(AgentLinkService(master), server)
-    try:
-        port = server.add_insecure_port(args.listen)
-    except RuntimeError as e:
-        print(f"pj-master: --listen {args.listen}: cannot listen there ({e})", file=sys.stderr)
-        return 2
     host = args.listen.rpartition(":")[0] or "127.0.0.1"
     if host in ("0.0.0.0", "[::]", ""):
         host = socket.gethostname()
+    tls: dict[str, object] = {}
+    try:
+        if args.tls:
+            cert, key, fingerprint = write_cert(workdir, [host, socket.gethostname(), socket.getfqdn()])
+            creds = grpc.ssl_server_credentials([(key, cert)])
+            port = server.add_secure_port(args.listen, creds)
+            tls = {"tls": True, "tls_cert": str(workdir / TLS_CERT_FILE), "tls_sha256": fingerprint}
+        else:
+            port = server.add_insecure_port(args.listen)
+    except RuntimeError as e:
+        print(f"pj-master: --listen {args.listen}: cannot listen there ({e})", file=sys.stderr)
+        return 2
+    sock = listen_unix(server, workdir)
     address = f"{host}:{port}"
     master.address = address
     core.ctx = Context(master=address, workdir=str(workdir), slurm=args.slurm)
     await server.start()
+    local: dict[str, object] = {}
+    if sock is not None:
+        os.chmod(sock, 0o600)
+        local = {"socket": str(sock), "host": socket.gethostname()}
     write_master_info(
         workdir,
-        {"address": address, "pid": os.getpid(), "started_at": master.started_at, "version": __version__},
+        {"address": address, "pid": os.getpid(), "started_at": master.started_at, "version": __version__,
+         **tls, **local},
     )
     log.info(
         "master ready",
@@ -133,7 +187,11 @@ async def serve(args: argparse.Namespace) -> int:
         workdir=str(workdir),
         expect_nodes=args.expect.describe() if args.expect else None,
         node_timeout_s=args.node_timeout,
+        heartbeat_timeout_s=args.heartbeat_timeout,
+        crash_limit=args.crash_limit,
         slurm=args.slurm,
+        tls=bool(args.tls),
+        socket=str(sock) if sock else None,
     )
 
     loop = asyncio.get_running_loop()
@@ -148,13 +206,43 @@ async def serve(args: argparse.Namespace) -> int:
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(master.run())
+        tg.create_task(master.watch_agents())  # ends with run()
     await master.shutdown_agents("the campaign has finished")
     n = report.write(str(workdir / "jobs.jsonl"), core.registry)
     log.info("report written", path=str(workdir / "jobs.jsonl"), lines=n)
     await server.stop(grace=1.0)
     (workdir / "master.json").unlink(missing_ok=True)
+    if sock is not None:
+        sock.unlink(missing_ok=True)
+    jour.close()
     log.info("master stopped", jobs=len(core.registry), unfinished=core.unfinished)
     return 0
+
+
+def open_journal(workdir: Path, core: Core, resume: bool) -> journal.Journal:
+    """Open DIR/journal.db; with ``resume``, first rebuild ``core`` from what it holds."""
+    jour = journal.Journal(journal.path_in(workdir))
+    if resume:
+        batches, tasks, jobs, requests = jour.load()
+        restore(core, batches, tasks, jobs, requests, time.time())
+        log.info("campaign resumed", batches=len(batches), jobs=len(core.registry),
+                 finished=len(core.registry) - core.unfinished, unfinished=core.unfinished)
+    return jour
+
+
+def listen_unix(server: grpc.aio.Server, workdir: Path) -> Path | None:
+    """Also serve DIR/master.sock (plaintext: the file is the owner's alone), if the path fits."""
+    path = workdir / SOCKET_FILE
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        log.info("no Unix socket: the workdir's path is too long for one", path=str(path))
+        return None
+    path.unlink(missing_ok=True)  # a stale one from an earlier run
+    try:
+        server.add_insecure_port(f"unix:{path}")
+    except RuntimeError as e:
+        log.warning("no Unix socket: cannot listen there", path=str(path), error=str(e))
+        return None
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"pj-master: --workdir {workdir}: {e.strerror}", file=sys.stderr)
+        return 2
+    if not args.resume and journal.path_in(workdir).exists():
+        print(
+            f"pj-master: --workdir {workdir}: a campaign was run here ({journal.path_in(workdir)} exists); "
+            "continue it with --resume, or use another --workdir",
+            file=sys.stderr,
+        )
         return 2
     logs.setup(args.log_level, component="master")
     return asyncio.run(serve(args))

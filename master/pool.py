@@ -82,8 +82,7 @@ class Pool:
         node = Node(info, len(self.nodes))
         if old is not None:
             node.index = old.index
-            self.nodes[old.index] = node
-            self.total_cores -= old.total_cores
+            self.nodes[old.index] = node  # a node coming back (remove() already took out its cores)
         else:
             self.nodes.append(node)
         self.by_name[info.name] = node

@@ -7,8 +7,22 @@ every state change goes through ``set_state`` and so through the transition tabl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from .model import Allocation, JobSpec, State, check_transition
+
+
+class Attempt(NamedTuple):
+    """An earlier attempt of a task (iteration) that was retried: kept only for tasks that retried."""
+
+    state: State
+    exit_code: int | None
+    reason: str
+    nodes: tuple[str, ...]
+    started: float | None  # when it began executing (None: it never did)
+    ended: float
+    task_id: int
+    lost: bool = False  # it ended because a node it ran on was lost
 
 
 class Task:
@@ -42,6 +56,7 @@ class Job:
     """A job as submitted, with the bookkeeping of its iterations and dependencies."""
 
     __slots__ = (
+        "attempts",
         "cancel_reason",
         "cancel_requested",
         "done",
@@ -87,6 +102,8 @@ class Job:
         self.cancel_requested = False
         self.cancel_reason = "canceled"  # the reason its canceled tasks and the job end with
         self.retried: dict[int | None, int] | None = None  # iteration -> retries used (made on the first)
+        # iteration -> its earlier attempts, oldest first (made on the first retry: nothing for the rest)
+        self.attempts: dict[int | None, list[Attempt]] | None = None
 
     @property
     def name(self) -> str:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .model import State
 from .registry import Job, Task
 
 
@@ -18,6 +19,27 @@ def _shares(task: Task) -> tuple[list[str], dict[str, list[int]], dict[str, list
     cores = {s.node: list(s.cores) for s in task.allocation}
     gpus = {s.node: list(s.gpus) for s in task.allocation if s.gpus}
     return nodes, cores, gpus
+
+
+def _attempts(task: Task) -> list[dict[str, Any]] | None:
+    """Every attempt of a retried task, oldest first, the last being the task itself; None if it never retried."""
+    earlier = task.job.attempts.get(task.iteration) if task.job.attempts else None
+    if not earlier:
+        return None
+    if earlier[-1].task_id == task.id:  # queued again, never placed since: it is its own last attempt
+        earlier = earlier[:-1]
+    out: list[dict[str, Any]] = [
+        {"state": a.state.name, "exit_code": a.exit_code, "reason": a.reason, "nodes": list(a.nodes),
+         "started": None if a.started is None else round(a.started, 6), "ended": round(a.ended, 6)}
+        for a in earlier
+    ]
+    started = next((t for s, t in task.history if s == State.EXECUTING), None)
+    ended = task.history[-1][1] if task.state.final else None
+    out.append({"state": task.state.name, "exit_code": task.exit_code, "reason": task.reason,
+                "nodes": [s.node for s in task.allocation],
+                "started": None if started is None else round(started, 6),
+                "ended": None if ended is None else round(ended, 6)})
+    return out
 
 
 def task_record(task: Task) -> dict[str, Any]:
@@ -35,6 +57,9 @@ def task_record(task: Task) -> dict[str, Any]:
     }
     if gpus:
         rec["gpus"] = gpus
+    attempts = _attempts(task)
+    if attempts is not None:
+        rec["attempts"] = attempts
     return rec
 
 
@@ -55,6 +80,8 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
                 rec["reason"] = task.reason
             if "gpus" in t:
                 rec["gpus"] = t["gpus"]
+            if "attempts" in t:
+                rec["attempts"] = t["attempts"]
         else:
             rec.update(exit_code=None, nodes=[], cores={})
         yield rec

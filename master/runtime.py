@@ -19,9 +19,13 @@ from pj.v1 import pj_pb2 as pb
 
 from . import convert
 from .core import Core, Outbox
+from .journal import Journal
 from .registry import Job
 
 log = structlog.get_logger("pj.master")
+
+HEARTBEAT_S = 10.0  # the longest heartbeat interval agents are told to keep
+HEARTBEAT_TIMEOUT_S = 30.0  # default: an agent silent this long is lost
 
 
 class AgentConn:
@@ -33,7 +37,8 @@ class AgentConn:
         self.cancels: list[int] = []
         self.shutdown = ""
         self.ready = asyncio.Event()
-        self.last_seen = time.monotonic()
+        self.last_seen = time.monotonic()  # when it last said anything (a heartbeat counts)
+        self.lost = asyncio.Event()  # set when it was silent too long: its stream is to end
 
     def take(self) -> pb.MasterMessage | None:
         if self.launches or self.cancels:
@@ -74,8 +79,9 @@ class Watcher:
 
 
 class Master:
-    def __init__(self, core: Core, address: str = "") -> None:
+    def __init__(self, core: Core, address: str = "", journal: Journal | None = None) -> None:
         self.core = core
+        self.journal = journal  # None: nothing is journaled (tests of the shell alone)
         self.address = address
         self.started_at = time.time()
         self.agents: dict[str, AgentConn] = {}
@@ -83,7 +89,9 @@ class Master:
         self.notices: list[str] = []  # every run-level notice so far, oldest first
         self._wake = asyncio.Event()
         self.stopping = False
+        self._stopped = asyncio.Event()
         self.shutdown_reason = ""  # set once the agents are told to stop
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S  # an agent silent this long is lost
 
     @staticmethod
     def now() -> float:
@@ -106,13 +114,42 @@ class Master:
                     pass  # the core asked for a pass now
             self._wake.clear()
             out = self.core.step(self.now())
+            if self.journal is not None:
+                self.journal.record(out.ended, out.finished)  # one transaction per pass, before any news
             wake_at = out.wake_at
             self._route(out)
             if out.stop:
                 break
         self.stopping = True
+        self._stopped.set()
         for w in list(self.watchers):
             w.close()
+
+    @property
+    def heartbeat_s(self) -> float:
+        """The interval agents are told to send heartbeats at: a third of the timeout, at most 10 s."""
+        return min(HEARTBEAT_S, self.heartbeat_timeout / 3)
+
+    async def watch_agents(self) -> None:
+        """Declare lost every agent silent for longer than ``heartbeat_timeout`` (its Connect handler
+        then ends the stream, and the core hears node_left). Ends when ``run`` does."""
+        timeout = self.heartbeat_timeout
+        period = min(1.0, timeout / 4)
+        while not self.stopping:
+            try:
+                await asyncio.wait_for(self._stopped.wait(), period)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            for conn in list(self.agents.values()):
+                silent = now - conn.last_seen
+                if silent > timeout and not conn.lost.is_set():
+                    log.warning(
+                        f"node {conn.node} lost: its agent said nothing for {silent:.1f} s "
+                        f"(--heartbeat-timeout {timeout:g} s)",
+                        node=conn.node, silent_s=round(silent, 1),
+                    )
+                    conn.lost.set()
 
     def _route(self, out: Outbox) -> None:
         core = self.core

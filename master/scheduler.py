@@ -55,6 +55,14 @@ class ReadyQueue:
                 if job.cancel_requested or job.state.final:
                     q.popleft()
                     continue
+                if it is None and job.tasks and job.spec.iterations is not None:
+                    # Skip iterations that already have a task (restored from the journal on --resume).
+                    stop = job.spec.iterations.stop
+                    while job.next_it < stop and job.next_it in job.tasks:
+                        job.next_it += 1
+                    if job.next_it >= stop:
+                        q.popleft()
+                        continue
                 allocation = pool.allocate(job.spec.request)
                 if allocation is None:
                     break  # nothing of this shape fits until something ends

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,6 @@ from .runtime import AgentConn, Master, Watcher
 log = structlog.get_logger("pj.master")
 _EOF = grpc.aio.EOF  # type: ignore[attr-defined]
 
-HEARTBEAT_S = 10.0
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
 
@@ -90,9 +90,12 @@ class PilotJobService(rpc.PilotJobServicer):
         try:
             check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)))
             specs = [convert.spec_from_pb(j, request.base_dir) for j in request.jobs]
-            names = core.submit(specs, self.m.now())
+            now = self.m.now()
+            names = core.submit(specs, now)
         except (SpecError, SubmitError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if self.m.journal is not None:
+            self.m.journal.submit(request.SerializeToString(), now)  # durable before the reply
         self.m.poke()
         log.info("submitted", jobs=len(names))
         return pb.SubmitReply(names=names)
@@ -149,6 +152,8 @@ class PilotJobService(rpc.PilotJobServicer):
             canceled, finished = self.m.core.cancel(list(request.names), self.m.now())
         except KeyError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {e.args[0]!r}")
+        if self.m.journal is not None and canceled:
+            self.m.journal.request("cancel", canceled, False, self.m.now())
         self.m.poke()
         return pb.CancelReply(canceled=canceled, already_finished=finished)
 
@@ -197,6 +202,8 @@ class PilotJobService(rpc.PilotJobServicer):
     async def Finish(self, request: pb.FinishRequest, context: grpc.aio.ServicerContext) -> pb.FinishReply:
         log.info("finish requested", drain=request.drain)
         self.m.core.finish(request.drain, self.m.now())
+        if self.m.journal is not None:
+            self.m.journal.request("finish", (), request.drain, self.m.now())
         self.m.poke()
         return pb.FinishReply()
 
@@ -226,11 +233,17 @@ class AgentLinkService(rpc.AgentLinkServicer):
         log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus))
         m.poke()
         try:
-            await context.write(pb.MasterMessage(welcome=pb.Welcome(heartbeat_interval_s=HEARTBEAT_S)))
+            await context.write(pb.MasterMessage(welcome=pb.Welcome(heartbeat_interval_s=m.heartbeat_s)))
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self._write(conn, context))
-                await self._read(conn, context)
-                writer.cancel()
+                reader = tg.create_task(self._read(conn, context))
+                lost = tg.create_task(conn.lost.wait())  # set by Master.watch_agents: silent too long
+                await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
+                for t in (writer, reader, lost):
+                    t.cancel()
+            if conn.lost.is_set():  # end the stream; the agent, if it ever wakes, hears why
+                context.set_code(grpc.StatusCode.UNAVAILABLE)
+                context.set_details(f"no word from node {reg.node!r} for too long: it was declared lost")
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a broken stream: the node is lost, the master goes on
@@ -255,7 +268,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 for e in msg.events.exited:
                     core.task_exited(e.task_id, e.exit_code, e.error, now)
                 m.poke()
-            conn.last_seen = asyncio.get_running_loop().time()
+            conn.last_seen = time.monotonic()
 
     async def _write(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
         while True:

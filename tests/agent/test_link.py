@@ -194,7 +194,7 @@ def test_batch_of_tasks_then_shutdown(tmp_path: Path) -> None:
     e202 = master.exit_of(202)
     assert e202.exit_code == 127 and "/nonexistent/prog" in e202.error
     e203 = master.exit_of(203)
-    assert e203.exit_code == -signal.SIGTERM and e203.error == "walltime exceeded (0.3s)"
+    assert e203.exit_code == -signal.SIGTERM and e203.error == "walltime 0.3s exceeded: killed (SIGTERM)"
     assert master.exit_of(204).exit_code == -signal.SIGTERM
     assert master.exit_of(205).exit_code == 0, "a task inherited more than stdin/stdout/stderr"
     assert master.exit_of(206).exit_code == -signal.SIGTERM

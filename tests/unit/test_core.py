@@ -306,6 +306,130 @@ def test_node_lost_fails_its_tasks() -> None:
     assert r.core.pool.total_cores == 1
 
 
+def _lose(r: Run, node: str) -> None:
+    """The node's agent is gone: forget what ran there, as its stream ending would."""
+    r.core.node_left(node, r.tick())
+    for tid, launch in list(r.running.items()):
+        if launch.node == node:  # type: ignore[attr-defined]
+            del r.running[tid]
+
+
+def test_node_lost_with_retries_left_queues_the_task_again_and_it_runs_elsewhere() -> None:
+    r = Run(nodes=2, cores=1)
+    r.submit(spec("a", retries=1), spec("b"))
+    (la, _) = sorted(r.step(), key=lambda launch: launch.env["PJ_JOB"])
+    assert la.node == "n0"
+    _lose(r, "n0")
+    job = r.core.registry.get("a")
+    assert job is not None and job.state == State.EXECUTING and job.done == 0
+    assert r.step() == []  # n1 is busy with b
+    r.finish_all()  # b ends: a runs on n1
+    (again,) = r.step()
+    assert again.node == "n1" and again.env["PJ_JOB"] == "a" and again.task_id != la.task_id
+    r.finish_all()
+    assert job.state == State.SUCCEED and job.reason == ""
+    (first,) = job.attempts[None]  # type: ignore[index]
+    assert first.state == State.FAILED and first.lost and first.nodes == ("n0",)
+    assert first.reason == "node lost: n0 (retry 1 of 1 follows)" and first.exit_code is None
+    assert first.started is not None and first.ended > first.started
+    assert r.core.registry.get("b").attempts is None  # type: ignore[union-attr]  # nothing kept
+
+
+def test_node_lost_without_retries_fails_the_task() -> None:
+    r = Run(nodes=2, cores=1)
+    r.submit(spec("a", retries=1), spec("b"))
+    r.step()
+    _lose(r, "n0")  # a is retried on n1 once b is done
+    r.finish_all()
+    (again,) = r.step()
+    assert again.node == "n1"
+    _lose(r, "n1")
+    job = r.core.registry.get("a")
+    assert job is not None and job.state == State.FAILED and job.reason == "node lost: n1"
+    assert len(job.attempts[None]) == 1 and r.core.pool.total_cores == 0  # type: ignore[index]
+
+
+def test_a_lost_node_that_comes_back_runs_the_retry() -> None:
+    r = Run(nodes=1, cores=1)
+    r.submit(spec("a", retries=2))
+    r.step()
+    _lose(r, "n0")
+    assert r.step() == []  # no node: it waits
+    r.core.node_joined(NodeInfo("n0", 1, ()), r.tick())
+    assert (r.core.pool.total_cores, r.core.pool.free_cores) == (1, 1)
+    (again,) = r.step()
+    assert again.node == "n0"
+    r.finish_all()
+    assert r.state("a") == State.SUCCEED
+
+
+def test_crash_limit_fails_a_task_that_keeps_losing_its_nodes() -> None:
+    r = Run(nodes=3, cores=1)
+    r.core.crash_limit = 2
+    r.submit(spec("killer", retries=5), spec("sweep", it=2, retries=5))
+    r.step()  # killer on n0, sweep:0 on n1, sweep:1 on n2
+    _lose(r, "n0")
+    r.core.node_joined(NodeInfo("n3", 1, ()), r.tick())
+    (again,) = r.step()
+    assert again.env["PJ_JOB"] == "killer" and again.node == "n3"
+    _lose(r, "n3")
+    job = r.core.registry.get("killer")
+    assert job is not None and job.state == State.FAILED
+    assert job.reason == "crash limit: 2 nodes were lost while it ran (last: n3)"
+    r.finish_all()  # the sweep was never hurt
+    assert r.state("sweep") == State.SUCCEED
+
+
+def test_crash_limit_zero_means_no_limit() -> None:
+    r = Run(nodes=1, cores=1)
+    r.core.crash_limit = 0
+    r.submit(spec("a", retries=5))
+    for _ in range(5):
+        r.step()
+        _lose(r, "n0")
+        r.core.node_joined(NodeInfo("n0", 1, ()), r.tick())
+    r.step()
+    r.finish_all()
+    job = r.core.registry.get("a")
+    assert job is not None and job.state == State.SUCCEED and len(job.attempts[None]) == 5  # type: ignore[index]
+
+
+def test_every_attempt_is_in_the_report() -> None:
+    from pj.master import report
+
+    r = Run(nodes=2, cores=1)
+    r.submit(spec("sweep", it=2, retries=2), spec("one", retries=1))
+    r.step()  # sweep:0 on n0, sweep:1 on n1
+    _lose(r, "n0")
+    r.core.node_joined(NodeInfo("n0", 1, ()), r.tick())
+    r.run_to_end(codes={"one": 3})
+    lines = list(report.job_records(r.core.registry.get("sweep")))  # type: ignore[arg-type]
+    it0, it1 = lines[1], lines[2]
+    assert it0["state"] == "SUCCEED" and [a["state"] for a in it0["attempts"]] == ["FAILED", "SUCCEED"]
+    assert it0["attempts"][0]["reason"].startswith("node lost: n0") and it0["attempts"][0]["nodes"] == ["n0"]
+    assert it0["attempts"][1]["ended"] == it0["times"]["SUCCEED"]
+    assert "attempts" not in it1 and "attempts" not in lines[0]
+    (one,) = report.job_records(r.core.registry.get("one"))  # type: ignore[arg-type]
+    assert one["state"] == "FAILED" and one["exit_code"] == 3
+    assert [(a["state"], a["exit_code"]) for a in one["attempts"]] == [("FAILED", 3), ("FAILED", 3)]
+
+
+def test_a_job_canceled_while_its_node_is_lost_ends_canceled() -> None:
+    r = Run(nodes=2, cores=1)
+    r.submit(spec("a", retries=3), spec("b", retries=3))
+    r.step()
+    r.core.cancel(["a"], r.tick())
+    _lose(r, "n0")  # a ran there: canceled, not retried
+    assert r.state("a") == State.CANCELED and r.core.registry.get("a").attempts is None  # type: ignore[union-attr]
+    _lose(r, "n1")  # b is queued again, then canceled while it waits
+    r.core.cancel(["b"], r.tick())
+    assert r.state("b") == State.CANCELED and r.step() == []
+    from pj.master import report
+
+    (line,) = report.job_records(r.core.registry.get("b"))  # type: ignore[arg-type]
+    assert [a["state"] for a in line["attempts"]] == ["FAILED"]  # its one attempt, not twice
+
+
 def test_spawn_failure_is_a_failed_task_with_the_agents_message() -> None:
     r = Run(cores=1)
     r.submit(spec("x"))

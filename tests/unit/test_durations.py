@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pj.common.durations import MAX_SECONDS, DurationError, parse_duration
+from pj.common.durations import MAX_SECONDS, DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -42,6 +42,13 @@ from pj.common.durations import MAX_SECONDS, DurationError, parse_duration
         ("2-3", 2 * 86400.0 + 3 * 3600.0),
         ("2-03:04", 2 * 86400.0 + 3 * 3600.0 + 4 * 60.0),
         ("1-00:00:01", 86401.0),
+        # the forms the issue names, as Slurm writes them
+        ("1-02:00:00", 93600.0),
+        ("02:00:00", 7200.0),
+        ("30:00", 1800.0),
+        ("1-02", 93600.0),  # days-hours
+        ("1-02:30", 95400.0),  # days-hours:minutes
+        ("00:00:01", 1.0),
     ],
 )
 def test_accepted_forms(text: str | float, seconds: float) -> None:
@@ -51,7 +58,8 @@ def test_accepted_forms(text: str | float, seconds: float) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "   ", "abc", "10x", "h", "1h30", "m10", "1.5", "-5", "-5m", "1:2:3:4", "1-2-3", "1:60", "1:00:60",
-     "1:60:00", "1-24", "1-00:60", "10M", "1e3s", "1..5h", "30m1h", "1h1h", "10 minutes", "1h-30m", "nan", "0x10"],
+     "1:60:00", "1-24", "1-00:60", "10M", "1e3s", "1..5h", "30m1h", "1h1h", "10 minutes", "1h-30m", "nan", "0x10",
+     "1-", "-1-00", ":30", "1:", "1d-2h", "1:30:", "1-02:", "2-1:2:3:4", "1--2"],
 )  # fmt: skip
 def test_garbage_is_refused_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(DurationError) as info:
@@ -122,3 +130,18 @@ def test_slurm_and_unit_forms_agree(d: int, h: int, m: int, s: int) -> None:
     assert parse_duration(f"{d}-{h:02d}:{m:02d}:{s:02d}", "t") == total
     assert parse_duration(f"{d}d{h}h{m}m{s}s", "t") == total
     assert parse_duration(f"{d * 24 + h}:{m:02d}:{s:02d}", "t") == total
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(2, "2s"), (0.3, "0.3s"), (1.5, "1.5s"), (0, "0s"), (59, "59s"), (60, "1m"), (90, "1m30s"),
+     (3600, "1h"), (5400, "1h30m"), (86400, "1d"), (86401, "1d1s"), (93784, "1d2h3m4s"), (90.5, "90.5s")],
+)  # fmt: skip
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+@given(st.one_of(st.integers(min_value=1, max_value=10**9), st.floats(min_value=0.001, max_value=10**6)))
+def test_format_duration_reads_back(seconds: float) -> None:
+    seconds = round(seconds, 3)
+    assert parse_duration(format_duration(seconds), "t") == pytest.approx(seconds, abs=1e-3)

@@ -71,8 +71,9 @@ def test_a_valid_batch_passes() -> None:
     )  # fmt: skip
 
 
-def test_an_empty_batch_passes() -> None:
-    check_specs([])
+def test_an_empty_batch_is_refused() -> None:
+    with pytest.raises(SpecError, match="the submission: field 'jobs': no jobs"):
+        check_specs([])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,172 @@
+"""The registry's journal, DIR/journal.db: SQLite in WAL mode, written by the asyncio shell.
+
+What it keeps (enough to rebuild the registry with ``restore.py``):
+
+- ``batches``: each accepted Submit, as the SubmitRequest's bytes (specs and base dir) and the time;
+- ``tasks``: each task that reached its final state (job, iteration, state, exit code, reason,
+  times, nodes/cores/GPUs); a retried attempt is not kept, only the attempt that ended the task;
+- ``jobs``: each job that reached its final state (state, reason, times);
+- ``requests``: the users' cancel and finish requests.
+
+Commit points and durability. A Submit is committed with ``synchronous=FULL`` (the WAL is fsynced)
+before its reply is sent: an acknowledged job survives a crash of the machine, not only of the
+master. Task and job ends are grouped: what one dispatcher pass produced is one transaction,
+written with ``executemany`` under ``synchronous=NORMAL`` before the pass's commands go out. In WAL
+mode NORMAL is safe against a crash of the master (SIGKILL, OOM): a committed transaction is in
+the WAL file; only a power loss or an OS crash can lose the last ones, and then those tasks run
+again on ``--resume`` (at least once, never lost). Cancel and finish requests are committed
+(NORMAL) before their reply.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from pj.v1 import pj_pb2 as pb
+
+from . import convert
+from .model import NodeShare, State
+from .registry import Job, Task
+from .restore import Batch, History, JobRecord, RequestRecord, TaskRecord
+
+FILENAME = "journal.db"
+VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, time REAL NOT NULL, request BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY, job TEXT NOT NULL, iteration INTEGER, state INTEGER NOT NULL,
+    exit_code INTEGER, reason TEXT NOT NULL, times TEXT NOT NULL, alloc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY, name TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
+    times TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, names TEXT NOT NULL,
+    drain INTEGER NOT NULL);
+"""
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or read (names the file and the fix)."""
+
+
+def path_in(workdir: Path) -> Path:
+    return workdir / FILENAME
+
+
+def _times(history: list[tuple[State, float]]) -> str:
+    return json.dumps([[int(s), t] for s, t in history], separators=(",", ":"))
+
+
+def _history(text: str) -> History:
+    return tuple((State(s), float(t)) for s, t in json.loads(text))
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN ... COMMIT), one per group.
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise JournalError(f"{path}: SQLite cannot use WAL mode here (got {mode})")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (VERSION,))
+            (version,) = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        except sqlite3.Error as e:
+            raise JournalError(f"{path}: cannot open the journal ({e})") from e
+        if version != VERSION:
+            raise JournalError(f"{path}: journal version {version}, this pj-master reads version {VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def submit(self, request: bytes, now: float) -> None:
+        """An accepted batch; durable (fsynced) when this returns."""
+        db = self.db
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("INSERT INTO batches (time, request) VALUES (?, ?)", (now, request))
+        finally:
+            db.execute("PRAGMA synchronous=NORMAL")
+
+    def request(self, kind: str, names: Iterable[str], drain: bool, now: float) -> None:
+        self.db.execute(
+            "INSERT INTO requests (time, kind, names, drain) VALUES (?, ?, ?, ?)",
+            (now, kind, json.dumps(list(names)), int(drain)),
+        )
+
+    def record(self, tasks: list[Task], jobs: list[Job]) -> None:
+        """What one dispatcher pass ended, in one transaction."""
+        if not tasks and not jobs:
+            return
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            if tasks:
+                db.executemany(
+                    "INSERT INTO tasks (job, iteration, state, exit_code, reason, times, alloc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            t.job.name,
+                            t.iteration,
+                            int(t.state),
+                            t.exit_code,
+                            t.reason,
+                            _times(t.history),
+                            json.dumps([[s.node, s.cores, s.gpus] for s in t.allocation], separators=(",", ":")),
+                        )
+                        for t in tasks
+                    ],
+                )
+            if jobs:
+                db.executemany(
+                    "INSERT INTO jobs (name, state, reason, times) VALUES (?, ?, ?, ?)",
+                    [(j.name, int(j.state), j.reason, _times(j.history)) for j in jobs],
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ reading
+
+    def load(self) -> tuple[list[Batch], list[TaskRecord], list[JobRecord], list[RequestRecord]]:
+        """Everything journaled, each kind in the order it was written."""
+        db = self.db
+        try:
+            batches = []
+            for t, blob in db.execute("SELECT time, request FROM batches ORDER BY seq"):
+                req = pb.SubmitRequest.FromString(blob)
+                batches.append(Batch([convert.spec_from_pb(j, req.base_dir) for j in req.jobs], t))
+            tasks = [
+                TaskRecord(
+                    job, it, State(state), code, reason, _history(times),
+                    tuple(NodeShare(n, tuple(c), tuple(g)) for n, c, g in json.loads(alloc)),
+                )
+                for job, it, state, code, reason, times, alloc in db.execute(
+                    "SELECT job, iteration, state, exit_code, reason, times, alloc FROM tasks ORDER BY seq"
+                )
+            ]
+            jobs = [
+                JobRecord(name, State(state), reason, _history(times))
+                for name, state, reason, times in db.execute(
+                    "SELECT name, state, reason, times FROM jobs ORDER BY seq"
+                )
+            ]
+            requests = [
+                RequestRecord(kind, tuple(json.loads(names)), bool(drain))
+                for kind, names, drain in db.execute("SELECT kind, names, drain FROM requests ORDER BY seq")
+            ]
+        except (sqlite3.Error, ValueError) as e:
+            raise JournalError(f"{self.path}: cannot read the journal ({e})") from e
+        return batches, tasks, jobs, requests

@@ -1,0 +1,163 @@
+"""Rebuild a core from what the journal kept (``pj-master --resume``): pure, no I/O.
+
+The replay runs in four steps, on a fresh core:
+
+1. every journaled batch is submitted again, same names, same order (``Core.submit``);
+2. every task that had reached a final state gets its record back (state, exit code, reason,
+   times, nodes/cores) before anything is propagated, so that a restored iteration is never
+   queued again by a per-iteration dependency;
+3. those tasks are then settled in the order they ended: the jobs' counts, the dependents (a job
+   whose dependency had succeeded becomes ready, one whose dependency failed is omitted), and the
+   jobs' own end;
+4. every final job gets its journaled state, reason and history back, then the cancel and finish
+   requests are replayed.
+
+What was queued or running when the master died is left queued: it runs again. A task that was
+running then is rerun (reconciling with agents that outlived the master is for later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .core import Core
+from .model import TRANSITIONS, Allocation, JobSpec, State
+from .registry import Job, Task
+
+History = tuple[tuple[State, float], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """One task (a job, or one iteration of it) in its final state, as journaled."""
+
+    job: str
+    iteration: int | None
+    state: State
+    exit_code: int | None
+    reason: str
+    history: History
+    allocation: Allocation = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job in its final state, as journaled."""
+
+    name: str
+    state: State
+    reason: str
+    history: History
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """A user's cancel (``names``) or finish (``drain``) request, as journaled."""
+
+    kind: str  # "cancel" or "finish"
+    names: tuple[str, ...] = ()
+    drain: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    specs: Sequence[JobSpec]
+    time: float
+
+
+def restore(
+    core: Core,
+    batches: Iterable[Batch],
+    tasks: Iterable[TaskRecord],
+    jobs: Iterable[JobRecord],
+    requests: Iterable[RequestRecord],
+    now: float,
+) -> None:
+    """Replay a journal into ``core`` (fresh, no node yet). The Outbox keeps the changed jobs, but
+    not the ended tasks and finished jobs: those are in the journal already."""
+    for batch in batches:
+        core.submit(batch.specs, batch.time)
+    restored = [(t, rec) for rec in tasks if (t := restore_task(core, rec, now)) is not None]
+    for task, rec in restored:
+        settle_task(core, task, rec)
+    for jrec in jobs:
+        restore_job(core, jrec, now)
+    for req in requests:
+        if req.kind == "cancel":
+            core.cancel([n for n in req.names if n in core.registry], now)
+        elif req.kind == "finish":
+            core.finish(req.drain, now)
+    out = core._out
+    out.ended.clear()
+    out.finished.clear()
+
+
+def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
+    """Put a final task back into its job, with its record; nothing is propagated yet (see
+    ``settle_task``). None when there is no such job or iteration, or it has a task already."""
+    job = core.registry.get(rec.job)
+    if job is None or job.final or not rec.state.final:
+        return None
+    it_range = job.spec.iterations
+    if (rec.iteration is None) != (it_range is None):
+        return None
+    if it_range is not None and rec.iteration not in range(it_range.start, it_range.stop):
+        return None
+    if rec.iteration in job.tasks:
+        return None
+    task = core._new_task(job, rec.iteration, now)
+    core.task_counts[State.QUEUED] -= 1
+    core.task_counts[rec.state] += 1
+    task.state = rec.state
+    task.history = list(rec.history) or [(rec.state, now)]
+    task.exit_code = rec.exit_code
+    task.reason = rec.reason
+    task.allocation = rec.allocation
+    return task
+
+
+def settle_task(core: Core, task: Task, rec: TaskRecord) -> None:
+    """The consequences of a restored task's end: its job's counts, its dependents, its job's end."""
+    job = task.job
+    if job.final:
+        return
+    if rec.state != State.OMITTED:
+        job.started += 1
+        if job.state == State.QUEUED:
+            times = dict(rec.history)
+            end = rec.history[-1][1] if rec.history else 0.0
+            core._job_state(job, State.SCHEDULED, times.get(State.SCHEDULED, end))
+        if job.state == State.SCHEDULED:
+            times = dict(rec.history)
+            end = rec.history[-1][1] if rec.history else 0.0
+            core._job_state(job, State.EXECUTING, times.get(State.EXECUTING, end))
+    end = rec.history[-1][1] if rec.history else 0.0
+    core._settle_task(task, rec.state, rec.reason, end)
+
+
+def restore_job(core: Core, rec: JobRecord, now: float) -> None:
+    """Give a job its journaled final state, reason and history (ending it first if the replay
+    has not: a job canceled, omitted or refused before any of its tasks ran)."""
+    job = core.registry.get(rec.name)
+    if job is None or not rec.state.final:
+        return
+    if not job.final:
+        core._settle_unrun(job, job.total - job.done)
+        if rec.state in TRANSITIONS[job.state]:
+            core._job_state(job, rec.state, now, rec.reason)
+        else:
+            _force_state(core, job, rec.state)
+            core.unfinished -= 1
+        core._job_ended(job, now)
+    elif job.state != rec.state:
+        _force_state(core, job, rec.state)
+    job.history = list(rec.history) or job.history
+    job.reason = rec.reason
+
+
+def _force_state(core: Core, job: Job, state: State) -> None:
+    core.job_counts[job.state] -= 1
+    core.job_counts[state] += 1
+    job.state = state
+    core._out.changed[job.name] = job
