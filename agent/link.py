@@ -4,7 +4,8 @@ One ``Link.session()`` is one connection: Register -> Welcome, then three tasks
 in a TaskGroup: the reader (Orders, Shutdown), the writer (reports in batches,
 heartbeats) and a watcher for a local stop (SIGTERM/SIGINT). The runner, and
 so the tasks and their pending reports, outlive the session: that is where a
-reconnect loop will go (main.py decides what a broken session means).
+reconnect loop uses that (main.py decides what a broken session means; a session made with
+``rejoin`` registers as a returning agent: campaign, running tasks, missed exits).
 
 Batching: the writer sends everything pending as one AgentEvents as soon as
 the previous write is done, so a burst of exits coalesces into few messages
@@ -31,6 +32,7 @@ from pj.common.workdir import TOKEN_METADATA_KEY, MasterAddress
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
 from . import convert
+from .reconnect import SentExits
 from .runner import Runner
 
 log = structlog.get_logger("pj.agent")
@@ -50,7 +52,12 @@ class Outcome(enum.Enum):
 
 
 class LinkBroken(Exception):
-    """The stream failed or ended before a shutdown; the message says how."""
+    """The stream failed or ended before a shutdown; the message says how (``code``: the gRPC
+    status when the master gave one)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class LinkRefused(LinkBroken):
@@ -72,6 +79,9 @@ class Link:
         connect_timeout_s: float = 30.0,
         close_timeout_s: float = 5.0,
         tls_cert: bytes | None = None,
+        ready_timeout_s: float | None = None,
+        sent: SentExits | None = None,
+        rejoin: str | None = None,
     ) -> None:
         self.address = address
         self.tls_cert = tls_cert  # the run's certificate (pinned) when the master serves TLS
@@ -79,12 +89,25 @@ class Link:
         self.runner = runner
         self.connect_timeout_s = connect_timeout_s
         self.close_timeout_s = close_timeout_s
+        # How long to wait for the channel to come up (default: connect_timeout_s).
+        self.ready_timeout_s = connect_timeout_s if ready_timeout_s is None else ready_timeout_s
+        # Exits sent recently (resent on a reconnect: a broken stream may have lost them).
+        self.sent = sent if sent is not None else SentExits()
+        # Not None: this session is a reconnect of an agent that served that campaign.
+        self.rejoin = rejoin
+        self.welcomed = False
+        self.campaign = ""  # Welcome.campaign
         self._metadata = ((TOKEN_METADATA_KEY, token),)
         # Per session (a reconnect will make a new session; see main.serve).
         self._closing = False
         self._closing_ev = asyncio.Event()
         self._by_master = False
         self._heartbeat_s = 0.0
+
+    @property
+    def closing(self) -> bool:
+        """A shutdown is under way (the master's or a local stop): a break now is no reason to return."""
+        return self._closing
 
     async def session(self, stop: asyncio.Event) -> Outcome:
         """Run one connection to its end. Raises LinkBroken if it ends before a shutdown."""
@@ -126,7 +149,7 @@ class Link:
             ready = tg.create_task(channel.channel_ready())
             stopped = tg.create_task(stop.wait())
             done, _ = await asyncio.wait(
-                {ready, stopped}, timeout=self.connect_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                {ready, stopped}, timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
             ready.cancel()
             stopped.cancel()
@@ -134,11 +157,12 @@ class Link:
             return True
         if stopped in done:
             return False
-        raise LinkBroken(f"cannot reach the master at {self.address} (waited {self.connect_timeout_s:g}s)")
+        raise LinkBroken(f"cannot reach the master at {self.address} (waited {self.ready_timeout_s:.3g}s)")
 
     async def _run(self, call: grpc.aio.StreamStreamCall, stop: asyncio.Event) -> Outcome:
+        register, taken = self._register_message()
         try:
-            await _send(call, self.register)
+            await _send(call, register)
             async with asyncio.timeout(self.connect_timeout_s):
                 first = await _recv(call)
         except TimeoutError:
@@ -154,7 +178,20 @@ class Link:
         if first.WhichOneof("body") != "welcome":
             raise LinkRefused(f"the master answered {first.WhichOneof('body')} instead of welcome")
         self._heartbeat_s = first.welcome.heartbeat_interval_s
-        log.info("registered", master=self.address, heartbeat_s=self._heartbeat_s)
+        self.welcomed = True
+        self.campaign = first.welcome.campaign
+        if self.rejoin is not None:
+            self._rejoined(taken)
+            if self.rejoin and self.campaign and self.campaign != self.rejoin:
+                log.warning(
+                    "the master welcomed us into another campaign", was=self.rejoin, now=self.campaign
+                )
+        log.info(
+            "registered" if self.rejoin is None else "reconnected",
+            master=self.address,
+            heartbeat_s=self._heartbeat_s,
+            campaign=self.campaign,
+        )
         async with asyncio.TaskGroup() as tg:
             reader = tg.create_task(self._read(call))
             writer = tg.create_task(self._write(call))
@@ -167,6 +204,36 @@ class Link:
                 call.cancel()
                 reader.cancel()
         return Outcome.SHUTDOWN if self._by_master else Outcome.INTERRUPTED
+
+    def _register_message(self) -> tuple[pj_pb2.AgentMessage, tuple[int, int]]:
+        """The Register to send, and (started, exited) counts of the outbox reports it carries.
+
+        A reconnect names the campaign, the tasks still running and every exit the master may
+        have missed: those still pending in the outbox and those sent during the resend window."""
+        if self.rejoin is None:
+            return self.register, (0, 0)
+        outbox = self.runner.outbox
+        pending = list(outbox.exited)
+        ended = self.sent.recent(time.monotonic()) + pending
+        msg = pj_pb2.AgentMessage()
+        msg.CopyFrom(self.register)
+        reg = msg.register
+        reg.campaign = self.rejoin
+        reg.running.extend(sorted(t.task_id for t in self.runner.state.tasks()))
+        reg.ended.extend(convert.exited_to_pb(r) for r in ended)
+        return msg, (len(outbox.started), len(pending))
+
+    def _rejoined(self, taken: tuple[int, int]) -> None:
+        """Welcomed back: the reports the Register carried leave the outbox (the started ones are
+        covered by Register.running or .ended) and join the resend window."""
+        n_started, n_exited = taken
+        outbox = self.runner.outbox
+        sent = outbox.exited[:n_exited]
+        del outbox.started[:n_started]
+        del outbox.exited[:n_exited]
+        self.sent.add(sent, time.monotonic())
+        if not outbox:
+            outbox.ready.clear()
 
     def _begin_shutdown(self, reason: str) -> None:
         if not self._closing:
@@ -230,6 +297,8 @@ class Link:
                     pass
             if outbox:
                 started, exited = outbox.take(BATCH_LIMIT)
+                if exited:  # counted as sent before the write: a write that fails may still arrive
+                    self.sent.add(exited, time.monotonic())
                 await _send(call, convert.events_pb(started, exited))
             elif self._closing and drained.is_set():
                 try:
@@ -302,12 +371,12 @@ _REFUSALS = frozenset(
 
 def _status_error(code: grpc.StatusCode | None, details: str | None) -> LinkBroken:
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return LinkRefused(f"the master refused our token: {details or code.name}")
+        return LinkRefused(f"the master refused our token: {details or code.name}", code)
     if code in _REFUSALS:
-        return LinkRefused(f"the master refused us: {code.name}: {details or ''}".rstrip(": "))
+        return LinkRefused(f"the master refused us: {code.name}: {details or ''}".rstrip(": "), code)
     if code in (grpc.StatusCode.OK, None):
-        return LinkBroken("the master closed the stream")
-    return LinkBroken(f"the stream failed: {code.name}: {details or ''}".rstrip(": "))
+        return LinkBroken("the master closed the stream", code)
+    return LinkBroken(f"the stream failed: {code.name}: {details or ''}".rstrip(": "), code)
 
 
 def _broken(e: grpc.aio.AioRpcError) -> LinkBroken:

@@ -2,13 +2,23 @@
 
     pj-agent (--workdir DIR | --master ADDR --token-file F [--tls-cert FILE]) [--name NODE] [--cores N]
              [--gpus LIST] [--kill-grace S] [--log-level L] [--wait-master S]
+             [--reconnect-timeout DURATION]
     pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST]
 
 Slurm mode (started by srun: $SLURM_JOB_ID and $SLURM_STEP_ID are set): cores default to the
 CPUs Slurm grants on this node, GPUs to the step's, and tasks get the allocation's environment
 without the variables that describe the agent's own step (slurm.py).
 
-Exit status: 0 after the master's Shutdown; 1 when the link to the master broke
+The agent outlives its master: when the stream breaks after a Welcome (the master killed, a
+network cut), the tasks keep running and the agent reconnects with back-off (0.2 s doubling to
+5 s, jittered) for --reconnect-timeout (default 10 min), finding the master again through
+DIR/master.json (a restarted master may listen elsewhere, with another certificate and token) or
+at the same --master address. Its Register then names the campaign, the tasks still running and
+the exits the master may have missed (those that ended meanwhile, and those sent in the last
+120 s: the master ignores duplicates). When the timeout passes, or the master refuses it, the
+agent stops every task and exits 1.
+
+Exit status: 0 after the master's Shutdown; 1 when the link to the master broke for good
 (every task is killed first); 2 for bad arguments; 128+N after signal N
 (SIGTERM, SIGINT: the tasks are killed and reported first).
 """
@@ -23,19 +33,24 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import grpc
 import structlog
 
 from pj import __version__
 from pj.common import logs
+from pj.common.durations import DurationError, format_duration, parse_duration
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
+from pj.v1 import pj_pb2
 
 from . import convert, slurm
 from .hostfiles import Hostfiles
 from .launcher import Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
+from .reconnect import SentExits, backoff_delay
 from .resources import NodeResources, ResourceError, detect
 from .runner import Runner
 from .signals import SignalHub
@@ -49,6 +64,13 @@ EXIT_USAGE = 2
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 # How long to wait for tasks after SIGKILL before giving up on them (stuck in D state).
 _AFTER_KILL_S = 10.0
+RECONNECT_TIMEOUT_S = 600.0
+# A reconnect attempt waits at most this long for the channel (then backs off and looks again:
+# a restarted master may have written a new address meanwhile).
+_REDIAL_READY_S = 3.0
+# Refusals worth another try while reconnecting: the master may not have noticed yet that our old
+# stream is dead ("node ... is already connected").
+_RETRY_REFUSALS = frozenset({grpc.StatusCode.ALREADY_EXISTS})
 
 
 class UsageError(Exception):
@@ -78,6 +100,20 @@ def _seconds(text: str) -> float:
     if not s >= 0 or s == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
     return s
+
+
+def _duration(text: str) -> float:
+    """Seconds ("90", "0") or a duration ("10m", "1h")."""
+    try:
+        value: str | float = float(text)
+    except ValueError:
+        value = text
+    if value == 0:
+        return 0.0
+    try:
+        return parse_duration(value, "--reconnect-timeout")
+    except (DurationError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser() -> _Parser:
@@ -128,6 +164,15 @@ def _parser() -> _Parser:
         help="seconds to wait for DIR/master.json and for the master to answer (default 30)",
     )
     p.add_argument(
+        "--reconnect-timeout",
+        metavar="DURATION",
+        type=_duration,
+        default=RECONNECT_TIMEOUT_S,
+        help="when the stream to the master breaks, keep the tasks running and reconnect for this "
+        "long (seconds or a duration: 90, 10m) before stopping them and exiting 1; 0: never "
+        f"reconnect (default {format_duration(RECONNECT_TIMEOUT_S)})",
+    )
+    p.add_argument(
         "--print-resources",
         action="store_true",
         help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
@@ -145,6 +190,9 @@ class Config:
     wait_master: float
     log_level: str = "info"
     slurm_step: bool = False  # started by srun: tasks get the allocation's environment
+    reconnect_timeout: float = 0.0  # 0: a broken stream ends the agent (its tasks killed)
+    # Finds the master again (re-reads DIR/master.json, the token, the certificate); None: cfg.master.
+    rediscover: Callable[[], MasterAddress] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,8 +228,19 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         )
     except (ResourceError, WorkdirError) as e:
         raise UsageError(str(e)) from None
+    rediscover = functools.partial(
+        find_master, args.workdir, args.master, args.token_file, wait_s=0.0, tls_cert=args.tls_cert
+    )
     return Config(
-        master, name, res, args.kill_grace, args.wait_master, args.log_level, slurm.in_step(os.environ)
+        master,
+        name,
+        res,
+        args.kill_grace,
+        args.wait_master,
+        args.log_level,
+        slurm.in_step(os.environ),
+        reconnect_timeout=args.reconnect_timeout,
+        rediscover=rediscover,
     )
 
 
@@ -258,20 +317,10 @@ async def serve(cfg: Config) -> int:
             else:
                 log.info(message)
         register = convert.register_pb(cfg.name, res, socket.gethostname(), os.getpid(), __version__)
-        link = Link(
-            cfg.master.address,
-            cfg.master.token,
-            register,
-            runner,
-            connect_timeout_s=max(cfg.wait_master, 1.0),
-            tls_cert=cfg.master.tls_cert,
-        )
-        # Reconnect (design section 5) will loop here: keep the runner and its outbox, open a
-        # new session; tasks keep running meanwhile.
-        outcome = await link.session(stop)
+        outcome = await _serve_links(cfg, register, runner, stop)
     except LinkBroken as e:
         if isinstance(e, LinkRefused):
-            log.error("the master refused this agent", error=str(e))
+            log.error("the master refused this agent: killing every task", error=str(e), tasks=len(state))
         else:
             log.error("lost the master: killing every task", error=str(e), tasks=len(state))
         return EXIT_LINK
@@ -286,6 +335,125 @@ async def serve(cfg: Config) -> int:
     signum = stopped_by[0] if stopped_by else signal.SIGTERM
     log.info("agent stopped", signal=signal.Signals(signum).name)
     return 128 + signum
+
+
+class ReconnectTimeout(LinkBroken):
+    """The master did not come back within --reconnect-timeout."""
+
+
+async def _serve_links(
+    cfg: Config, register: pj_pb2.AgentMessage, runner: Runner, stop: asyncio.Event
+) -> Outcome:
+    """The first session, then reconnects until a shutdown or a local stop. Raises LinkBroken when
+    the first registration fails, a reconnect is refused, or the master stays away too long."""
+    sent = SentExits()
+    master = cfg.master
+    link = _link(cfg, master, register, runner, sent, None)
+    try:
+        return await link.session(stop)
+    except LinkBroken as e:
+        # Before a Welcome the first registration failed: no campaign to go back to.
+        if not link.welcomed or cfg.reconnect_timeout <= 0 or stop.is_set() or link.closing:
+            raise
+        campaign, err = link.campaign, e
+    while True:
+        log.warning(
+            "lost the master: tasks keep running; reconnecting",
+            master=master.address,
+            error=str(err),
+            tasks=len(runner.state),
+            timeout=format_duration(cfg.reconnect_timeout),
+        )
+        got = await _reconnect(cfg, register, runner, stop, sent, campaign, master)
+        if isinstance(got, Outcome):
+            return got
+        master, err = got
+
+
+async def _reconnect(
+    cfg: Config,
+    register: pj_pb2.AgentMessage,
+    runner: Runner,
+    stop: asyncio.Event,
+    sent: SentExits,
+    campaign: str,
+    master: MasterAddress,
+) -> Outcome | tuple[MasterAddress, LinkBroken]:
+    """Try again with back-off until welcomed back (then the session runs on: its outcome), or the
+    timeout passes (ReconnectTimeout). Returns the master and the error when a session that was
+    welcomed back broke again (a new reconnect period begins)."""
+    t0 = time.monotonic()
+    deadline = t0 + cfg.reconnect_timeout
+    attempt = 0
+    last = ""
+    while True:
+        delay = backoff_delay(attempt)
+        attempt += 1
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if await _stopped_within(stop, min(delay, left)):
+            return Outcome.INTERRUPTED
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if cfg.rediscover is not None:
+            try:
+                master = cfg.rediscover()
+            except WorkdirError as e:
+                last = str(e)
+                log.debug("no master to reconnect to yet", error=last)
+                continue
+        link = _link(cfg, master, register, runner, sent, campaign, within_s=left)
+        try:
+            return await link.session(stop)
+        except LinkBroken as e:
+            if link.welcomed:  # back, then broken again: a new reconnect period
+                if stop.is_set() or link.closing:
+                    raise
+                return master, e
+            if isinstance(e, LinkRefused) and e.code not in _RETRY_REFUSALS:
+                raise
+            last = str(e)
+            log.debug("reconnect attempt failed", master=master.address, attempt=attempt, error=last)
+    waited = format_duration(max(round(time.monotonic() - t0, 1), 0.1))
+    raise ReconnectTimeout(
+        f"the master at {master.address} did not come back within {waited} (--reconnect-timeout); last: {last}"
+    )
+
+
+def _link(
+    cfg: Config,
+    master: MasterAddress,
+    register: pj_pb2.AgentMessage,
+    runner: Runner,
+    sent: SentExits,
+    campaign: str | None,
+    within_s: float | None = None,
+) -> Link:
+    """A session; ``within_s`` (a reconnect attempt): the time left, which bounds its waits."""
+    ready_s = None if within_s is None else min(_REDIAL_READY_S, within_s)
+    connect_s = max(cfg.wait_master, 1.0) if within_s is None else max(min(cfg.wait_master, within_s), 1.0)
+    return Link(
+        master.address,
+        master.token,
+        register,
+        runner,
+        connect_timeout_s=connect_s,
+        tls_cert=master.tls_cert,
+        ready_timeout_s=ready_s,
+        sent=sent,
+        rejoin=campaign,
+    )
+
+
+async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _kill_all(runner: Runner, kill_grace: float, reason: str) -> None:

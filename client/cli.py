@@ -1,7 +1,8 @@
 """The `pj` and `pj-submit` commands.
 
     pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--slurm|--local]
-                [--node-timeout T] [--missing-nodes continue|fail] [--tls] [--quiet]
+                [--node-timeout T] [--missing-nodes continue|fail] [--heartbeat-timeout T]
+                [--crash-limit N] [--resume] [--tls] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
     pj-submit [--workdir DIR] FILE
     pj-submit [--workdir DIR] [--name N] [--cores C] ... -- CMD ARGS...
@@ -349,6 +350,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         slurm_mode=args.slurm,
         node_timeout=args.node_timeout,
         missing_nodes=args.missing_nodes,
+        heartbeat_timeout=args.heartbeat_timeout,
+        crash_limit=args.crash_limit,
+        resume=args.resume,
         quiet=args.quiet,
         tls=args.tls,
     ).run()
@@ -386,6 +390,16 @@ def pj_parser() -> _Parser:
     nodes.add_argument("--missing-nodes", choices=["continue", "fail"], default=None,
                        help="when some nodes have not registered by then: go on with the others "
                        "(continue, the default) or fail the run (fail)")
+    lost = r.add_argument_group("agents and masters that go away")
+    lost.add_argument("--heartbeat-timeout", metavar="T", type=_seconds_for("--heartbeat-timeout"), default=None,
+                      help="an agent silent this long is lost and its tasks are retried elsewhere "
+                      "(seconds, or 2m...; default 30 s)")
+    lost.add_argument("--crash-limit", metavar="N", type=_count(0), default=None,
+                      help="a task running on N lost nodes fails even with retries left (default 3; 0: no limit)")
+    lost.add_argument("--resume", action="store_true",
+                      help="continue the campaign journaled in --workdir DIR (after a killed master or the end "
+                      "of an allocation): finished jobs stay finished, only FILE's jobs the master does not "
+                      "know yet are submitted")
     r.add_argument("--tls", action="store_true",
                    help="the master serves TCP over TLS with a certificate made for this run; agents pin it")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")

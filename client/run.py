@@ -97,6 +97,9 @@ class Campaign:
         slurm_mode: bool | None = None,
         node_timeout: float | None = None,
         missing_nodes: str | None = None,
+        heartbeat_timeout: float | None = None,
+        crash_limit: int | None = None,
+        resume: bool = False,
         quiet: bool = False,
         tls: bool = False,
         out: TextIO | None = None,
@@ -116,6 +119,9 @@ class Campaign:
         self.slurm_mode = slurm_mode  # --slurm True, --local False, None: from the environment
         self.node_timeout = node_timeout
         self.missing_nodes = missing_nodes
+        self.heartbeat_timeout = heartbeat_timeout
+        self.crash_limit = crash_limit
+        self.resume = resume  # continue the campaign journaled in --workdir (pj-master --resume)
         self.tls = tls  # the master serves TCP over TLS; agents (and we) pin DIR/tls.crt
         self.alloc: slurm.Allocation | None = None  # set in Slurm mode
         self.quiet = quiet
@@ -153,6 +159,9 @@ class Campaign:
     def run(self) -> int:
         from . import jobfile
 
+        if self.resume and self.workdir is None:
+            self.say("--resume needs --workdir DIR: the workdir of the campaign to continue")
+            return 2
         try:
             self._choose_mode()
             jf = jobfile.load_jobfile(self.file)
@@ -178,15 +187,22 @@ class Campaign:
             self._start_agents()
             assert self.workdir is not None
             self.client = Client(self.workdir)
+            known: set[str] = set()
+            if self.resume:  # the journal brought back what was submitted before: submit the rest
+                known = {j.name for j in self.client.list()}
+                jobs = [j for j in jobs if j.name not in known]
             try:
-                names = self.client.submit(jobs, base_dir=self.start_dir)
+                names = self.client.submit(jobs, base_dir=self.start_dir) if jobs else []
             except InvalidJobError as e:
                 self.say(str(e))
                 self._abort()
                 return 2
             self.t_submit = time.monotonic()
             if not self.quiet:
-                self.say(f"{len(names)} jobs submitted; {self._where()}; workdir {self.workdir}")
+                what = f"{len(names)} jobs submitted"
+                if self.resume:
+                    what = f"resumed with {len(known)} jobs journaled, {len(names)} new submitted"
+                self.say(f"{what}; {self._where()}; workdir {self.workdir}")
             self._follow()
             summary = self._final_summary()
             assert self.stream is not None
@@ -246,7 +262,10 @@ class Campaign:
                 pid = 0
             if pid and pid_alive(pid):
                 raise CampaignError(f"a master (pid {pid}) already runs in {wd}; give another --workdir")
-            for stale in (info, wd / TOKEN_FILE):  # a dead master's files: a new one writes its own
+            # A dead master's files: a new one writes its own. A resumed master may keep the token
+            # (agents that outlived the old master come back with it), so leave it then.
+            stale_files = (info,) if self.resume else (info, wd / TOKEN_FILE)
+            for stale in stale_files:
                 stale.unlink(missing_ok=True)
 
     def _master_options(self) -> list[str]:
@@ -260,6 +279,12 @@ class Campaign:
             opts += ["--node-timeout", fmt_seconds(self.node_timeout)]
         if self.missing_nodes is not None:
             opts += ["--missing-nodes", self.missing_nodes]
+        if self.heartbeat_timeout is not None:
+            opts += ["--heartbeat-timeout", fmt_seconds(self.heartbeat_timeout)]
+        if self.crash_limit is not None:
+            opts += ["--crash-limit", str(self.crash_limit)]
+        if self.resume:
+            opts.append("--resume")
         if self.tls:
             opts.append("--tls")
         return opts

@@ -40,10 +40,18 @@ class MasterAddress:
     socket: str | None = None  # "unix:PATH" when the master's Unix socket is usable from here
 
 
-def write_token(workdir: Path) -> str:
-    """Create DIR/token with a fresh secret, readable by the owner alone."""
-    token = secrets.token_urlsafe(32)
+def write_token(workdir: Path, keep: bool = False) -> str:
+    """Create DIR/token with a fresh secret, readable by the owner alone. With ``keep`` (a resumed
+    master), an existing token is kept: the agents and clients of the run still get in."""
     path = workdir / TOKEN_FILE
+    if keep:
+        try:
+            old = path.read_text().strip()
+        except FileNotFoundError:
+            old = ""
+        if old:
+            return old
+    token = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -14,10 +14,12 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from . import reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
+from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import ReadyQueue
 
@@ -33,6 +35,8 @@ class Outbox:
     changed: dict[str, Job] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # run-level news for the user (log, Status, Watch)
     ended: list[Task] = field(default_factory=list)  # tasks that reached their final state (for the journal)
+    placed: list[Task] = field(default_factory=list)  # tasks placed on nodes (for the journal)
+    unplaced: list[int] = field(default_factory=list)  # placed task ids queued again, not final (journal)
     finished: list[Job] = field(default_factory=list)  # jobs that reached their final state (for the journal)
     stop: bool = False
     wake_at: float | None = None  # call step() again at this time even if nothing else happens
@@ -56,9 +60,11 @@ class Core:
 
     def __init__(
         self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0,
-        crash_limit: int = 3,
+        crash_limit: int = 3, campaign: str = "",
     ) -> None:
         self.crash_limit = crash_limit
+        self.campaign = campaign  # this campaign's id (Welcome.campaign); agents of another are refused
+        self.recon = Reconciler()  # disconnected nodes and orphans (reconcile.py)
         self.registry = Registry()
         self.pool = Pool()
         self.queue = ReadyQueue()
@@ -96,13 +102,36 @@ class Core:
         by_name = self.pool.by_name
         return [n for n in e.names if (node := by_name.get(n)) is None or not node.online]
 
-    def node_joined(self, info: NodeInfo, now: float) -> None:
-        self.pool.add(info)
-        notice = self.arrivals.join(info.name, info.cores)
-        if notice:
-            self._out.notices.append(notice)
-        if self.arrivals.complete and not self._capacity_known:
-            self._know_capacity(now)
+    def node_joined(
+        self, info: NodeInfo, now: float, campaign: str = "", running: Iterable[int] = (),
+        ended: Iterable[Exit] = (),
+    ) -> None:
+        """An agent registered. ``campaign``, ``running`` and ``ended``: what an agent that outlived
+        its stream says (Register); reconciled against the tasks placed on the node (reconcile.py).
+        Raises ``WrongCampaign`` (nothing changed) for an agent of another campaign."""
+        reconcile.check_campaign(self, campaign)
+        bad: set[int] = set()
+        if not reconcile.rejoin(self, info.name, campaign, now):
+            self.pool.add(info)
+            notice = self.arrivals.join(info.name, info.cores)
+            if notice:
+                self._out.notices.append(notice)
+            if self.arrivals.complete and not self._capacity_known:
+                self._know_capacity(now)
+            bad = reconcile.claim(self, info.name)
+        reconcile.settle(self, info.name, running, ended, bad, now)
+
+    def node_disconnected(self, name: str, now: float) -> None:
+        """The node's agent stream broke: nothing new goes there; it is lost unless it registers
+        again within ``recon.grace`` seconds."""
+        reconcile.disconnect(self, name, now)
+
+    def runs_on(self, name: str) -> bool:
+        """Whether any task placed and not final holds a share of the node."""
+        return any(s.node == name for t in self.running.values() for s in t.allocation)
+
+    def is_disconnected(self, name: str) -> bool:
+        return name in self.recon.disconnected
 
     def _know_capacity(self, now: float) -> None:
         self._capacity_known = True
@@ -124,6 +153,7 @@ class Core:
     def node_left(self, name: str, now: float) -> None:
         """The node's agent is gone: its tasks are queued again while their job's retries allow,
         else fail with the reason `node lost`; a task that lost ``crash_limit`` nodes fails."""
+        self.recon.disconnected.pop(name, None)
         if name not in self.pool.by_name:
             return
         self.pool.remove(name)
@@ -287,6 +317,7 @@ class Core:
         task.allocation = allocation
         self._task_state(task, State.SCHEDULED, now)
         self.running[task.id] = task
+        self._out.placed.append(task)
         if job.state == State.QUEUED:
             self._job_state(job, State.SCHEDULED, now)
         launch = build(job.spec, task.id, it, allocation, self.ctx)
@@ -327,7 +358,8 @@ class Core:
             job.retried = {}
         job.retried[task.iteration] = used + 1
         del self.running[task.id]
-        self.pool.release(task.allocation)
+        self._release(task)
+        self._out.unplaced.append(task.id)
         task.exit_code = exit_code
         # This attempt's record ends FAILED; the next attempt gets a new task (and id) for the iteration.
         self._task_state(task, State.FAILED, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)")
@@ -351,11 +383,15 @@ class Core:
 
     def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
         if self.running.pop(task.id, None) is not None:
-            self.pool.release(task.allocation)
+            self._release(task)
         task.exit_code = exit_code
         self._task_state(task, state, now, reason)
         self._out.ended.append(task)
         self._settle_task(task, state, reason, now)
+
+    def _release(self, task: Task) -> None:
+        """Give back what the task holds (an orphan may hold only some of its shares, or none)."""
+        self.pool.release(self.recon.held(task))
 
     def _settle_task(self, task: Task, state: State, reason: str, now: float) -> None:
         """The job's bookkeeping for one task in a final state: counts, dependents, the job's end."""
@@ -468,11 +504,13 @@ class Core:
         """Run one scheduling pass and hand back everything to do."""
         if self.arrivals.due(now):
             self._wait_over(now)
+        reconcile.due(self, now)
         if self.queue.queues and self.pool.free_cores > 0:
             self.queue.schedule(self.pool, lambda job, it, alloc: self._place(job, it, alloc, now))
         out, self._out = self._out, Outbox()
         out.stop = self.finishing and self.unfinished == 0
-        out.wake_at = self.arrivals.wake_at
+        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at) if w is not None]
+        out.wake_at = min(wakes, default=None)
         return out
 
     # ------------------------------------------------------------------ state changes

@@ -6,11 +6,15 @@ What it keeps (enough to rebuild the registry with ``restore.py``):
 - ``tasks``: each task that reached its final state (job, iteration, state, exit code, reason,
   times, nodes/cores/GPUs); a retried attempt is not kept, only the attempt that ended the task;
 - ``jobs``: each job that reached its final state (state, reason, times);
-- ``requests``: the users' cancel and finish requests.
+- ``requests``: the users' cancel and finish requests;
+- ``placements``: each task placed on nodes (task id, job, iteration, nodes/cores/GPUs), ``open``
+  until it is final or queued again: on ``--resume`` the open ones are the orphans that agents which
+  outlived the master may still run (reconcile.py), and task ids continue after the highest;
+- ``meta``: the journal's version and the campaign's id (``Welcome.campaign``), kept by ``--resume``.
 
 Commit points and durability. A Submit is committed with ``synchronous=FULL`` (the WAL is fsynced)
 before its reply is sent: an acknowledged job survives a crash of the machine, not only of the
-master. Task and job ends are grouped: what one dispatcher pass produced is one transaction,
+master. Task placements and task and job ends are grouped: what one dispatcher pass produced is one transaction,
 written with ``executemany`` under ``synchronous=NORMAL`` before the pass's commands go out. In WAL
 mode NORMAL is safe against a crash of the master (SIGKILL, OOM): a committed transaction is in
 the WAL file; only a power loss or an OS crash can lose the last ones, and then those tasks run
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,7 +35,7 @@ from pj.v1 import pj_pb2 as pb
 from . import convert
 from .model import NodeShare, State
 from .registry import Job, Task
-from .restore import Batch, History, JobRecord, RequestRecord, TaskRecord
+from .restore import Batch, History, JobRecord, Placement, RequestRecord, TaskRecord
 
 FILENAME = "journal.db"
 VERSION = "1"
@@ -47,6 +52,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, names TEXT NOT NULL,
     drain INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS placements (
+    task_id INTEGER PRIMARY KEY, job TEXT NOT NULL, iteration INTEGER, alloc TEXT NOT NULL,
+    open INTEGER NOT NULL DEFAULT 1);
 """
 
 
@@ -60,6 +68,14 @@ def path_in(workdir: Path) -> Path:
 
 def _times(history: list[tuple[State, float]]) -> str:
     return json.dumps([[int(s), t] for s, t in history], separators=(",", ":"))
+
+
+def _alloc(t: Task) -> str:
+    return json.dumps([[s.node, s.cores, s.gpus] for s in t.allocation], separators=(",", ":"))
+
+
+def _allocation(text: str) -> tuple[NodeShare, ...]:
+    return tuple(NodeShare(n, tuple(c), tuple(g)) for n, c, g in json.loads(text))
 
 
 def _history(text: str) -> History:
@@ -84,6 +100,12 @@ class Journal:
         if version != VERSION:
             raise JournalError(f"{path}: journal version {version}, this pj-master reads version {VERSION}")
 
+    def campaign(self) -> str:
+        """This campaign's id: made when the journal is, the same for every ``--resume``."""
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('campaign', ?)", (uuid.uuid4().hex,))
+        (value,) = self.db.execute("SELECT value FROM meta WHERE key='campaign'").fetchone()
+        return str(value)
+
     def close(self) -> None:
         self.db.close()
 
@@ -104,13 +126,23 @@ class Journal:
             (now, kind, json.dumps(list(names)), int(drain)),
         )
 
-    def record(self, tasks: list[Task], jobs: list[Job]) -> None:
-        """What one dispatcher pass ended, in one transaction."""
-        if not tasks and not jobs:
+    def record(self, tasks: list[Task], jobs: list[Job], placed: Iterable[Task] = (),
+               unplaced: Iterable[int] = ()) -> None:
+        """What one dispatcher pass placed, queued again and ended, in one transaction."""
+        placed, unplaced = list(placed), list(unplaced)
+        if not tasks and not jobs and not placed and not unplaced:
             return
         db = self.db
         db.execute("BEGIN")
         try:
+            if placed:
+                db.executemany(
+                    "INSERT OR REPLACE INTO placements (task_id, job, iteration, alloc) VALUES (?, ?, ?, ?)",
+                    [(t.id, t.job.name, t.iteration, _alloc(t)) for t in placed],
+                )
+            closed = unplaced + [t.id for t in tasks if t.allocation]
+            if closed:
+                db.executemany("UPDATE placements SET open=0 WHERE task_id=?", [(i,) for i in closed])
             if tasks:
                 db.executemany(
                     "INSERT INTO tasks (job, iteration, state, exit_code, reason, times, alloc) "
@@ -123,7 +155,7 @@ class Journal:
                             t.exit_code,
                             t.reason,
                             _times(t.history),
-                            json.dumps([[s.node, s.cores, s.gpus] for s in t.allocation], separators=(",", ":")),
+                            _alloc(t),
                         )
                         for t in tasks
                     ],
@@ -151,7 +183,7 @@ class Journal:
             tasks = [
                 TaskRecord(
                     job, it, State(state), code, reason, _history(times),
-                    tuple(NodeShare(n, tuple(c), tuple(g)) for n, c, g in json.loads(alloc)),
+                    _allocation(alloc),
                 )
                 for job, it, state, code, reason, times, alloc in db.execute(
                     "SELECT job, iteration, state, exit_code, reason, times, alloc FROM tasks ORDER BY seq"
@@ -170,3 +202,18 @@ class Journal:
         except (sqlite3.Error, ValueError) as e:
             raise JournalError(f"{self.path}: cannot read the journal ({e})") from e
         return batches, tasks, jobs, requests
+
+    def placements(self) -> list[Placement]:
+        """The tasks placed and not final (open), and the highest task id ever placed (open or not)
+        as a closed placement without allocation when it is not open itself."""
+        try:
+            rows = self.db.execute(
+                "SELECT task_id, job, iteration, alloc FROM placements WHERE open=1 ORDER BY task_id"
+            ).fetchall()
+            (top,) = self.db.execute("SELECT max(task_id) FROM placements").fetchone()
+        except (sqlite3.Error, ValueError) as e:
+            raise JournalError(f"{self.path}: cannot read the journal ({e})") from e
+        out = [Placement(tid, job, it, _allocation(alloc)) for tid, job, it, alloc in rows]
+        if top is not None and (not out or out[-1].task_id < top):
+            out.append(Placement(int(top), "", None, ()))  # no task: it only carries the id
+        return out

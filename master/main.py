@@ -93,14 +93,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the campaign journaled in DIR/journal.db: finished jobs stay finished, what was "
-        "queued or running when the master stopped runs again",
+        help="continue the campaign journaled in DIR/journal.db (same token): finished jobs stay "
+        "finished, tasks still running on agents that reconnect are adopted, the rest runs again",
     )
     p.add_argument(
         "--heartbeat-timeout",
         default=str(HEARTBEAT_TIMEOUT_S),
         metavar="DURATION",
-        help="an agent silent this long (seconds or a duration: 30s, 2m) is lost and its tasks are "
+        help="an agent silent this long (seconds or a duration: 30s, 2m), or whose stream broke and "
+        "that has not registered again since, is lost and its tasks are "
         f"retried elsewhere (agents send heartbeats every min(10 s, timeout/3)); default {HEARTBEAT_TIMEOUT_S:g} s",
     )
     p.add_argument(
@@ -144,9 +145,10 @@ def node_timeout(text: str, option: str = "--node-timeout") -> float:
 
 async def serve(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).absolute()
-    token = write_token(workdir)
+    token = write_token(workdir, keep=args.resume)
     core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit)
-    jour = open_journal(workdir, core, args.resume)
+    core.recon.grace = args.heartbeat_timeout  # a node cut off that long is lost
+    jour = open_journal(workdir, core, args.resume, args.node_timeout)
     master = Master(core, journal=jour)
     master.heartbeat_timeout = args.heartbeat_timeout
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
@@ -219,14 +221,17 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_journal(workdir: Path, core: Core, resume: bool) -> journal.Journal:
-    """Open DIR/journal.db; with ``resume``, first rebuild ``core`` from what it holds."""
+def open_journal(workdir: Path, core: Core, resume: bool, node_timeout: float = 60.0) -> journal.Journal:
+    """Open DIR/journal.db; with ``resume``, first rebuild ``core`` from what it holds (the tasks
+    placed then wait ``node_timeout`` for their agents)."""
     jour = journal.Journal(journal.path_in(workdir))
+    core.campaign = jour.campaign()
     if resume:
         batches, tasks, jobs, requests = jour.load()
-        restore(core, batches, tasks, jobs, requests, time.time())
-        log.info("campaign resumed", batches=len(batches), jobs=len(core.registry),
-                 finished=len(core.registry) - core.unfinished, unfinished=core.unfinished)
+        restore(core, batches, tasks, jobs, requests, time.time(), jour.placements(), node_timeout)
+        log.info("campaign resumed", campaign=core.campaign, batches=len(batches), jobs=len(core.registry),
+                 finished=len(core.registry) - core.unfinished, unfinished=core.unfinished,
+                 orphans=len(core.recon.orphans))
     return jour
 
 

@@ -13,7 +13,7 @@ from .model import Allocation, NodeInfo, NodeShare, Request
 
 
 class Node:
-    __slots__ = ("free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "total_cores")
+    __slots__ = ("free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "paused", "total_cores")
 
     def __init__(self, info: NodeInfo, index: int) -> None:
         self.info = info
@@ -25,6 +25,7 @@ class Node:
         self.free_cores: list[int] = list(range(info.cores - 1, -1, -1))
         self.free_gpus: list[str] = list(reversed(info.gpus))
         self.online = True
+        self.paused = False  # its agent's stream broke: nothing new goes there until it is back
 
     def take(self, cores: int, gpus: int) -> NodeShare:
         fc, fg = self.free_cores, self.free_gpus
@@ -95,10 +96,40 @@ class Pool:
         node = self.by_name[name]
         if node.online:
             node.online = False
-            self.free_cores -= len(node.free_cores)
+            if not node.paused:
+                self.free_cores -= len(node.free_cores)
+            node.paused = False
             self.total_cores -= node.total_cores
             node.free_cores.clear()
             node.free_gpus.clear()
+
+    def pause(self, name: str) -> None:
+        """No new placement on the node (its agent is cut off); what it holds stays held."""
+        node = self.by_name[name]
+        if node.online and not node.paused:
+            node.paused = True
+            self.free_cores -= len(node.free_cores)
+
+    def unpause(self, name: str) -> None:
+        node = self.by_name[name]
+        if node.online and node.paused:
+            node.paused = False
+            self.free_cores += len(node.free_cores)
+
+    def claim(self, share: NodeShare) -> bool:
+        """Take exactly the share's cores and GPUs (a task that already runs there); False if any
+        of them is not free on that node (nothing is taken then)."""
+        node = self.by_name.get(share.node)
+        if node is None or not node.online:
+            return False
+        cores, gpus = set(share.cores), set(share.gpus)
+        if not cores <= set(node.free_cores) or not gpus <= set(node.free_gpus):
+            return False
+        node.free_cores = [c for c in node.free_cores if c not in cores]
+        node.free_gpus = [g for g in node.free_gpus if g not in gpus]
+        if not node.paused:
+            self.free_cores -= len(cores)
+        return True
 
     def online(self) -> Iterable[Node]:
         return (n for n in self.nodes if n.online)
@@ -110,7 +141,7 @@ class Pool:
             return None
         if request.nodes.max == 1:
             return self._allocate_single(request)
-        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online else (0, 0) for n in self.nodes]
+        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online and not n.paused else (0, 0) for n in self.nodes]
         pick = _best_multi(request, frees)
         if pick is None:
             return None
@@ -123,13 +154,13 @@ class Pool:
         cmin, gpus, cores = request.cores.min, request.gpus, request.cores
         if cores.exact:
             for node in self.nodes:  # first fit: packs nodes, keeps others whole
-                if len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus:
+                if len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus and not node.paused:
                     self.free_cores -= cmin
                     return (node.take(cmin, gpus),)
             return None
         best: Node | None = None
         for node in self.nodes:  # a range: the node with the most free cores
-            if len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin:
+            if len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin and not node.paused:
                 if best is None or len(node.free_cores) > len(best.free_cores):
                     best = node
         if best is None:
@@ -144,7 +175,8 @@ class Pool:
             if node is None or not node.online:
                 continue
             node.give_back(share)
-            self.free_cores += len(share.cores)
+            if not node.paused:
+                self.free_cores += len(share.cores)
 
     # ------------------------------------------------------------ judging
 

@@ -12,8 +12,10 @@ The replay runs in four steps, on a fresh core:
 4. every final job gets its journaled state, reason and history back, then the cancel and finish
    requests are replayed.
 
-What was queued or running when the master died is left queued: it runs again. A task that was
-running then is rerun (reconciling with agents that outlived the master is for later).
+What was queued when the master died is left queued: it runs again. A task that was placed then
+(journaled in ``placements``, not final) is an *orphan*: back in its job with its allocation, in
+state SCHEDULED, holding no core until its node registers; ``reconcile.py`` then adopts it, applies
+its exit, or queues it again. Task ids continue after the highest one the crashed master gave.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from . import reconcile
 from .core import Core
 from .model import TRANSITIONS, Allocation, JobSpec, State
 from .registry import Job, Task
@@ -61,6 +64,16 @@ class RequestRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """A task placed on nodes (its launch may have reached its agent), as journaled."""
+
+    task_id: int
+    job: str
+    iteration: int | None
+    allocation: Allocation
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     specs: Sequence[JobSpec]
     time: float
@@ -73,12 +86,21 @@ def restore(
     jobs: Iterable[JobRecord],
     requests: Iterable[RequestRecord],
     now: float,
+    placements: Sequence[Placement] = (),
+    orphan_timeout: float = 60.0,
 ) -> None:
     """Replay a journal into ``core`` (fresh, no node yet). The Outbox keeps the changed jobs, but
-    not the ended tasks and finished jobs: those are in the journal already."""
+    not the ended tasks and finished jobs: those are in the journal already. ``placements``: the
+    tasks placed and not final; those whose node has not registered ``orphan_timeout`` seconds after
+    ``now`` are queued again."""
     for batch in batches:
         core.submit(batch.specs, batch.time)
+    core._next_task_id = max(core._next_task_id, 1 + max((p.task_id for p in placements), default=0))
     restored = [(t, rec) for rec in tasks if (t := restore_task(core, rec, now)) is not None]
+    for p in placements:
+        restore_orphan(core, p, now)
+    if core.recon.orphans:
+        core.recon.orphan_deadline = now + orphan_timeout
     for task, rec in restored:
         settle_task(core, task, rec)
     for jrec in jobs:
@@ -91,6 +113,31 @@ def restore(
     out = core._out
     out.ended.clear()
     out.finished.clear()
+    out.placed.clear()
+    out.unplaced.clear()
+
+
+def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
+    """Put a placed, not final task back as SCHEDULED, holding no core yet (``reconcile.orphan``)."""
+    job = core.registry.get(p.job)
+    if job is None or job.final or not p.allocation or p.task_id in core.running:
+        return None
+    it_range = job.spec.iterations
+    if (p.iteration is None) != (it_range is None) or p.iteration in job.tasks:
+        return None
+    if it_range is not None and p.iteration not in range(it_range.start, it_range.stop):
+        return None
+    task = Task(p.task_id, job, p.iteration, now)
+    job.tasks[p.iteration] = task
+    core.task_counts[State.QUEUED] += 1
+    task.allocation = p.allocation
+    core._task_state(task, State.SCHEDULED, now)
+    core.running[task.id] = task
+    job.started += 1
+    if job.state == State.QUEUED:
+        core._job_state(job, State.SCHEDULED, now)
+    reconcile.orphan(core, task)
+    return task
 
 
 def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:

@@ -39,6 +39,7 @@ class AgentConn:
         self.ready = asyncio.Event()
         self.last_seen = time.monotonic()  # when it last said anything (a heartbeat counts)
         self.lost = asyncio.Event()  # set when it was silent too long: its stream is to end
+        self.goodbye = False  # it closed its side of the stream (a stopped or a killed agent)
 
     def take(self) -> pb.MasterMessage | None:
         if self.launches or self.cancels:
@@ -115,7 +116,8 @@ class Master:
             self._wake.clear()
             out = self.core.step(self.now())
             if self.journal is not None:
-                self.journal.record(out.ended, out.finished)  # one transaction per pass, before any news
+                # one transaction per pass, before any news
+                self.journal.record(out.ended, out.finished, out.placed, out.unplaced)
             wake_at = out.wake_at
             self._route(out)
             if out.stop:
@@ -132,7 +134,8 @@ class Master:
 
     async def watch_agents(self) -> None:
         """Declare lost every agent silent for longer than ``heartbeat_timeout`` (its Connect handler
-        then ends the stream, and the core hears node_left). Ends when ``run`` does."""
+        then ends the stream: the node is disconnected, and lost unless it registers again within
+        ``heartbeat_timeout``). Ends when ``run`` does."""
         timeout = self.heartbeat_timeout
         period = min(1.0, timeout / 4)
         while not self.stopping:
@@ -155,6 +158,8 @@ class Master:
         core = self.core
         for node, launches in out.launches.items():
             conn = self.agents.get(node)
+            if conn is None and core.is_disconnected(node):
+                continue  # its stream broke: reconciled when it comes back (they never ran: queued again)
             if conn is None:  # the agent left between the pass and now
                 for t in launches:
                     core.task_exited(t.task_id, -1, f"node lost: {node}", self.now())

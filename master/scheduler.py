@@ -55,6 +55,11 @@ class ReadyQueue:
                 if job.cancel_requested or job.state.final:
                     q.popleft()
                     continue
+                if job.tasks and (it is not None or job.spec.iterations is None):
+                    held = job.tasks.get(it)
+                    if held is not None and not held.state.final:  # runs already (adopted on --resume)
+                        q.popleft()
+                        continue
                 if it is None and job.tasks and job.spec.iterations is not None:
                     # Skip iterations that already have a task (restored from the journal on --resume).
                     stop = job.spec.iterations.stop

@@ -24,6 +24,7 @@ from pj.v1 import pj_pb2_grpc as rpc
 from . import convert
 from .core import SubmitError
 from .model import State
+from .reconcile import WrongCampaign
 from .registry import Job
 from .runtime import AgentConn, Master, Watcher
 
@@ -224,16 +225,23 @@ class AgentLinkService(rpc.AgentLinkServicer):
         m = self.m
         if reg.node in m.agents:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
+        ended = [(e.task_id, e.exit_code, e.error) for e in reg.ended]
+        try:
+            m.core.node_joined(convert.node_from_pb(reg), m.now(), reg.campaign, list(reg.running), ended)
+        except WrongCampaign as e:
+            log.warning("agent refused", node=reg.node, reason=str(e))
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
         conn = AgentConn(reg.node)
         if m.shutdown_reason:  # it came after the campaign ended: nothing for it to do
             conn.shutdown = m.shutdown_reason
             conn.ready.set()
         m.agents[reg.node] = conn
-        m.core.node_joined(convert.node_from_pb(reg), m.now())
-        log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus))
+        log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus),
+                 returning=bool(reg.campaign), running=len(reg.running), ended=len(ended))
         m.poke()
         try:
-            await context.write(pb.MasterMessage(welcome=pb.Welcome(heartbeat_interval_s=m.heartbeat_s)))
+            welcome = pb.Welcome(heartbeat_interval_s=m.heartbeat_s, campaign=m.core.campaign)
+            await context.write(pb.MasterMessage(welcome=welcome))
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self._write(conn, context))
                 reader = tg.create_task(self._read(conn, context))
@@ -246,19 +254,27 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 context.set_details(f"no word from node {reg.node!r} for too long: it was declared lost")
         except asyncio.CancelledError:
             raise
-        except Exception as e:  # a broken stream: the node is lost, the master goes on
+        except Exception as e:  # a broken stream: the node is cut off, the master goes on
             log.warning("agent stream broke", node=reg.node, error=repr(e))
         finally:
             del m.agents[reg.node]
-            m.core.node_left(reg.node, m.now())
+            # An agent that stops reports its tasks' ends, then closes its side: nothing to wait for.
+            # A killed one's stream also ends cleanly here, but with tasks still running: it is
+            # given the grace, as an agent that may come back with them.
+            if m.shutdown_reason or (conn.goodbye and not m.core.runs_on(reg.node)):
+                m.core.node_left(reg.node, m.now())
+                log.info("agent left", node=reg.node)
+            else:  # its agent may still run its tasks: it has the grace to come back
+                m.core.node_disconnected(reg.node, m.now())
+                log.info("agent disconnected", node=reg.node, grace_s=m.core.recon.grace)
             m.poke()
-            log.info("agent left", node=reg.node)
 
     async def _read(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
         core, m = self.m.core, self.m
         while True:
             msg = await context.read()
             if msg is _EOF:
+                conn.goodbye = True
                 return
             kind = msg.WhichOneof("body")
             if kind == "events":

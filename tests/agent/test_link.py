@@ -249,7 +249,7 @@ def test_lost_master_kills_every_task(tmp_path: Path) -> None:
         await server.stop(0)
 
     master = FakeMaster(scenario)
-    rc, log = asyncio.run(run_agent(master, tmp_path, while_running=vanish))
+    rc, log = asyncio.run(run_agent(master, tmp_path, extra=("--reconnect-timeout", "0"), while_running=vanish))
     assert rc == 1, log
     assert "lost the master" in log
     for pid in pids:

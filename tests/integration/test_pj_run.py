@@ -158,3 +158,36 @@ def test_node_options_reach_the_master_and_local_works_inside_an_allocation(tmp_
                "--workdir", "wd", "--quiet", env=fake_allocation)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "a.out").read_text().strip() in ("node0", "node1")
+
+
+def test_resume_continues_a_cut_campaign_and_submits_only_new_jobs(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def job(name: str, sleep: float = 0) -> dict[str, object]:
+        return {"name": name, "script": f"echo ran >> {out / name}; sleep {sleep}"}
+
+    first = write(tmp_path / "c1.json", {"jobs": [job("a"), job("b", 3)]})
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+    run = subprocess.Popen([str(Path(sys.executable).parent / "pj"), "run", str(first), "--workdir", "wd",
+                            "--quiet"], cwd=tmp_path, env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wd = tmp_path / "wd"
+    deadline = time.monotonic() + 30
+    while not ((out / "a").exists() and (out / "b").exists()):
+        assert time.monotonic() < deadline and run.poll() is None, "the first run did not get going"
+        time.sleep(0.05)
+    time.sleep(0.3)  # a's end reaches the journal
+    os.kill(json.loads((wd / "master.json").read_text())["pid"], signal.SIGKILL)  # the allocation ends
+    assert run.wait(60) == 1
+
+    assert pj_run(tmp_path, str(first), "--resume").returncode == 2  # --resume needs --workdir
+    grown = write(tmp_path / "c2.json", {"jobs": [job("a"), job("b"), job("c")]})
+    r = pj_run(tmp_path, str(grown), "--workdir", "wd", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resumed with 2 jobs journaled, 1 new submitted" in r.stderr, r.stderr
+    assert (out / "a").read_text() == "ran\n", "a finished job ran again"
+    assert (out / "c").read_text() == "ran\n"
+    assert {n: rec["state"] for n, rec in report(wd).items()} == {"a": "SUCCEED", "b": "SUCCEED", "c": "SUCCEED"}

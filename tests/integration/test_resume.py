@@ -50,7 +50,7 @@ def test_a_killed_master_resumes_and_runs_nothing_twice(cluster_factory, tmp_pat
     c.master.wait()
     assert not (c.workdir / "jobs.jsonl").exists()
     agent = c.agents[0]
-    agent.terminate()  # it kills its tasks (a later part lets agents outlive the master)
+    agent.terminate()  # it kills its tasks (test_agents_outlive_master.py: agents that do not)
     agent.wait(10)
 
     (c.workdir / "master.json").unlink()
@@ -58,8 +58,10 @@ def test_a_killed_master_resumes_and_runs_nothing_twice(cluster_factory, tmp_pat
                              capture_output=True, text=True, timeout=20)
     assert refused.returncode == 2 and "--resume" in refused.stderr and "journal.db" in refused.stderr
 
-    c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume"],
-                        "master-resumed.log")
+    # The tasks running at the kill wait --node-timeout for their node (node0) to come back with
+    # them; it never does (another node joins), so they run again after 2 s.
+    c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume",
+                         "--node-timeout", "2s"], "master-resumed.log")
     wait_for(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
     c.add_agent("node1", 4)
     with Client(c.workdir) as cl:

@@ -187,3 +187,26 @@ def test_local_mode_inside_an_allocation_tells_the_master(tmp_path: Path,
     argv = json.loads((tmp_path / "wd" / "fake-master-argv.json").read_text())
     assert argv[2:] == ["--expect-nodes", "2", "--no-slurm", "--node-timeout", "0.5s"]
     assert [a.name for a in c.agents] == ["node0", "node1"]
+
+
+def test_pj_run_passes_heartbeat_timeout_crash_limit_and_resume(tmp_path: Path) -> None:
+    from pj.client.cli import pj_parser
+
+    args = pj_parser().parse_args(["run", "f.json", "--heartbeat-timeout", "2m", "--crash-limit", "0", "--resume"])
+    assert (args.heartbeat_timeout, args.crash_limit, args.resume) == (120.0, 0, True)
+    c = Campaign(tmp_path / "f.json", workdir=tmp_path / "wd", nodes=2, cores=1, env={},
+                 heartbeat_timeout=args.heartbeat_timeout, crash_limit=args.crash_limit, resume=True)
+    c._choose_mode()
+    assert c._master_options() == ["--expect-nodes", "2", "--heartbeat-timeout", "120s", "--crash-limit", "0",
+                                   "--resume"]
+
+
+def test_a_resumed_run_keeps_the_token(tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "master.json").write_text(json.dumps({"pid": 0, "address": "127.0.0.1:1"}))
+    (wd / "token").write_text("t\n")
+    Campaign(tmp_path / "f.json", workdir=wd, resume=True, env={})._prepare_workdir()
+    assert not (wd / "master.json").exists() and (wd / "token").exists()
+    Campaign(tmp_path / "f.json", workdir=wd, env={})._prepare_workdir()
+    assert (wd / "token").exists()  # no master.json: nothing is taken for stale
