@@ -63,6 +63,8 @@ class SpawnError(Exception):
 
 
 class Launcher:
+    immediate_exits = False  # DryLauncher: tasks "end" as they start (the runner reaps per batch)
+
     def __init__(
         self,
         resources: NodeResources,
@@ -386,3 +388,41 @@ def _open_problem(path: str, read: bool) -> str:
         return "" if os.access(parent, os.W_OK | os.X_OK) else f"directory {parent} is not writable"
     except OSError as e:
         return e.strerror or str(e)
+
+
+# Fake pids for --dry-run: above any real pid (pid_max is at most 2**22), so never signalled.
+_DRY_PID0 = 1 << 30
+
+
+class DryLauncher(Launcher):
+    """``pj-agent --dry-run``: every task "starts" and "exits 0" at once, and no process is ever
+    started or signalled (to measure the master and the wire alone). The runner reaps right after
+    each batch (``immediate_exits``), so a batch's started and exited reports travel together."""
+
+    immediate_exits = True
+
+    def __init__(
+        self,
+        resources: NodeResources,
+        base_env: Mapping[str, str] | None = None,
+        hostfiles: Hostfiles | None = None,
+    ) -> None:
+        super().__init__(resources, base_env, hostfiles)
+        self._next_pid = _DRY_PID0
+        self._ended: list[Exited] = []
+
+    def spawn(self, spec: TaskSpec) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        self._ended.append(Exited(pid, 0))
+        return pid
+
+    def signal(self, pgid: int, signum: int) -> bool:  # type: ignore[override]
+        return False
+
+    def sweep(self, orders: Iterable[tuple[int, int, int, bool]]) -> None:
+        pass
+
+    def reap(self) -> list[Exited]:  # type: ignore[override]
+        ended, self._ended = self._ended, []
+        return ended

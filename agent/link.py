@@ -8,7 +8,8 @@ reconnect loop uses that (main.py decides what a broken session means; a session
 ``rejoin`` registers as a returning agent: campaign, running tasks, missed exits).
 
 Batching: the writer sends everything pending as one AgentEvents as soon as
-the previous write is done, so a burst of exits coalesces into few messages
+the previous write is done (after one turn of the event loop, so that the exits already
+signalled join it), so a burst of exits coalesces into few messages
 while a lone exit goes out at once.
 
 Closing: once a shutdown is under way (the master's Shutdown, or a local
@@ -296,6 +297,9 @@ class Link:
                 except TimeoutError:
                     pass
             if outbox:
+                # One turn of the loop first: the exits and orders already waiting there (a SIGCHLD
+                # each) join this message instead of each making the next one.
+                await asyncio.sleep(0)
                 started, exited = outbox.take(BATCH_LIMIT)
                 if exited:  # counted as sent before the write: a write that fails may still arrive
                     self.sent.add(exited, time.monotonic())

@@ -2,7 +2,7 @@
 
     pj-agent (--workdir DIR | --master ADDR --token-file F [--tls-cert FILE]) [--name NODE] [--cores N]
              [--gpus LIST] [--kill-grace S] [--log-level L] [--wait-master S]
-             [--reconnect-timeout DURATION]
+             [--reconnect-timeout DURATION] [--dry-run]
     pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST]
 
 Slurm mode (started by srun: $SLURM_JOB_ID and $SLURM_STEP_ID are set): cores default to the
@@ -17,6 +17,9 @@ at the same --master address. Its Register then names the campaign, the tasks st
 the exits the master may have missed (those that ended meanwhile, and those sent in the last
 120 s: the master ignores duplicates). When the timeout passes, or the master refuses it, the
 agent stops every task and exits 1.
+
+--dry-run (or $PJ_AGENT_DRY_RUN=1, which reaches the agents `pj run` starts): no process is started;
+every task is reported started and exited 0 at once (the dispatch ceiling: master and wire alone).
 
 Exit status: 0 after the master's Shutdown; 1 when the link to the master broke for good
 (every task is killed first); 2 for bad arguments; 128+N after signal N
@@ -48,7 +51,7 @@ from pj.v1 import pj_pb2
 
 from . import convert, slurm
 from .hostfiles import Hostfiles
-from .launcher import Launcher
+from .launcher import DryLauncher, Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
 from .reconnect import SentExits, backoff_delay
 from .resources import NodeResources, ResourceError, detect
@@ -65,6 +68,7 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 # How long to wait for tasks after SIGKILL before giving up on them (stuck in D state).
 _AFTER_KILL_S = 10.0
 RECONNECT_TIMEOUT_S = 600.0
+DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
 # A reconnect attempt waits at most this long for the channel (then backs off and looks again:
 # a restarted master may have written a new address meanwhile).
 _REDIAL_READY_S = 3.0
@@ -173,6 +177,13 @@ def _parser() -> _Parser:
         f"reconnect (default {format_duration(RECONNECT_TIMEOUT_S)})",
     )
     p.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=bool(os.environ.get(DRY_RUN_ENV)),
+        help="start no process: report every task started and exited 0 at once (to measure the "
+        f"master and the wire alone; also ${DRY_RUN_ENV}=1)",
+    )
+    p.add_argument(
         "--print-resources",
         action="store_true",
         help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
@@ -193,6 +204,7 @@ class Config:
     reconnect_timeout: float = 0.0  # 0: a broken stream ends the agent (its tasks killed)
     # Finds the master again (re-reads DIR/master.json, the token, the certificate); None: cfg.master.
     rediscover: Callable[[], MasterAddress] | None = None
+    dry_run: bool = False  # start no process: every task exits 0 at once
 
 
 @dataclass(frozen=True)
@@ -241,6 +253,7 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         slurm.in_step(os.environ),
         reconnect_timeout=args.reconnect_timeout,
         rediscover=rediscover,
+        dry_run=args.dry_run,
     )
 
 
@@ -282,7 +295,7 @@ async def serve(cfg: Config) -> int:
     state = AgentState(kill_grace=cfg.kill_grace)
     # In Slurm mode the agent's environment describes its own step; tasks get the allocation's.
     base_env = slurm.task_env(os.environ) if cfg.slurm_step else None
-    launcher = Launcher(cfg.resources, base_env, Hostfiles(cfg.name))
+    launcher = (DryLauncher if cfg.dry_run else Launcher)(cfg.resources, base_env, Hostfiles(cfg.name))
     runner = Runner(state, launcher)
     stop = asyncio.Event()
     stopped_by: list[int] = []
@@ -310,6 +323,7 @@ async def serve(cfg: Config) -> int:
             master=cfg.master.address,
             pid=os.getpid(),
             slurm_step=cfg.slurm_step,
+            dry_run=cfg.dry_run,
         )
         for level, message in res.notes:
             if level == "warning":

@@ -106,6 +106,8 @@ class Runner:
             self.feed(LaunchTask(s) for s in sorted(specs, key=lambda s: s.cores))
         finally:
             self.launcher.unbind()
+        if self.launcher.immediate_exits:  # --dry-run: no SIGCHLD will come
+            self.on_sigchld()
 
     def cancel(self, task_ids: Iterable[int]) -> None:
         self.feed(CancelTask(t) for t in task_ids)

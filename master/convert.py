@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from pj.v1 import pj_pb2 as pb
 
 from .launch import TaskLaunch
@@ -27,33 +30,57 @@ def dependency(text: str) -> Dependency:
     return Dependency(job, iteration=int(it))
 
 
-def spec_from_pb(msg: pb.JobSpec, base_dir: str) -> JobSpec:
+def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | None = None) -> JobSpec:
+    """``shared``: one dict for a whole batch (``specs_from_pb``), so that equal strings and
+    requests of its jobs are one object each (100 000 jobs running one program keep one copy)."""
     iterations = None
     if msg.HasField("iterations"):
         i = msg.iterations
         iterations = (
             Iterations(0, len(i.values), tuple(i.values)) if i.values else Iterations(i.start, i.stop)
         )
+    one = shared.setdefault if shared is not None else _same
+    has_range = msg.HasField("cores") or msg.HasField("nodes")
+    if has_range or msg.gpus:
+        request = Request(cores=_range(msg, "cores"), nodes=_range(msg, "nodes"), gpus=msg.gpus)
+        request = one(request, request)  # type: ignore[assignment]
+    else:
+        request = _ONE_CORE
+    env = msg.env
     return JobSpec(
         name=msg.name,
-        exec=msg.exec,
-        script=msg.script,
+        exec=one(msg.exec, msg.exec),  # type: ignore[arg-type]
+        script=one(msg.script, msg.script),  # type: ignore[arg-type]
         args=tuple(msg.args),
-        env=tuple(sorted(msg.env.items())),
-        wd=msg.wd,
+        env=tuple(sorted(env.items())) if env else (),
+        wd=one(msg.wd, msg.wd),  # type: ignore[arg-type]
         stdin=msg.stdin,
         stdout=msg.stdout,
         stderr=msg.stderr,
-        request=Request(cores=_range(msg, "cores"), nodes=_range(msg, "nodes"), gpus=msg.gpus),
+        request=request,
         iterations=iterations,
-        after=tuple(dependency(a) for a in msg.after),
-        model=msg.model or "default",
+        after=tuple(dependency(a) for a in msg.after) if msg.after else (),
+        model=one(msg.model, msg.model) if msg.model else "default",  # type: ignore[arg-type]
         modules=tuple(msg.modules),
         venv=msg.venv,
         walltime_s=msg.walltime_s,
         retries=msg.retries,
         base_dir=base_dir or "/",
     )
+
+
+_ONE_CORE = Request()
+
+
+def _same(key: object, value: object) -> object:
+    return value
+
+
+def specs_from_pb(msgs: Iterable[pb.JobSpec], base_dir: str) -> list[JobSpec]:
+    """A batch of specs, sharing equal strings and requests (and the one base directory)."""
+    shared: dict[object, object] = {}
+    base = base_dir or "/"
+    return [spec_from_pb(m, base, shared) for m in msgs]
 
 
 def node_from_pb(msg: pb.Register) -> NodeInfo:
@@ -67,20 +94,29 @@ def node_from_pb(msg: pb.Register) -> NodeInfo:
 
 
 def launch_to_pb(t: TaskLaunch) -> pb.Launch:
-    return pb.Launch(
-        task_id=t.task_id,
-        argv=t.argv,
-        env=t.env,
-        wd=t.wd,
-        stdin=t.stdin,
-        stdout=t.stdout,
-        stderr=t.stderr,
-        cores=t.cores,
-        gpus=t.gpus,
-        walltime_s=t.walltime_s,
-        hostfile=t.hostfile,
-        slurm_hostfile=t.slurm_hostfile,
-    )
+    msg = pb.Orders()
+    add_launches(msg.launch, (t,))
+    return msg.launch[0]
+
+
+def add_launches(into: Any, launches: Iterable[TaskLaunch]) -> None:
+    """Append each launch to a repeated ``Launch`` field, built in place (no copy)."""
+    add = into.add
+    for t in launches:
+        add(
+            task_id=t.task_id,
+            argv=t.argv,
+            env=t.env,
+            wd=t.wd,
+            stdin=t.stdin,
+            stdout=t.stdout,
+            stderr=t.stderr,
+            cores=t.cores,
+            gpus=t.gpus,
+            walltime_s=t.walltime_s,
+            hostfile=t.hostfile,
+            slurm_hostfile=t.slurm_hostfile,
+        )
 
 
 def _history(h: list[tuple[State, float]]) -> list[pb.StateChange]:

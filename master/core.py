@@ -229,6 +229,8 @@ class Core:
         target = self.registry.jobs[dep.job]
         if dep.per_iteration:
             job.iter_deps += 1
+            if job.iter_sat is None:
+                job.iter_sat = {}
             self._per_iter_waiters.setdefault(target.name, []).append(job)
             it_range = job.spec.iterations
             assert it_range is not None
@@ -255,6 +257,8 @@ class Core:
                 self._omit(job, f"dependency {dep} {target.state.name}", now)
         else:
             job.pending += 1
+            if target.waiters is None:
+                target.waiters = []
             target.waiters.append(job)
 
     def _unblock(self, job: Job, now: float) -> None:
@@ -263,6 +267,7 @@ class Core:
             self.queue.push(job)
             return
         job.iter_ready = True
+        assert job.iter_sat is not None
         for it in sorted(it for it, n in job.iter_sat.items() if n >= job.iter_deps):
             del job.iter_sat[it]
             self.queue.push(job, it)
@@ -274,6 +279,7 @@ class Core:
         assert job.spec.iterations is not None
         if it not in job.spec.iterations or it in job.tasks:
             return
+        assert job.iter_sat is not None  # made when the dependency was wired
         if not ok:
             task = self._new_task(job, it, now)
             job.iter_sat.pop(it, None)
@@ -441,7 +447,7 @@ class Core:
     def _job_ended(self, job: Job, now: float) -> None:
         """A job reached a final state: tell every job that waits on it."""
         ok = job.state == State.SUCCEED
-        waiters, job.waiters = job.waiters, []
+        waiters, job.waiters = job.waiters or (), None
         for w in waiters:
             self._dep_done(w, ok, f"{job.name} {job.state.name}", now)
         for w in self._per_iter_waiters.pop(job.name, ()):
@@ -481,7 +487,8 @@ class Core:
         job.cancel_reason = reason
         running = [t for t in job.tasks.values() if t.id in self.running]
         self._settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
-        job.iter_sat.clear()
+        if job.iter_sat:
+            job.iter_sat.clear()
         if not running:
             self._job_state(job, State.CANCELED, now, reason)
             self._job_ended(job, now)

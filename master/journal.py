@@ -66,12 +66,32 @@ def path_in(workdir: Path) -> Path:
     return workdir / FILENAME
 
 
+# The two JSON columns written for every task are formatted by hand (json.dumps was most of the
+# journal's cost per task); the text is the same JSON that json.dumps gives, read back by json.loads.
+_quoted: dict[str, str] = {}  # node name or GPU id -> its JSON string literal
+
+
+def _q(text: str) -> str:
+    q = _quoted.get(text)
+    if q is None:
+        q = json.dumps(text)
+        if len(_quoted) < 100_000:
+            _quoted[text] = q
+    return q
+
+
+_OPEN = {s: f"[{int(s)}," for s in State}  # a history entry's text up to its time
+
+
 def _times(history: list[tuple[State, float]]) -> str:
-    return json.dumps([[int(s), t] for s, t in history], separators=(",", ":"))
+    # repr(float) is what json.dumps writes for a finite float (times are never NaN or infinite).
+    return "[" + ",".join([_OPEN[s] + repr(t) + "]" for s, t in history]) + "]"
 
 
 def _alloc(t: Task) -> str:
-    return json.dumps([[s.node, s.cores, s.gpus] for s in t.allocation], separators=(",", ":"))
+    return "[" + ",".join([
+        f"[{_q(s.node)},[{','.join(map(str, s.cores))}],[{','.join(map(_q, s.gpus))}]]" for s in t.allocation
+    ]) + "]"
 
 
 def _allocation(text: str) -> tuple[NodeShare, ...]:
@@ -179,7 +199,7 @@ class Journal:
             batches = []
             for t, blob in db.execute("SELECT time, request FROM batches ORDER BY seq"):
                 req = pb.SubmitRequest.FromString(blob)
-                batches.append(Batch([convert.spec_from_pb(j, req.base_dir) for j in req.jobs], t))
+                batches.append(Batch(convert.specs_from_pb(req.jobs, req.base_dir), t))
             tasks = [
                 TaskRecord(
                     job, it, State(state), code, reason, _history(times),

@@ -62,65 +62,83 @@ def _path(base: str, p: str) -> str:
 def build(
     spec: JobSpec, task_id: int, iteration: int | None, allocation: Allocation, ctx: Context
 ) -> TaskLaunch:
+    # The hot path (one task per placement): the variables for ${...} are made only when a field
+    # holds one, and a one-share allocation's strings are made once and reused.
     first = allocation[0]
-    ncores = sum(len(s.cores) for s in allocation)
-    nodes = [s.node for s in allocation]
-    nlist = ",".join(nodes)
     it = "" if iteration is None else str(iteration)
-    itval = "" if iteration is None or spec.iterations is None else spec.iterations.value(iteration)
-    v = {
-        "it": it,
-        "itval": itval,
-        "ncores": str(ncores),
-        "nnodes": str(len(nodes)),
-        "nlist": nlist,
-        "root_wd": spec.base_dir,
-        "jname": spec.name,
-    }
-    wd = _path(spec.base_dir, _subst(spec.wd, v)) if spec.wd else spec.base_dir
+    tid = str(task_id)
+    cores_s = ",".join(map(str, first.cores))
+    if len(allocation) == 1:
+        ncores = len(first.cores)
+        nnodes = 1
+        nlist = first.node
+        nc = str(ncores)
+        cores_per_node, tasks_per_node = cores_s, nc
+    else:
+        ncores = sum(len(s.cores) for s in allocation)
+        nnodes = len(allocation)
+        nlist = ",".join([s.node for s in allocation])
+        nc = str(ncores)
+        cores_per_node = ";".join([",".join(map(str, s.cores)) for s in allocation])
+        tasks_per_node = ",".join([str(len(s.cores)) for s in allocation])
+    nn = str(nnodes)
+    variables: dict[str, str] | None = None
+
+    def sub(text: str) -> str:
+        nonlocal variables
+        if "${" not in text:
+            return text
+        if variables is None:
+            itval = "" if iteration is None or spec.iterations is None else spec.iterations.value(iteration)
+            variables = {
+                "it": it, "itval": itval, "ncores": nc, "nnodes": nn, "nlist": nlist,
+                "root_wd": spec.base_dir, "jname": spec.name,
+            }
+        return _subst(text, variables)
+
+    base = spec.base_dir
+    wd = _path(base, sub(spec.wd)) if spec.wd else base
 
     if spec.script:
-        body = _subst(spec.script, v)
+        body = sub(spec.script)
         cmd: list[str] = []
     else:
-        exe = _subst(spec.exec, v)
+        exe = sub(spec.exec)
         if "/" in exe:
-            exe = _path(spec.base_dir, exe)
-        cmd = [exe, *(_subst(a, v) for a in spec.args)]
+            exe = _path(base, exe)
+        cmd = [exe, *[sub(a) for a in spec.args]] if spec.args else [exe]
     prefix = []
     if spec.venv:
-        prefix.append(f"source {shlex.quote(_path(spec.base_dir, _subst(spec.venv, v)))}/bin/activate")
+        prefix.append(f"source {shlex.quote(_path(base, sub(spec.venv)))}/bin/activate")
     if spec.modules:
         prefix.append("module load " + " ".join(shlex.quote(m) for m in spec.modules))
     # A parallel model's launcher (srun, mpirun) goes inside the venv/modules prefix: a module
     # may be what provides mpirun, and the ranks inherit the environment the prefix made.
-    launcher = models.launcher(spec.model, allocation, ctx.slurm)
+    launcher = models.launcher(spec.model, allocation, ctx.slurm) if spec.model in models.PARALLEL else ()
     if spec.script and not launcher:
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
     else:
         inner = (*launcher, "bash", "-c", body) if spec.script else (*launcher, *cmd)
         argv = ("bash", "-c", " && ".join(prefix) + ' && exec "$@"', spec.name, *inner) if prefix else inner
 
-    cores_per_node = ";".join(",".join(map(str, s.cores)) for s in allocation)
-    tasks_per_node = ",".join(str(len(s.cores)) for s in allocation)
     env = {
         "PJ_JOB": spec.name,
         "PJ_ITERATION": it,
-        "PJ_TASK_ID": str(task_id),
+        "PJ_TASK_ID": tid,
         "PJ_NODES": nlist,
-        "PJ_NNODES": str(len(nodes)),
-        "PJ_NCORES": str(ncores),
+        "PJ_NNODES": nn,
+        "PJ_NCORES": nc,
         "PJ_CORES": cores_per_node,
-        "CUDA_VISIBLE_DEVICES": ",".join(first.gpus),
+        "CUDA_VISIBLE_DEVICES": ",".join(first.gpus) if first.gpus else "",
         "PJ_MASTER": ctx.master,
         "PJ_WORKDIR": ctx.workdir,
-        "QCG_PM_NNODES": str(len(nodes)),
+        "QCG_PM_NNODES": nn,
         "QCG_PM_NODELIST": nlist,
-        "QCG_PM_NPROCS": str(ncores),
-        "QCG_PM_NTASKS": str(ncores),
-        "QCG_PM_STEP_ID": str(task_id),
+        "QCG_PM_NPROCS": nc,
+        "QCG_PM_NTASKS": nc,
+        "QCG_PM_STEP_ID": tid,
         "QCG_PM_TASKS_PER_NODE": tasks_per_node,
-        "QCG_PM_CPU_SET": ",".join(map(str, first.cores)),
+        "QCG_PM_CPU_SET": cores_s,
     }
     if spec.model == "threads":
         env["OMP_NUM_THREADS"] = str(len(first.cores))
@@ -134,16 +152,16 @@ def build(
     elif len(allocation) > 1 or spec.model in models.PARALLEL:
         hostfile = models.hostfile(allocation)
     for k, val in spec.env:
-        env[k] = _subst(val, v)
+        env[k] = sub(val)
     return TaskLaunch(
         task_id=task_id,
         node=first.node,
         argv=argv,
         env=env,
         wd=wd,
-        stdin=_path(wd, _subst(spec.stdin, v)),
-        stdout=_path(wd, _subst(spec.stdout, v)),
-        stderr=_path(wd, _subst(spec.stderr, v)),
+        stdin=_path(wd, sub(spec.stdin)) if spec.stdin else "",
+        stdout=_path(wd, sub(spec.stdout)) if spec.stdout else "",
+        stderr=_path(wd, sub(spec.stderr)) if spec.stderr else "",
         cores=first.cores,
         gpus=first.gpus,
         walltime_s=spec.walltime_s,

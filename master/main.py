@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -250,6 +251,9 @@ def listen_unix(server: grpc.aio.Server, workdir: Path) -> Path | None:
     return path
 
 
+GC_YOUNG = 10_000
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir)
@@ -266,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     logs.setup(args.log_level, component="master")
+    # The registry holds hundreds of thousands of long-lived objects and every task allocates a
+    # few more: collecting the young generation every 700 allocations (the default) cost about a
+    # tenth of the master's time per task; every GC_YOUNG is as safe and nearly free.
+    gc.set_threshold(GC_YOUNG, 10, 10)
     return asyncio.run(serve(args))
 
 

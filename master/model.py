@@ -23,7 +23,7 @@ class State(enum.IntEnum):
 
     @property
     def final(self) -> bool:
-        return self >= State.SUCCEED
+        return self._value_ >= 4  # SUCCEED and after (a plain int compare: this is called per task)
 
 
 FINAL_STATES = frozenset(s for s in State if s.final)

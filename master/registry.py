@@ -25,6 +25,18 @@ class Attempt(NamedTuple):
     lost: bool = False  # it ended because a node it ran on was lost
 
 
+_stamps: dict[State, tuple[State, float]] = {}
+
+
+def _stamp(state: State, now: float) -> tuple[State, float]:
+    """A history entry, shared by every job and task that changed to ``state`` at the same ``now``
+    (a pass stamps all it changes with one time: 100 000 jobs keep one tuple per state and pass)."""
+    entry = _stamps.get(state)
+    if entry is None or entry[1] != now:
+        entry = _stamps[state] = (state, now)
+    return entry
+
+
 class Task:
     """One run of a job: the job itself, or one of its iterations."""
 
@@ -35,7 +47,7 @@ class Task:
         self.job = job
         self.iteration = iteration
         self.state = State.QUEUED
-        self.history: list[tuple[State, float]] = [(State.QUEUED, now)]
+        self.history: list[tuple[State, float]] = [_stamp(State.QUEUED, now)]
         self.allocation: Allocation = ()
         self.exit_code: int | None = None
         self.reason = ""
@@ -47,7 +59,7 @@ class Task:
     def set_state(self, state: State, now: float, reason: str = "") -> None:
         check_transition(f"task {self.name}", self.state, state)
         self.state = state
-        self.history.append((state, now))
+        self.history.append(_stamp(state, now))
         if reason:
             self.reason = reason
 
@@ -83,7 +95,7 @@ class Job:
         self.spec = spec
         self.seq = seq
         self.state = State.QUEUED
-        self.history: list[tuple[State, float]] = [(State.QUEUED, now)]
+        self.history: list[tuple[State, float]] = [_stamp(State.QUEUED, now)]
         self.reason = ""
         it = spec.iterations
         self.total = it.count if it is not None else 1
@@ -96,9 +108,10 @@ class Job:
         self.tasks: dict[int | None, Task] = {}
         self.pending = 0  # unmet whole-job dependencies
         self.iter_deps = 0  # per-iteration dependencies each iteration waits for
-        self.iter_sat: dict[int, int] = {}  # iteration -> per-iteration deps met so far
+        # iteration -> per-iteration deps met so far (made with the first per-iteration dependency)
+        self.iter_sat: dict[int, int] | None = None
         self.iter_ready = False  # per-iteration mode: the job-level deps are met
-        self.waiters: list[Job] = []  # jobs whose whole-job dependency is this job
+        self.waiters: list[Job] | None = None  # jobs whose whole-job dependency is this job (made on the first)
         self.cancel_requested = False
         self.cancel_reason = "canceled"  # the reason its canceled tasks and the job end with
         self.retried: dict[int | None, int] | None = None  # iteration -> retries used (made on the first)
@@ -116,7 +129,7 @@ class Job:
     def set_state(self, state: State, now: float, reason: str = "") -> None:
         check_transition(f"job {self.name}", self.state, state)
         self.state = state
-        self.history.append((state, now))
+        self.history.append(_stamp(state, now))
         if reason:
             self.reason = reason
 

@@ -4,14 +4,18 @@ One dispatcher task (``Master.run``) runs a scheduling pass whenever something w
 and routes the commands: launches and cancels to each agent's outgoing batch, changed
 jobs and run-level notices to the watchers. Events that arrive while a pass or a write is
 under way pile up and travel together: batching comes from the loop, not from timers. The
-one timer is the core's own ``wake_at`` (the deadline for the expected nodes).
+one timer is the core's own ``wake_at`` (the deadline for the expected nodes); besides it only
+housekeeping: the heap trim shortly after a big Submit (``trim_soon``), which nothing waits for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
@@ -28,25 +32,51 @@ HEARTBEAT_S = 10.0  # the longest heartbeat interval agents are told to keep
 HEARTBEAT_TIMEOUT_S = 30.0  # default: an agent silent this long is lost
 
 
+TRIM_AFTER_JOBS = 10_000  # a Submit this big is followed by giving freed heap memory back
+TRIM_DELAY_S = 0.2  # ... this long after its reply, once gRPC has let go of the request
+
+
+def _libc_trim() -> None:
+    """Hand the heap's free memory back to the OS (glibc's malloc_trim; elsewhere nothing).
+
+    A big Submit parses its whole request (tens of MB for 100 000 jobs) and frees it after the
+    reply; glibc keeps such memory in the process unless told, so the master's RSS would stay at
+    its peak for the rest of the campaign."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+
+
 class AgentConn:
     """What is waiting to be written down one agent's stream."""
 
     def __init__(self, node: str) -> None:
         self.node = node
-        self.launches: list[pb.Launch] = []
-        self.cancels: list[int] = []
+        self._message: pb.MasterMessage | None = None  # the Orders being gathered, None: none
         self.shutdown = ""
         self.ready = asyncio.Event()
         self.last_seen = time.monotonic()  # when it last said anything (a heartbeat counts)
         self.lost = asyncio.Event()  # set when it was silent too long: its stream is to end
         self.goodbye = False  # it closed its side of the stream (a stopped or a killed agent)
 
+    def orders(self) -> pb.Orders:
+        """The Orders going down with the next message: launches are built in place (a Launch made
+        apart and then put in would be copied)."""
+        if self._message is None:
+            self._message = pb.MasterMessage()
+        return self._message.orders
+
     def take(self) -> pb.MasterMessage | None:
-        if self.launches or self.cancels:
-            orders = pb.Orders(launch=self.launches, cancel=self.cancels)
-            self.launches, self.cancels = [], []
-            return pb.MasterMessage(orders=orders)
-        return None
+        msg, self._message = self._message, None
+        return msg
 
 
 class Watcher:
@@ -93,10 +123,22 @@ class Master:
         self._stopped = asyncio.Event()
         self.shutdown_reason = ""  # set once the agents are told to stop
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S  # an agent silent this long is lost
+        self._trim_pending = False
 
     @staticmethod
     def now() -> float:
         return time.time()
+
+    def trim_soon(self) -> None:
+        """Give the heap's free memory back shortly (after a big Submit: its request is freed
+        once the reply is out). Housekeeping only: nothing waits for it."""
+        if not self._trim_pending:
+            self._trim_pending = True
+            asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_pending = False
+        _libc_trim()
 
     def poke(self) -> None:
         """Something changed: run a pass soon (once, however many pokes)."""
@@ -165,12 +207,12 @@ class Master:
                     core.task_exited(t.task_id, -1, f"node lost: {node}", self.now())
                 self.poke()
                 continue
-            conn.launches.extend(convert.launch_to_pb(t) for t in launches)
+            convert.add_launches(conn.orders().launch, launches)
             conn.ready.set()
         for node, ids in out.cancels.items():
             conn = self.agents.get(node)
             if conn is not None:
-                conn.cancels.extend(ids)
+                conn.orders().cancel.extend(ids)
                 conn.ready.set()
         if out.changed:
             for w in self.watchers:

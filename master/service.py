@@ -26,7 +26,7 @@ from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
 from .registry import Job
-from .runtime import AgentConn, Master, Watcher
+from .runtime import TRIM_AFTER_JOBS, AgentConn, Master, Watcher
 
 log = structlog.get_logger("pj.master")
 _EOF = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -90,13 +90,15 @@ class PilotJobService(rpc.PilotJobServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the master is finishing: no new jobs")
         try:
             check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)))
-            specs = [convert.spec_from_pb(j, request.base_dir) for j in request.jobs]
+            specs = convert.specs_from_pb(request.jobs, request.base_dir)
             now = self.m.now()
             names = core.submit(specs, now)
         except (SpecError, SubmitError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if self.m.journal is not None:
             self.m.journal.submit(request.SerializeToString(), now)  # durable before the reply
+        if len(names) >= TRIM_AFTER_JOBS:
+            self.m.trim_soon()
         self.m.poke()
         log.info("submitted", jobs=len(names))
         return pb.SubmitReply(names=names)

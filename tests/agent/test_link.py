@@ -317,3 +317,28 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.timeout(30)
+def test_dry_run_reports_every_task_started_and_exited_0_without_a_process(tmp_path: Path) -> None:
+    n = 300
+    marker = tmp_path / "ran"
+    orders = [launch(i, "/bin/sh", "-c", f"touch {marker}", cores=[i % 4]) for i in range(n)]
+    orders.append(launch(n, "/nonexistent/prog"))  # not even looked for
+
+    async def scenario(m: FakeMaster) -> None:
+        await m.send(orders=pj_pb2.Orders(launch=orders))
+        await m.recv_until(lambda: len(m.exited) == n + 1)
+        await m.send(orders=pj_pb2.Orders(cancel=[1, 2]))  # already over: nothing to do
+        await m.send(shutdown=pj_pb2.Shutdown())
+        await m.drain()
+
+    master = FakeMaster(scenario)
+    rc, log = asyncio.run(run_agent(master, tmp_path, extra=("--dry-run",)))
+    assert rc == 0, log
+    assert not marker.exists(), "a task ran"
+    assert sorted(s.task_id for s in master.started) == list(range(n + 1))
+    assert sorted(e.task_id for e in master.exited) == list(range(n + 1))
+    assert {e.exit_code for e in master.exited} == {0}
+    assert {e.error for e in master.exited} == {""}
+    assert master.event_messages < n  # started and exited travel together, in batches
