@@ -41,6 +41,10 @@ MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> ar
 AgentCmd = Callable[[Path, int, int, int | None], list[str]]  # workdir, index, cores, gpus -> argv
 SrunCmd = Callable[[Path, slurm.Allocation, Mapping[str, str]], list[str]]  # workdir, allocation, env
 
+# Agents start together with the master and wait for DIR/master.json; a resumed master replays
+# its journal first, so they wait longer than the agent's default. pj run itself gives up on the
+# master after `start_timeout` (and stops the agents).
+AGENT_WAIT_MASTER = "600"
 MAX_BAD_SHOWN = 10
 
 
@@ -50,7 +54,7 @@ def master_argv(workdir: Path, options: Sequence[str]) -> list[str]:
 
 def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
     argv = [sys.executable, "-m", "pj.agent", "--workdir", str(workdir), "--name", f"node{index}"]
-    argv += ["--cores", str(cores)]
+    argv += ["--cores", str(cores), "--wait-master", AGENT_WAIT_MASTER]
     if gpus:
         argv += ["--gpus", ",".join(str(g) for g in range(gpus))]
     return argv
@@ -183,8 +187,8 @@ class Campaign:
         try:
             self._prepare_workdir()
             self._start_master()
-            self._wait_ready()
-            self._start_agents()
+            self._start_agents()  # now, not once the master is ready: they wait for DIR/master.json,
+            self._wait_ready()  # so their start-up overlaps the master's
             assert self.workdir is not None
             self.client = Client(self.workdir)
             known: set[str] = set()
@@ -296,7 +300,9 @@ class Campaign:
 
     def _wait_ready(self) -> MasterAddress:
         assert self.master is not None and self.workdir is not None
-        deadline = time.monotonic() + self.start_timeout
+        # A resumed master replays its journal before it answers: give it as long as the agents wait.
+        timeout = max(self.start_timeout, float(AGENT_WAIT_MASTER)) if self.resume else self.start_timeout
+        deadline = time.monotonic() + timeout
         while True:
             if self.master.proc.poll() is not None:
                 raise self.master.died()
@@ -305,7 +311,7 @@ class Campaign:
             except WorkdirError as e:
                 if time.monotonic() > deadline:
                     raise CampaignError(
-                        f"the master did not start within {self.start_timeout:g} s ({e}); see {self.master.log}"
+                        f"the master did not start within {timeout:g} s ({e}); see {self.master.log}"
                     ) from None
                 time.sleep(0.05)
 

@@ -39,7 +39,7 @@ CPUS_ENV = "SLURM_JOB_CPUS_PER_NODE"
 SRUN_ARGS_ENV = "PJ_SRUN_ARGS"
 SRUN_LOG = "srun.log"
 # Run by srun on every node: the agent, with its output in a log named after its Slurm node.
-AGENT_SHELL = 'exec "$0" -m pj.agent --workdir "$1" >"$1/agent-$SLURMD_NODENAME.log" 2>&1'
+AGENT_SHELL = 'exec "$0" -m pj.agent --workdir "$1" --wait-master 600 >"$1/agent-$SLURMD_NODENAME.log" 2>&1'
 HARMLESS = ("lacks support for cpu binding",)
 
 

@@ -70,7 +70,7 @@ def test_master_options_and_the_one_srun(tmp_path: Path) -> None:
     # What each node runs: the agent, logging to a file named after its Slurm node ("python" = echo).
     on_node = slurm.srun_argv(tmp_path, a, {}, python="/bin/echo")[9:]
     subprocess.run(on_node, env={"SLURMD_NODENAME": "n2"}, check=True)
-    assert (tmp_path / "agent-n2.log").read_text() == f"-m pj.agent --workdir {tmp_path}\n"
+    assert (tmp_path / "agent-n2.log").read_text() == f"-m pj.agent --workdir {tmp_path} --wait-master 600\n"
     extra = slurm.srun_argv(Path("/wd"), a, {"PJ_SRUN_ARGS": "--mem=1G --gres='gpu:1'"}, python="py")
     assert extra[9:11] == ["--mem=1G", "--gres=gpu:1"]
     with pytest.raises(slurm.SlurmModeError, match=r"\$PJ_SRUN_ARGS: No closing quotation"):
