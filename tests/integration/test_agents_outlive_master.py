@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pj.client import Client
+
+from .test_service import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,14 +31,6 @@ def line_job(name: str, out: Path, sleep: float) -> dict[str, object]:
     return {"name": name, "exec": "/bin/sh", "args": ["-c", script]}
 
 
-def wait_for(check, timeout: float = 20, what: str = ""):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-    return got
-
 
 @pytest.mark.skipif(not _agent_reconnects(), reason=f"pj.agent has no {RECONNECT} option yet")
 def test_a_killed_master_resumes_and_adopts_what_the_agents_still_run(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -49,9 +42,9 @@ def test_a_killed_master_resumes_and_adopts_what_the_agents_still_run(cluster_fa
     quick = [line_job(f"q{i:02d}", out, 0.2) for i in range(20)]
     names = [str(j["name"]) for j in [*slow, *quick]]
     with Client(c.workdir) as cl:
-        wait_for(lambda: sum(n.online for n in cl.resources().nodes) == 2, what="2 agents")
+        eventually(lambda: sum(n.online for n in cl.resources().nodes) == 2, what="2 agents")
         cl.submit(slow + quick)  # the slow ones first: they hold 6 of the 8 cores for 3 s
-        wait_for(lambda: len(list(cl.list(["EXECUTING"]))) >= 6 and len(list(cl.list(["SUCCEED"]))) >= 2,
+        eventually(lambda: len(list(cl.list(["EXECUTING"]))) >= 6 and len(list(cl.list(["SUCCEED"]))) >= 2,
                  what="the slow jobs running, some quick ones done")
     c.master.kill()  # SIGKILL: no report, no goodbye; the agents keep their tasks running
     c.master.wait()
@@ -60,7 +53,7 @@ def test_a_killed_master_resumes_and_adopts_what_the_agents_still_run(cluster_fa
 
     c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume"],
                         "master-resumed.log")
-    wait_for(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
+    eventually(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
     with Client(c.workdir) as cl:
         states = cl.wait(timeout=30)
         cl.finish()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pj.client import Client
+
+from .test_service import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,14 +25,6 @@ def line_job(name: str, out: Path, sleep: float = 0, after: list[str] | None = N
     return job
 
 
-def wait_for(check, timeout: float = 20, what: str = ""):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
-    return got
-
 
 def test_a_killed_master_resumes_and_runs_nothing_twice(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     c = cluster_factory(nodes=1, cores=4)
@@ -44,7 +37,7 @@ def test_a_killed_master_resumes_and_runs_nothing_twice(cluster_factory, tmp_pat
         # The slow ones first: they hold every core for 2 s, so the kill lands mid-campaign.
         cl.submit(slow + quick[:15])
         cl.submit([*quick[15:], last])
-        wait_for(lambda: sum(1 for j in cl.list(["SUCCEED"])) >= 6, what="6 jobs done")
+        eventually(lambda: sum(1 for j in cl.list(["SUCCEED"])) >= 6, what="6 jobs done")
         done_before = {j.name for j in cl.list(["SUCCEED"])}
     c.master.kill()  # SIGKILL: no report, no goodbye
     c.master.wait()
@@ -62,7 +55,7 @@ def test_a_killed_master_resumes_and_runs_nothing_twice(cluster_factory, tmp_pat
     # them; it never does (another node joins), so they run again after 2 s.
     c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume",
                          "--node-timeout", "2s"], "master-resumed.log")
-    wait_for(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
+    eventually(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
     c.add_agent("node1", 4)
     with Client(c.workdir) as cl:
         states = cl.wait(timeout=30)
