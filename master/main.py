@@ -40,7 +40,6 @@ from .launch import Context
 from .restore import restore
 from .runtime import HEARTBEAT_TIMEOUT_S, Master
 from .service import AgentLinkService, PilotJobService, TokenInterceptor
-from .tls import write_cert
 
 log = structlog.get_logger("pj.master")
 
@@ -161,6 +160,8 @@ async def serve(args: argparse.Namespace) -> int:
     tls: dict[str, object] = {}
     try:
         if args.tls:
+            from .tls import write_cert  # cryptography costs ~35 ms of start-up: only when asked
+
             cert, key, fingerprint = write_cert(workdir, [host, socket.gethostname(), socket.getfqdn()])
             creds = grpc.ssl_server_credentials([(key, cert)])
             port = server.add_secure_port(args.listen, creds)
