@@ -23,6 +23,8 @@ from pj.agent.resources import detect
 from pj.agent.runner import Runner
 from pj.agent.state import AgentState, ReportExited, TaskSpec
 
+from .test_launcher import alive
+
 pytestmark = pytest.mark.timeout(20)
 
 # A plain background child, a grandchild in its own session (setsid) whose parent is the task's
@@ -69,23 +71,17 @@ def _exit_of(runner: Runner, task_id: int) -> ReportExited | None:
 async def _pids(wd: Path, runner: Runner) -> list[int]:
     await _until(runner, lambda: all((wd / f).exists() and (wd / f).read_text().strip() for f in PIDFILES))
     pids = [int((wd / f).read_text()) for f in PIDFILES]
-    await _until(runner, lambda: all(_alive(p) and psutil.Process(p).name() == "sleep" for p in pids))
+    await _until(runner, lambda: all(alive(p) and psutil.Process(p).name() == "sleep" for p in pids))
     return pids
 
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _assert_gone(pids: list[int]) -> None:
     # Orphans are reaped by init (or a subreaper) soon after SIGKILL: wait a moment for that.
     deadline = time.monotonic() + 3
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.02)
-    survivors = [p for p in pids if _alive(p)]
+    survivors = [p for p in pids if alive(p)]
     for p in survivors:
         os.kill(p, signal.SIGKILL)
     assert not survivors, f"left behind: {survivors}"

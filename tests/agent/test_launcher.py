@@ -263,11 +263,11 @@ def test_group_signal_takes_down_the_tasks_children(
         assert time.monotonic() < deadline
         time.sleep(0.01)
     child = int(pidfile.read_text())
-    assert _alive(child)
+    assert alive(child)
     assert launcher.signal(pid, signal.SIGTERM)
     assert reaper.wait(pid).exit_code == -signal.SIGTERM
     deadline = time.monotonic() + 10
-    while _alive(child):
+    while alive(child):
         assert time.monotonic() < deadline, "the task's child survived"
         time.sleep(0.01)
 
@@ -325,7 +325,8 @@ def test_many_tasks_are_all_reaped(launcher: Launcher, reaper: Reaper) -> None:
     assert launcher.reap() == []
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (shared by the agent tests)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -18,6 +18,8 @@ import pj
 from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
+from .test_launcher import alive
+
 pytestmark = pytest.mark.timeout(60)
 
 TOKEN = "s3cret-token"
@@ -253,7 +255,7 @@ def test_lost_master_kills_every_task(tmp_path: Path) -> None:
     assert rc == 1, log
     assert "lost the master" in log
     for pid in pids:
-        assert not _alive(pid), f"task process {pid} survived the agent"
+        assert not alive(pid), f"task process {pid} survived the agent"
 
 
 @pytest.mark.timeout(30)
@@ -287,7 +289,7 @@ def test_a_master_that_leaves_right_after_shutdown(tmp_path: Path) -> None:
 
     rc, log = asyncio.run(run_agent(FakeMaster(scenario), tmp_path))
     assert rc == 0, log
-    assert pids and not _alive(pids[0])
+    assert pids and not alive(pids[0])
 
 
 @pytest.mark.slow
@@ -310,13 +312,6 @@ def test_a_master_that_stops_reading_cannot_hold_the_agent(tmp_path: Path) -> No
     gave_up_writing = rc == 1 and "stopped reading" in log
     assert gave_up_waiting or gave_up_writing, log
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.timeout(30)

@@ -26,6 +26,8 @@ from pj.client import Client
 from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
+from .test_launcher import alive
+
 pytestmark = pytest.mark.timeout(40)
 
 PY = sys.executable
@@ -155,12 +157,12 @@ def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None
             await _until(lambda: len(one.started) == 3 and one.exited == [2])
             await server.stop(0)  # the master vanishes: task 2's exit was sent, 3 ends while cut off
             await asyncio.sleep(1.5)
-            assert _alive(one.started[1]), "the agent killed its task when the master went away"
+            assert alive(one.started[1]), "the agent killed its task when the master went away"
             two = Master([], refuse=1)  # the first try meets the old stream still "connected"
             server = await _serve(two, tmp_path)  # a new port: the agent finds it in master.json
             await _until(lambda: len(two.registers) == 2)
             await asyncio.sleep(0.3)
-            assert _alive(one.started[1])
+            assert alive(one.started[1])
             two.shutdown.set()
             rc = await asyncio.wait_for(proc.wait(), 15)
         finally:
@@ -182,7 +184,7 @@ def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None
         assert {e.task_id: e.exit_code for e in reg.ended} == {2: 0, 3: 0}
     # Nothing of the Register comes again as an event; the shutdown's kill of task 1 does.
     assert two.exited == [1] and two.started == {}
-    assert not _alive(one.started[1])
+    assert not alive(one.started[1])
 
 
 def test_a_master_that_refuses_the_returning_agent(tmp_path: Path) -> None:
@@ -215,7 +217,7 @@ def test_a_master_that_refuses_the_returning_agent(tmp_path: Path) -> None:
     rc, log, pid = asyncio.run(scenario())
     assert rc == 1, log
     assert "served another campaign" in log and "Traceback" not in log, log
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 # ---------------------------------------------------------------- real masters
@@ -251,11 +253,7 @@ def test_a_master_that_never_comes_back(tmp_path: Path) -> None:
         )
         procs.append(master)
         _wait_for(lambda: (wd / "master.json").exists())
-        agent = _spawn(
-            [PY, "-m", "pj.agent", "--workdir", str(wd), "--name", "n1", "--cores", "2",
-             "--kill-grace", "0.5", "--reconnect-timeout", "3s"],
-            wd / "agent.log",
-        )  # fmt: skip
+        agent = _spawn_agent(wd, "3s")
         procs.append(agent)
         pidfile = tmp_path / "task.pid"
         with Client(wd) as cl:
@@ -266,18 +264,24 @@ def test_a_master_that_never_comes_back(tmp_path: Path) -> None:
         master.kill()
         master.wait()
         time.sleep(1.5)
-        assert _alive(pid), "the task died with the master"
+        assert alive(pid), "the task died with the master"
         assert agent.poll() is None
         rc = agent.wait(15)
         log = (wd / "agent.log").read_text()
         assert rc == 1, log
         assert "did not come back within" in log and "--reconnect-timeout" in log, log
-        assert not _alive(pid), "the agent left its task running"
+        assert not alive(pid), "the agent left its task running"
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def _spawn_agent(wd: Path, reconnect_timeout: str) -> subprocess.Popen[bytes]:
+    argv = [PY, "-m", "pj.agent", "--workdir", str(wd), "--name", "n1", "--cores", "2", "--kill-grace", "0.5",
+            "--reconnect-timeout", reconnect_timeout]  # fmt: skip
+    return _spawn(argv, wd / "agent.log")
 
 
 def test_a_resumed_master_takes_the_agent_back(tmp_path: Path) -> None:
@@ -289,11 +293,7 @@ def test_a_resumed_master_takes_the_agent_back(tmp_path: Path) -> None:
         master = _spawn(master_argv, wd / "master.log")
         procs.append(master)
         _wait_for(lambda: (wd / "master.json").exists())
-        agent = _spawn(
-            [PY, "-m", "pj.agent", "--workdir", str(wd), "--name", "n1", "--cores", "2",
-             "--kill-grace", "0.5", "--reconnect-timeout", "20s"],
-            wd / "agent.log",
-        )  # fmt: skip
+        agent = _spawn_agent(wd, "20s")
         procs.append(agent)
         runs = tmp_path / "runs"
         with Client(wd) as cl:
@@ -302,7 +302,7 @@ def test_a_resumed_master_takes_the_agent_back(tmp_path: Path) -> None:
         master.kill()
         master.wait()
         time.sleep(0.5)
-        assert _alive(pid) and agent.poll() is None
+        assert alive(pid) and agent.poll() is None
         # DIR/master.json still names the dead master: the agent keeps trying until the new one
         # replaces it.
         master = _spawn([*master_argv, "--resume"], wd / "master-resumed.log")
@@ -321,10 +321,3 @@ def test_a_resumed_master_takes_the_agent_back(tmp_path: Path) -> None:
                 p.kill()
                 p.wait()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
