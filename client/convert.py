@@ -19,12 +19,19 @@ FINAL_STATES: frozenset[str] = frozenset({"SUCCEED", "FAILED", "CANCELED", "OMIT
 BAD_STATES: tuple[str, ...] = ("FAILED", "OMITTED", "CANCELED")
 
 
+_STATE_NAMES: dict[int, str] = {}  # value -> name, filled on first use (a Watch names every job)
+
+
 def state_name(value: int) -> str:
     """``pj_pb2.JOB_STATE_FAILED`` -> ``"FAILED"``; an unknown number -> ``"STATE_<n>"``."""
-    try:
-        return pj_pb2.JobState.Name(value).removeprefix(_PREFIX)  # type: ignore[arg-type]
-    except ValueError:
-        return f"STATE_{value}"
+    name = _STATE_NAMES.get(value)
+    if name is None:
+        try:
+            name = pj_pb2.JobState.Name(value).removeprefix(_PREFIX)  # type: ignore[arg-type]
+        except ValueError:
+            return f"STATE_{value}"
+        _STATE_NAMES[value] = name
+    return name
 
 
 def state_value(name: str) -> pj_pb2.JobState.ValueType:

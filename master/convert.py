@@ -13,10 +13,9 @@ from .pool import Node
 from .registry import Job, Task
 
 
-def _range(msg: pb.JobSpec, name: str) -> Range:
-    if not msg.HasField(name):  # type: ignore[arg-type]
+def _range(r: pb.Range | None) -> Range:
+    if r is None:
         return ONE
-    r = getattr(msg, name)
     lo = max(r.min, 1)
     return Range(lo, None if r.max == 0 else max(r.max, lo))
 
@@ -32,41 +31,95 @@ def dependency(text: str) -> Dependency:
 
 def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | None = None) -> JobSpec:
     """``shared``: one dict for a whole batch (``specs_from_pb``), so that equal strings and
-    requests of its jobs are one object each (100 000 jobs running one program keep one copy)."""
-    iterations = None
-    if msg.HasField("iterations"):
-        i = msg.iterations
-        iterations = (
-            Iterations(0, len(i.values), tuple(i.values)) if i.values else Iterations(i.start, i.stop)
-        )
+    requests of its jobs are one object each (100 000 jobs running one program keep one copy).
+
+    Only the fields the message sets are read (``ListFields``, one call): a Submit converts every
+    job of its batch before it answers, and most fields of most jobs are left empty."""
     one = shared.setdefault if shared is not None else _same
-    has_range = msg.HasField("cores") or msg.HasField("nodes")
-    if has_range or msg.gpus:
-        request = Request(cores=_range(msg, "cores"), nodes=_range(msg, "nodes"), gpus=msg.gpus)
-        request = one(request, request)  # type: ignore[assignment]
-    else:
+    name = exec_ = script = wd = stdin = stdout = stderr = venv = ""
+    model = "default"
+    args: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    after: tuple[Dependency, ...] = ()
+    iterations = None
+    cores = nodes = None
+    gpus = retries = 0
+    walltime_s = 0.0
+    for fd, value in msg.ListFields():
+        n = fd.number
+        if n == _NAME:
+            name = value
+        elif n == _EXEC:
+            exec_ = one(value, value)  # type: ignore[assignment]
+        elif n == _CORES:
+            cores = value
+        elif n == _SCRIPT:
+            script = one(value, value)  # type: ignore[assignment]
+        elif n == _ARGS:
+            args = tuple(value)
+        elif n == _ENV:
+            env = tuple(sorted(value.items()))
+        elif n == _WD:
+            wd = one(value, value)  # type: ignore[assignment]
+        elif n == _STDIN:
+            stdin = value
+        elif n == _STDOUT:
+            stdout = value
+        elif n == _STDERR:
+            stderr = value
+        elif n == _NODES:
+            nodes = value
+        elif n == _GPUS:
+            gpus = value
+        elif n == _ITERATIONS:
+            iterations = (
+                Iterations(0, len(value.values), tuple(value.values)) if value.values
+                else Iterations(value.start, value.stop)
+            )
+        elif n == _AFTER:
+            after = tuple(dependency(a) for a in value)
+        elif n == _MODEL:
+            model = one(value, value)  # type: ignore[assignment]
+        elif n == _MODULES:
+            modules = tuple(value)
+        elif n == _VENV:
+            venv = value
+        elif n == _WALLTIME:
+            walltime_s = value
+        elif n == _RETRIES:
+            retries = value
+    if cores is None and nodes is None and not gpus:
         request = _ONE_CORE
-    env = msg.env
+    else:
+        key = (
+            "request",
+            None if cores is None else (cores.min, cores.max),
+            None if nodes is None else (nodes.min, nodes.max),
+            gpus,
+        )
+        found = shared.get(key) if shared is not None else None
+        if isinstance(found, Request):
+            request = found
+        else:
+            request = Request(cores=_range(cores), nodes=_range(nodes), gpus=gpus)
+            request = one(request, request)  # type: ignore[assignment]
+            if shared is not None:
+                shared[key] = request
     return JobSpec(
-        name=msg.name,
-        exec=one(msg.exec, msg.exec),  # type: ignore[arg-type]
-        script=one(msg.script, msg.script),  # type: ignore[arg-type]
-        args=tuple(msg.args),
-        env=tuple(sorted(env.items())) if env else (),
-        wd=one(msg.wd, msg.wd),  # type: ignore[arg-type]
-        stdin=msg.stdin,
-        stdout=msg.stdout,
-        stderr=msg.stderr,
-        request=request,
-        iterations=iterations,
-        after=tuple(dependency(a) for a in msg.after) if msg.after else (),
-        model=one(msg.model, msg.model) if msg.model else "default",  # type: ignore[arg-type]
-        modules=tuple(msg.modules),
-        venv=msg.venv,
-        walltime_s=msg.walltime_s,
-        retries=msg.retries,
-        base_dir=base_dir or "/",
+        name, exec_, script, args, env, wd, stdin, stdout, stderr, request, iterations, after, model,
+        modules, venv, walltime_s, retries, base_dir or "/",
     )
+
+
+_F = pb.JobSpec.DESCRIPTOR.fields_by_name
+_NAME, _EXEC, _SCRIPT, _ARGS, _ENV, _WD, _STDIN, _STDOUT, _STDERR = (
+    _F[f].number for f in ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr")
+)
+_CORES, _NODES, _GPUS, _ITERATIONS, _AFTER, _MODEL, _MODULES, _VENV, _WALLTIME, _RETRIES = (
+    _F[f].number
+    for f in ("cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries")
+)
 
 
 _ONE_CORE = Request()
@@ -103,10 +156,9 @@ def add_launches(into: Any, launches: Iterable[TaskLaunch]) -> None:
     """Append each launch to a repeated ``Launch`` field, built in place (no copy)."""
     add = into.add
     for t in launches:
-        add(
+        msg = add(
             task_id=t.task_id,
             argv=t.argv,
-            env=t.env,
             wd=t.wd,
             stdin=t.stdin,
             stdout=t.stdout,
@@ -117,10 +169,28 @@ def add_launches(into: Any, launches: Iterable[TaskLaunch]) -> None:
             hostfile=t.hostfile,
             slurm_hostfile=t.slurm_hostfile,
         )
+        env = msg.env  # set item by item: env= in add() goes through MutableMapping.update (Python)
+        for k, v in t.env.items():
+            env[k] = v
 
 
 def _history(h: list[tuple[State, float]]) -> list[pb.StateChange]:
     return [pb.StateChange(state=int(s), time=t) for s, t in h]  # type: ignore[arg-type]
+
+
+def add_summaries(into: Any, jobs: Iterable[Job]) -> None:
+    """Append each job's summary to a repeated ``JobSummary`` field, built in place (a Watch
+    event carries every job that changed since the last one)."""
+    add = into.add
+    for job in jobs:
+        add(
+            name=job.spec.name,
+            state=job.state._value_,
+            reason=job.reason,
+            iterations=job.total if job.spec.iterations is not None else 0,
+            iterations_done=job.done,
+            iterations_failed=job.failed,
+        )
 
 
 def summary_to_pb(job: Job) -> pb.JobSummary:

@@ -135,9 +135,10 @@ class Core:
 
     def _know_capacity(self, now: float) -> None:
         self._capacity_known = True
+        fits: dict[int, bool] = {}
         for job in list(self.registry):
             if not job.final:
-                self._judge_fit(job, now)
+                self._judge_fit(job, now, fits)
 
     def _wait_over(self, now: float) -> None:
         """The deadline for the expected nodes passed with some missing: say so, then go on or give up."""
@@ -172,12 +173,18 @@ class Core:
                 continue
             self._end_task(task, State.FAILED, None, reason, now)
 
-    def _judge_fit(self, job: Job, now: float) -> bool:
-        """Fail a job that can never fit the run's resources; True if it was failed."""
+    def _judge_fit(self, job: Job, now: float, fits: dict[int, bool] | None = None) -> bool:
+        """Fail a job that can never fit the run's resources; True if it was failed. ``fits``: the
+        verdicts so far for requests of one batch (the pool does not change while it is judged)."""
         if job.state != State.QUEUED or job.started:
             return False
         req = job.spec.request
-        if self.pool.can_ever_fit(req):
+        known = fits.get(id(req)) if fits is not None else None  # the requests outlive the call: ids stay theirs
+        if known is None:
+            known = self.pool.can_ever_fit(req)
+            if fits is not None:
+                fits[id(req)] = known
+        if known:
             return False
         reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
         self._settle_unrun(job, job.total - job.done)
@@ -204,22 +211,28 @@ class Core:
                 if dep.job not in seen and dep.job not in self.registry:
                     raise SubmitError(f"job {spec.name!r}: field 'after': unknown job {dep.job!r}")
         jobs = []
+        by_name = self.registry.jobs
+        seq = len(by_name)
         for spec in specs:
-            job = Job(spec, len(self.registry), now)
-            self.registry.add(job)
-            self.job_counts[State.QUEUED] += 1
-            self.unfinished += 1
+            job = Job(spec, seq, now)
+            by_name[spec.name] = job
+            seq += 1
             jobs.append(job)
+        self.job_counts[State.QUEUED] += len(jobs)
+        self.unfinished += len(jobs)
         for job in jobs:
-            for dep in job.spec.after:
-                self._wire(job, dep, now)
-                if job.final:
-                    break
+            if job.spec.after:
+                for dep in job.spec.after:
+                    self._wire(job, dep, now)
+                    if job.final:
+                        break
+        changed = self._out.changed
+        fits: dict[int, bool] = {}  # a batch shares its requests: each is judged once (by id)
         for job in jobs:
             if job.final:
                 continue
-            self._out.changed[job.name] = job
-            if self.capacity_known and self._judge_fit(job, now):
+            changed[job.spec.name] = job
+            if self.capacity_known and self._judge_fit(job, now, fits):
                 continue
             if job.pending == 0:
                 self._unblock(job, now)
@@ -319,9 +332,12 @@ class Core:
         return task
 
     def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> None:
-        task = self._new_task(job, it, now)
+        task = Task(self._next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
+        self._next_task_id += 1
+        job.tasks[it] = task
         task.allocation = allocation
-        self._task_state(task, State.SCHEDULED, now)
+        task.set_state(State.SCHEDULED, now)
+        self.task_counts[State.SCHEDULED] += 1
         self.running[task.id] = task
         self._out.placed.append(task)
         if job.state == State.QUEUED:
@@ -330,9 +346,11 @@ class Core:
         self._out.launches.setdefault(launch.node, []).append(launch)
 
     def task_started(self, task_id: int, now: float) -> None:
+        """``now``: when the agent started it (never before the task's last change: clocks differ)."""
         task = self.running.get(task_id)
         if task is None or task.state != State.SCHEDULED:
             return
+        now = max(now, task.history[-1][1])
         self._task_state(task, State.EXECUTING, now)
         job = task.job
         if job.state == State.SCHEDULED:
@@ -342,6 +360,7 @@ class Core:
         task = self.running.get(task_id)
         if task is None:
             return  # already ended (node lost, duplicate report): nothing to do
+        now = max(now, task.history[-1][1])
         if task.state == State.SCHEDULED and not error:
             self.task_started(task_id, now)  # its start and its end came in one batch
         if exit_code == 0 and not error:
@@ -409,9 +428,9 @@ class Core:
             job.failed += 1
             if not job.reason or job.total == 1:
                 job.reason = f"{task.name}: {reason}" if job.total > 1 else reason
-        self._out.changed[job.name] = job
+        self._out.changed[job.spec.name] = job
         it = task.iteration
-        if it is not None:
+        if it is not None and (self._per_iter_waiters or self._iter_waiters):
             ok = state == State.SUCCEED
             for w in self._per_iter_waiters.get(job.name, ()):
                 self._iter_dep_done(w, it, ok, now)
@@ -450,6 +469,8 @@ class Core:
         waiters, job.waiters = job.waiters or (), None
         for w in waiters:
             self._dep_done(w, ok, f"{job.name} {job.state.name}", now)
+        if not self._per_iter_waiters and not self._iter_waiters:
+            return
         for w in self._per_iter_waiters.pop(job.name, ()):
             if w.final or w.spec.iterations is None:
                 continue
@@ -533,7 +554,8 @@ class Core:
         counts[job.state] -= 1
         job.set_state(state, now, reason)
         counts[state] += 1
-        if state.final:
+        out = self._out
+        if state._value_ >= State.SUCCEED:  # final (State.final, without the property call)
             self.unfinished -= 1
-            self._out.finished.append(job)
-        self._out.changed[job.name] = job
+            out.finished.append(job)
+        out.changed[job.spec.name] = job

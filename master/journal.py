@@ -81,17 +81,37 @@ def _q(text: str) -> str:
 
 
 _OPEN = {s: f"[{int(s)}," for s in State}  # a history entry's text up to its time
+_CACHE_MAX = 100_000  # entries per text cache below (cleared when full: they only save work)
+_entry_text: dict[tuple[State, float], str] = {}  # history entry -> its JSON text
+_alloc_text: dict[tuple[NodeShare, ...], str] = {}  # allocation -> its JSON text
 
 
 def _times(history: list[tuple[State, float]]) -> str:
-    # repr(float) is what json.dumps writes for a finite float (times are never NaN or infinite).
-    return "[" + ",".join([_OPEN[s] + repr(t) + "]" for s, t in history]) + "]"
+    # A pass stamps everything it changes with one (state, time) tuple (registry._stamp), so most
+    # entries were formatted before. repr(float) is what json.dumps writes for a finite float.
+    texts = _entry_text
+    parts = []
+    for e in history:
+        text = texts.get(e)
+        if text is None:
+            if len(texts) >= _CACHE_MAX:
+                texts.clear()
+            text = texts[e] = _OPEN[e[0]] + repr(e[1]) + "]"
+        parts.append(text)
+    return "[" + ",".join(parts) + "]"
 
 
 def _alloc(t: Task) -> str:
-    return "[" + ",".join([
-        f"[{_q(s.node)},[{','.join(map(str, s.cores))}],[{','.join(map(_q, s.gpus))}]]" for s in t.allocation
-    ]) + "]"
+    # Tasks of one shape keep landing on the same few core sets: each is formatted once.
+    allocation = t.allocation
+    text = _alloc_text.get(allocation)
+    if text is None:
+        if len(_alloc_text) >= _CACHE_MAX:
+            _alloc_text.clear()
+        text = _alloc_text[allocation] = "[" + ",".join([
+            f"[{_q(s.node)},[{','.join(map(str, s.cores))}],[{','.join(map(_q, s.gpus))}]]" for s in allocation
+        ]) + "]"
+    return text
 
 
 def _allocation(text: str) -> tuple[NodeShare, ...]:
@@ -158,7 +178,7 @@ class Journal:
             if placed:
                 db.executemany(
                     "INSERT OR REPLACE INTO placements (task_id, job, iteration, alloc) VALUES (?, ?, ?, ?)",
-                    [(t.id, t.job.name, t.iteration, _alloc(t)) for t in placed],
+                    [(t.id, t.job.spec.name, t.iteration, _alloc(t)) for t in placed],
                 )
             closed = unplaced + [t.id for t in tasks if t.allocation]
             if closed:
@@ -169,9 +189,9 @@ class Journal:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            t.job.name,
+                            t.job.spec.name,
                             t.iteration,
-                            int(t.state),
+                            t.state._value_,
                             t.exit_code,
                             t.reason,
                             _times(t.history),
@@ -183,7 +203,7 @@ class Journal:
             if jobs:
                 db.executemany(
                     "INSERT INTO jobs (name, state, reason, times) VALUES (?, ?, ?, ?)",
-                    [(j.name, int(j.state), j.reason, _times(j.history)) for j in jobs],
+                    [(j.spec.name, j.state._value_, j.reason, _times(j.history)) for j in jobs],
                 )
             db.execute("COMMIT")
         except BaseException:

@@ -16,6 +16,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import models
 from .model import Allocation, JobSpec
@@ -23,8 +24,9 @@ from .model import Allocation, JobSpec
 _VAR = re.compile(r"\$\{(it|itval|ncores|nnodes|nlist|root_wd|jname)\}")
 
 
-@dataclass(frozen=True, slots=True)
-class TaskLaunch:
+class TaskLaunch(NamedTuple):
+    """A NamedTuple: one is made per task placed (a frozen dataclass costs a call per field)."""
+
     task_id: int
     node: str  # where the process starts (the first node of the allocation)
     argv: tuple[str, ...]
@@ -153,18 +155,18 @@ def build(
         hostfile = models.hostfile(allocation)
     for k, val in spec.env:
         env[k] = sub(val)
-    return TaskLaunch(
-        task_id=task_id,
-        node=first.node,
-        argv=argv,
-        env=env,
-        wd=wd,
-        stdin=_path(wd, sub(spec.stdin)) if spec.stdin else "",
-        stdout=_path(wd, sub(spec.stdout)) if spec.stdout else "",
-        stderr=_path(wd, sub(spec.stderr)) if spec.stderr else "",
-        cores=first.cores,
-        gpus=first.gpus,
-        walltime_s=spec.walltime_s,
-        hostfile=hostfile,
-        slurm_hostfile=slurm_hostfile,
+    return TaskLaunch(  # positional (the fields' order): the cheapest call
+        task_id,
+        first.node,
+        argv,
+        env,
+        wd,
+        _path(wd, sub(spec.stdin)) if spec.stdin else "",
+        _path(wd, sub(spec.stdout)) if spec.stdout else "",
+        _path(wd, sub(spec.stderr)) if spec.stderr else "",
+        first.cores,
+        first.gpus,
+        spec.walltime_s,
+        hostfile,
+        slurm_hostfile,
     )

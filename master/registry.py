@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from .model import Allocation, JobSpec, State, check_transition
+from .model import TRANSITIONS, Allocation, JobSpec, State, check_transition
 
 
 class Attempt(NamedTuple):
@@ -57,9 +57,13 @@ class Task:
         return self.job.name if self.iteration is None else f"{self.job.name}:{self.iteration}"
 
     def set_state(self, state: State, now: float, reason: str = "") -> None:
-        check_transition(f"task {self.name}", self.state, state)
+        if state not in TRANSITIONS[self.state]:  # checked here: the message is made only when it fails
+            check_transition(f"task {self.name}", self.state, state)
         self.state = state
-        self.history.append(_stamp(state, now))
+        entry = _stamps.get(state)  # _stamp, inlined: this runs three times per task
+        if entry is None or entry[1] != now:
+            entry = _stamps[state] = (state, now)
+        self.history.append(entry)
         if reason:
             self.reason = reason
 
@@ -127,9 +131,13 @@ class Job:
         return self.state.final
 
     def set_state(self, state: State, now: float, reason: str = "") -> None:
-        check_transition(f"job {self.name}", self.state, state)
+        if state not in TRANSITIONS[self.state]:
+            check_transition(f"job {self.name}", self.state, state)
         self.state = state
-        self.history.append(_stamp(state, now))
+        entry = _stamps.get(state)
+        if entry is None or entry[1] != now:
+            entry = _stamps[state] = (state, now)
+        self.history.append(entry)
         if reason:
             self.reason = reason
 

@@ -9,9 +9,21 @@ from typing import Any
 from .model import State
 from .registry import Job, Task
 
+_rounded: dict[tuple[State, float], tuple[str, float]] = {}  # history entry -> (state name, time)
+
 
 def _history(h: list[Any]) -> dict[str, float]:
-    return {state.name: round(t, 6) for state, t in h}
+    # History entries are shared by everything one pass changed (registry._stamp): each entry's
+    # name and rounded time are made once.
+    out = {}
+    for entry in h:
+        item = _rounded.get(entry)
+        if item is None:
+            if len(_rounded) >= 100_000:
+                _rounded.clear()
+            item = _rounded[entry] = (entry[0].name, round(entry[1], 6))
+        out[item[0]] = item[1]
+    return out
 
 
 def _shares(task: Task) -> tuple[list[str], dict[str, list[int]], dict[str, list[str]]]:
@@ -94,12 +106,15 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
         yield task_record(job.tasks[it])
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps makes one per call)
+
+
 def write(path: str, jobs: Iterable[Job]) -> int:
     """Write the report; returns the number of lines."""
     n = 0
     with open(path, "w") as f:
         for job in jobs:
             for rec in job_records(job):
-                f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                f.write(_encode(rec) + "\n")
                 n += 1
     return n

@@ -183,14 +183,15 @@ class PilotJobService(rpc.PilotJobServicer):
     def _event(self, w: Watcher, jobs: list[Job], notices: list[str]) -> pb.WatchEvent:
         core = self.m.core
         total = len(w.names) if w.names is not None else len(core.registry)
-        return pb.WatchEvent(
-            changed=[convert.summary_to_pb(j) for j in jobs],
+        ev = pb.WatchEvent(
             watched_total=total,
             watched_unfinished=self.m.unfinished_of(w.names),
             tasks=convert.counts_to_pb(core.task_counts),
             master_finishing=core.finishing or self.m.stopping,
             notices=notices,
         )
+        convert.add_summaries(ev.changed, jobs)
+        return ev
 
     async def Resources(
         self, request: pb.ResourcesRequest, context: grpc.aio.ServicerContext
@@ -280,11 +281,13 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 return
             kind = msg.WhichOneof("body")
             if kind == "events":
+                # The agent's own times (when it spawned and reaped), not when the report came:
+                # started reports may wait for exits to travel with them. Never after now.
                 now = m.now()
                 for s in msg.events.started:
-                    core.task_started(s.task_id, now)
+                    core.task_started(s.task_id, s.time if 0 < s.time < now else now)
                 for e in msg.events.exited:
-                    core.task_exited(e.task_id, e.exit_code, e.error, now)
+                    core.task_exited(e.task_id, e.exit_code, e.error, e.time if 0 < e.time < now else now)
                 m.poke()
             conn.last_seen = time.monotonic()
 

@@ -551,3 +551,19 @@ def test_core_modules_do_no_io() -> None:
             else:
                 continue
             assert not set(names) & forbidden, f"master/{mod}.py imports {names}"
+
+
+def test_start_and_end_times_are_the_agents_but_never_before_the_tasks_last_change() -> None:
+    h = Run(cores=2)
+    h.submit(spec("a"), spec("b"))
+    out = h.core.step(h.tick())  # both SCHEDULED at t0
+    t0 = h.t
+    (ta, tb) = [launch.task_id for ls in out.launches.values() for launch in ls]
+    h.core.task_started(ta, t0 + 0.25)  # the agent's spawn time, reported later
+    h.core.task_exited(ta, 0, "", t0 + 0.5)
+    h.core.task_started(tb, t0 - 30)  # an agent whose clock is behind
+    h.core.task_exited(tb, 0, "", t0 - 29)
+    a, b = h.core.registry.get("a"), h.core.registry.get("b")
+    assert a is not None and b is not None
+    assert [(s, t - t0) for s, t in a.history[-2:]] == [(State.EXECUTING, 0.25), (State.SUCCEED, 0.5)]
+    assert [(s, t - t0) for s, t in b.history[-2:]] == [(State.EXECUTING, 0.0), (State.SUCCEED, 0.0)]
