@@ -1,5 +1,14 @@
 """Start, signal and reap task processes, without ever forking the agent.
 
+Two ways to start a task, the same result:
+- on spawner threads (pj-agent's default, ``spawn_threads`` > 0): ``prepare`` turns the task into
+  C data in the loop's thread, a thread of ``spawn.Spawner`` calls libc's posix_spawn with the
+  GIL released (the loop goes on while the child reaches exec), and ``finish`` takes the result;
+  the child's first file action is a chdir to the task's wd, and each spawner thread is bound to
+  the task's CPUs (the runner routes a task to the thread already bound there);
+- in the calling thread (``spawn``, with os.posix_spawn): where libc lacks a binding, with
+  ``--spawn-threads 0``, and for any task the threads failed to start, to say exactly why.
+
 - ``os.posix_spawn``: glibc implements it with clone(CLONE_VM|CLONE_VFORK), so a
   spawn costs no page-table copy and runs no fork handlers (grpc's included).
   Each task leads its own process group (``setpgroup=0``) so that a signal
@@ -8,15 +17,15 @@
   one descriptor the agent keeps open and dup2s. Python's and grpc's own
   descriptors are close-on-exec, and the launcher marks close-on-exec those the
   agent inherited (from srun, a shell...), so a task gets 0, 1 and 2 only.
-- posix_spawn has no chdir: the agent chdirs to the task's wd right before the
+- ``spawn`` (os.posix_spawn has no chdir): the agent chdirs to the task's wd right before the
   spawn and stays there. That is safe because the agent holds no relative path
   anywhere (workdir, token file and every task path are absolute by the time
   they get here); relative stdin/stdout/stderr/argv[0] resolve against the wd,
   as they would in a shell started there. We chdir even when the wd is already
   the current one (1 us against ~350 us for the spawn): if that directory was
   removed and created again meanwhile, the task must run in the new one.
-- CPU binding: the calling thread's affinity is set to the task's CPUs just
-  before the spawn (the child inherits it) and put back right after.
+- CPU binding: the spawning thread's affinity is set to the task's CPUs just
+  before the spawn (the child inherits it); ``spawn`` puts it back after the batch.
 - Hostfiles: a task whose Launch carries one gets PJ_HOSTFILE (and SLURM_HOSTFILE when asked)
   naming a file of the agent's own (hostfiles.py: one file per distinct content); a task
   without one pays a single attribute test.
@@ -34,6 +43,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
@@ -42,6 +52,7 @@ from collections.abc import Iterable, Mapping
 
 from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
+from .spawn import FileActions, Libc, Request, Result, Spawner
 from .state import EXIT_CANNOT_START, EXIT_NOT_EXECUTABLE, Exited, TaskSpec
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -51,6 +62,11 @@ HOSTFILE_ENV = "PJ_HOSTFILE"
 TASK_ENV = "PJ_TASK_ID"
 AGENT_ENV = "PJ_AGENT_PID"
 SLURM_HOSTFILE_ENV = "SLURM_HOSTFILE"
+_ACTIONS_KEPT = 1024  # file actions cached per working directory (tasks without stdio)
+
+
+def _b(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")  # what os.fsencode does
 
 
 class SpawnError(Exception):
@@ -70,6 +86,7 @@ class Launcher:
         resources: NodeResources,
         base_env: Mapping[str, str] | None = None,
         hostfiles: Hostfiles | None = None,
+        spawn_threads: int = 0,
     ) -> None:
         self.resources = resources
         self.hostfiles = hostfiles if hostfiles is not None else Hostfiles()
@@ -93,10 +110,25 @@ class Launcher:
             (os.POSIX_SPAWN_DUP2, self._devnull, 2),
         )
         _seal_inherited_fds()
+        # Spawner threads (spawn.py): None where libc lacks a binding or spawn_threads is 0; the
+        # loop's thread then spawns with os.posix_spawn (``spawn``).
+        libc = Libc.load() if spawn_threads > 0 else None
+        self._libc = libc
+        self.spawner = Spawner(libc, spawn_threads, self._agent_cpus) if libc is not None else None
+        self._base_envb = {k: _b(f"{k}={v}") for k, v in self._base_env.items()}
+        self._masks: dict[frozenset[int], ctypes.Array[ctypes.c_ulong]] = {}
+        self._wd_actions: dict[bytes, FileActions] = {}
+        self._wds: set[str] = set()  # working directories known to exist (made if missing)
 
     def close(self) -> None:
-        """Give the thread its CPUs back, release the launcher's descriptor and remove its
-        hostfiles (when the agent ends)."""
+        """Stop the spawner threads, give the thread its CPUs back, release the launcher's
+        descriptor and remove its hostfiles (when the agent ends)."""
+        if self.spawner is not None:
+            self.spawner.close()
+            self.spawner = None
+        for actions in self._wd_actions.values():
+            actions.close()
+        self._wd_actions.clear()
         self.unbind()
         self.hostfiles.close()
         if self._devnull >= 0:
@@ -121,7 +153,7 @@ class Launcher:
         except ResourceError as e:
             raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
         self._enter(spec.wd or self._home)
-        exe = self._which_exe(spec.argv[0], path_var)
+        exe = self._which_exe(spec.argv[0], path_var, spec.wd or self._home)
         actions = self._file_actions(spec)
         if cpus != self._bound:
             # The child inherits the calling thread's affinity. The thread stays bound until the
@@ -142,6 +174,116 @@ class Launcher:
             if exe in self._which.values():
                 self._which = {k: p for k, p in self._which.items() if p != exe}
             raise self._explain(e, spec, exe) from None
+
+    def bind_key(self, spec: TaskSpec) -> tuple[int, ...]:
+        """Sorts tasks by the real CPUs they will be bound to (bad cores sort first: they fail)."""
+        try:
+            return tuple(sorted(self.resources.real_cpus(spec.cores)))
+        except ResourceError:
+            return ()
+
+    # ------------------------------------------------------------ spawn on a spawner thread
+
+    def prepare(self, spec: TaskSpec) -> Request:
+        """Everything a spawner thread needs to start the task, as C data. Raises SpawnError.
+
+        The child's first file action is the chdir to the task's wd, so relative paths (stdio,
+        argv[0]) resolve there, as with ``spawn``; the agent process itself never moves.
+        """
+        argv0 = spec.argv[0] if spec.argv else ""
+        if not argv0:
+            raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
+        envb = self._base_envb.copy()
+        if spec.env:
+            for k, v in spec.env.items():
+                if not k or "=" in k or "\0" in k or "\0" in v:
+                    raise SpawnError(EXIT_CANNOT_START, f"cannot start: bad environment variable {k!r}")
+                envb[k] = _b(f"{k}={v}")
+        if GPU_ENV not in spec.env:
+            envb[GPU_ENV] = _b(f"{GPU_ENV}={','.join(spec.gpus)}")
+        envb[TASK_ENV] = b"%s=%d" % (TASK_ENV.encode(), spec.task_id)
+        if spec.hostfile:
+            env: dict[str, str] = {}
+            self._give_hostfile(env, spec)
+            for k, v in env.items():
+                envb[k] = _b(f"{k}={v}")
+        try:
+            cpus = self.resources.real_cpus(spec.cores)
+        except ResourceError as e:
+            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+        wd = spec.wd or self._home
+        if wd not in self._wds:
+            self._make_wd(wd)
+        path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
+        exe = self._which_exe(argv0, path_var, wd)
+        args = [_b(a) for a in spec.argv]
+        if any(b"\0" in a for a in args):
+            raise SpawnError(EXIT_CANNOT_START, "cannot start: an argument holds a NUL character")
+        argv = (ctypes.c_char_p * (len(args) + 1))(*args)
+        envp = (ctypes.c_char_p * (len(envb) + 1))(*envb.values())
+        actions, keep = self._spawn_actions(spec, _b(wd))
+        mask = self._masks.get(cpus)
+        if mask is None:
+            mask = self._libc.cpu_mask(cpus)  # type: ignore[union-attr]
+            if len(self._masks) < 4096:
+                self._masks[cpus] = mask
+        return Request(spec.task_id, _b(exe), argv, envp, actions, keep, cpus, mask, spec)
+
+    def finish(self, result: Result) -> int:
+        """The pid of a task a spawner thread started; raises SpawnError if it did not start.
+
+        A failure is tried once more by ``spawn`` in this thread: it says precisely what went
+        wrong (which path, which directory), and starts the task if its working directory was
+        removed meanwhile (it is made again). Nothing of the task ran the first time.
+        """
+        req = result.request
+        if not req.keep_actions:
+            req.actions.close()
+        if result.errno == 0:
+            return result.pid
+        spec: TaskSpec = req.spec  # type: ignore[assignment]
+        self._wds.discard(spec.wd or self._home)
+        try:
+            return self.spawn(spec)
+        finally:
+            self.unbind()
+
+    def _make_wd(self, wd: str) -> None:
+        try:
+            os.makedirs(wd, exist_ok=True)
+        except FileExistsError:
+            raise SpawnError(
+                EXIT_CANNOT_START, f"cannot enter the working directory {wd}: {os.strerror(errno.ENOTDIR)}"
+            ) from None
+        except OSError as e:
+            raise SpawnError(
+                EXIT_CANNOT_START, f"cannot create the working directory {wd}: {e.strerror}"
+            ) from None
+        if len(self._wds) < 65536:
+            self._wds.add(wd)
+
+    def _spawn_actions(self, spec: TaskSpec, wd: bytes) -> tuple[FileActions, bool]:
+        """The file actions: chdir, then stdin/stdout/stderr; shared per wd when there is no stdio."""
+        plain = not (spec.stdin or spec.stdout or spec.stderr)
+        if plain:
+            cached = self._wd_actions.get(wd)
+            if cached is not None:
+                return cached, True
+        acts = FileActions(self._libc)  # type: ignore[arg-type]
+        try:
+            acts.chdir(wd)
+            for a in self._file_actions(spec):
+                if a[0] == os.POSIX_SPAWN_DUP2:
+                    acts.dup2(a[1], a[2])  # type: ignore[arg-type]
+                else:
+                    acts.open(a[1], _b(a[2]), a[3], a[4])  # type: ignore[arg-type]
+        except BaseException:
+            acts.close()
+            raise
+        if plain and len(self._wd_actions) < _ACTIONS_KEPT:
+            self._wd_actions[wd] = acts
+            return acts, True
+        return acts, False
 
     def _give_hostfile(self, env: dict[str, str], spec: TaskSpec) -> None:
         try:
@@ -194,8 +336,9 @@ class Launcher:
             acts.append((os.POSIX_SPAWN_DUP2, null, 2))
         return acts
 
-    def _which_exe(self, name: str, path_var: str) -> str:
-        """argv[0] with a '/' is used as it is; else the first executable file of that name in PATH."""
+    def _which_exe(self, name: str, path_var: str, wd: str) -> str:
+        """argv[0] with a '/' is used as it is; else the first executable file of that name in PATH
+        (relative PATH entries are taken from ``wd``, where the task runs)."""
         if "/" in name:
             return name
         key = (name, path_var)
@@ -206,7 +349,7 @@ class Launcher:
         for d in path_var.split(os.pathsep):
             if not d.startswith("/"):
                 cacheable = False  # relative PATH entries depend on the wd
-            cand = os.path.join(d or ".", name)
+            cand = os.path.join(wd, d, name)
             try:
                 st = os.stat(cand)
             except OSError:

@@ -46,6 +46,7 @@ import structlog
 from pj import __version__
 from pj.common import logs
 from pj.common.durations import DurationError, format_duration, parse_duration
+from pj.common.fastexit import exit_now
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 from pj.v1 import pj_pb2
 
@@ -69,6 +70,8 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 _AFTER_KILL_S = 10.0
 RECONNECT_TIMEOUT_S = 600.0
 DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
+SPAWN_THREADS_ENV = "PJ_AGENT_SPAWN_THREADS"  # as --spawn-threads (reaches agents that pj run starts)
+SPAWN_THREADS_MAX = 8
 # A reconnect attempt waits at most this long for the channel (then backs off and looks again:
 # a restarted master may have written a new address meanwhile).
 _REDIAL_READY_S = 3.0
@@ -93,6 +96,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return n
 
 
@@ -184,6 +197,15 @@ def _parser() -> _Parser:
         f"master and the wire alone; also ${DRY_RUN_ENV}=1)",
     )
     p.add_argument(
+        "--spawn-threads",
+        metavar="N",
+        type=_count,
+        default=os.environ.get(SPAWN_THREADS_ENV) or None,
+        help="threads that start task processes (posix_spawn with the GIL released) while the "
+        "agent goes on reading orders and reporting exits (default: one per real CPU, at most "
+        f"{SPAWN_THREADS_MAX}; 0: start them in the agent's main thread; also ${SPAWN_THREADS_ENV})",
+    )
+    p.add_argument(
         "--print-resources",
         action="store_true",
         help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
@@ -205,6 +227,7 @@ class Config:
     # Finds the master again (re-reads DIR/master.json, the token, the certificate); None: cfg.master.
     rediscover: Callable[[], MasterAddress] | None = None
     dry_run: bool = False  # start no process: every task exits 0 at once
+    spawn_threads: int = 0  # 0: posix_spawn in the loop's thread (agent/spawn.py)
 
 
 @dataclass(frozen=True)
@@ -254,6 +277,9 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         reconnect_timeout=args.reconnect_timeout,
         rediscover=rediscover,
         dry_run=args.dry_run,
+        spawn_threads=(
+            args.spawn_threads if args.spawn_threads is not None else min(len(res.cpus), SPAWN_THREADS_MAX)
+        ),
     )
 
 
@@ -284,18 +310,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     logs.setup(cfg.log_level, component="agent")
     try:
-        return asyncio.run(serve(cfg))
+        return asyncio.run(serve(cfg, own_process=argv is None))
     except KeyboardInterrupt:  # a second ^C while stopping
         return 128 + signal.SIGINT
 
 
-async def serve(cfg: Config) -> int:
-    """Connect, run tasks until told to stop, then kill what remains. Returns the exit status."""
+async def serve(cfg: Config, own_process: bool = False) -> int:
+    """Connect, run tasks until told to stop, then kill what remains. Returns the exit status.
+
+    ``own_process`` (pj-agent's own command line, not a test): after the master's Shutdown, end the
+    process at once, skipping the loop's and the interpreter's teardown (tens of ms `pj run` waits for)."""
     loop = asyncio.get_running_loop()
     state = AgentState(kill_grace=cfg.kill_grace)
     # In Slurm mode the agent's environment describes its own step; tasks get the allocation's.
     base_env = slurm.task_env(os.environ) if cfg.slurm_step else None
-    launcher = (DryLauncher if cfg.dry_run else Launcher)(cfg.resources, base_env, Hostfiles(cfg.name))
+    if cfg.dry_run:
+        launcher: Launcher = DryLauncher(cfg.resources, base_env, Hostfiles(cfg.name))
+    else:
+        launcher = Launcher(cfg.resources, base_env, Hostfiles(cfg.name), cfg.spawn_threads)
     runner = Runner(state, launcher)
     stop = asyncio.Event()
     stopped_by: list[int] = []
@@ -345,6 +377,8 @@ async def serve(cfg: Config) -> int:
         launcher.close()
     if outcome is Outcome.SHUTDOWN:
         log.info("agent done")
+        if own_process:  # every task has ended and was reported, the link is closed
+            exit_now(EXIT_OK)
         return EXIT_OK
     signum = stopped_by[0] if stopped_by else signal.SIGTERM
     log.info("agent stopped", signal=signal.Signals(signum).name)

@@ -11,18 +11,21 @@ a later reconnect can deliver what ended while the master was away.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 
 import structlog
 
 from .launcher import Launcher, SpawnError
+from .spawn import Request
 from .state import (
     EXIT_CANNOT_START,
     AgentState,
     CancelTask,
     Drained,
     Event,
+    Exited,
     LaunchTask,
     ReportExited,
     ReportStarted,
@@ -39,6 +42,7 @@ from .state import (
 log = structlog.get_logger("pj.agent")
 
 _TIMER_SLACK_S = 0.001
+STARTED_DELAY_S = 0.02  # how long a started report may wait for exits to go with it
 
 
 class Outbox:
@@ -84,15 +88,28 @@ class Runner:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._sweeps: list[tuple[int, int, int, bool]] = []  # stop signals, sent together per feed
+        # With spawner threads (launcher.spawner): requests prepared during a feed go to the
+        # threads together at its end; exits of pids whose spawn result has not been taken yet
+        # (the child ended before the loop heard it started) wait here for it.
+        self._requests: list[Request] = []
+        self._flush: asyncio.TimerHandle | None = None  # sends started reports that waited too long
+        self._early: dict[int, Exited] = {}
 
     # ------------------------------------------------------------ life cycle
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Use this loop for timers; collect any child that ended already."""
+        """Use this loop for timers and spawn results; collect any child that ended already."""
         self._loop = loop
+        if self.launcher.spawner is not None:
+            self.launcher.spawner.set_wake(functools.partial(loop.call_soon_threadsafe, self.on_spawned))
         self.on_sigchld()
 
     def detach(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if self.launcher.spawner is not None:
+            self.launcher.spawner.set_wake(None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -100,10 +117,11 @@ class Runner:
     # ------------------------------------------------------------ inputs
 
     def launch(self, specs: Iterable[TaskSpec]) -> None:
-        # Spawn a batch grouped by cores: the launcher re-binds the agent's thread only when the
-        # set changes, and moving a thread between CPUs is the dearest part of a spawn.
+        # Spawn a batch grouped by the real CPUs it binds to: a spawning thread is re-bound only
+        # when the set changes, and moving a thread to another CPU costs about as much as the
+        # spawn (logical cores that share a CPU, as with --cores beyond the machine's, group).
         try:
-            self.feed(LaunchTask(s) for s in sorted(specs, key=lambda s: s.cores))
+            self.feed(LaunchTask(s) for s in sorted(specs, key=self.launcher.bind_key))
         finally:
             self.launcher.unbind()
         if self.launcher.immediate_exits:  # --dry-run: no SIGCHLD will come
@@ -119,13 +137,24 @@ class Runner:
         await self.drained.wait()
 
     def feed(self, events: Iterable[Event]) -> None:
-        before = len(self.outbox)
+        exited_before = len(self.outbox.exited)
+        started_before = len(self.outbox.started)
         for ev in events:
             self._step(ev, self._clock())
         if self._sweeps:
             self._sweep()
-        if len(self.outbox) != before:
+        if self._requests:
+            requests, self._requests = self._requests, []
+            self.launcher.spawner.submit(requests)  # type: ignore[union-attr]
+        if len(self.outbox.exited) != exited_before:
             self.outbox.ready.set()
+        elif len(self.outbox.started) != started_before and not self.outbox.ready.is_set():
+            # Started reports alone are not urgent: they wait a little for exits to travel with
+            # them (one message instead of two, through every process on the way), at most
+            # STARTED_DELAY_S.
+            if self._flush is None:
+                loop = self._loop or asyncio.get_running_loop()
+                self._flush = loop.call_later(STARTED_DELAY_S, self._flush_started)
         self._rearm()
 
     # ------------------------------------------------------------ actions
@@ -152,6 +181,9 @@ class Runner:
     def _spawn(self, spec: TaskSpec) -> None:
         follow: Event
         try:
+            if self.launcher.spawner is not None:
+                self._requests.append(self.launcher.prepare(spec))  # started at the feed's end
+                return
             pid = self.launcher.spawn(spec)
         except SpawnError as e:
             log.debug("spawn failed", task_id=spec.task_id, error=e.message)
@@ -183,9 +215,57 @@ class Runner:
 
     def on_sigchld(self) -> None:
         """Reap every ended child (call on SIGCHLD; extra calls are harmless)."""
+        spawner = self.launcher.spawner
+        if spawner is not None:
+            self.on_spawned()  # first learn every pid started so far
         exits = self.launcher.reap()
+        if spawner is not None and exits and spawner.in_flight:
+            # A child may end before its spawner thread has handed in its pid: keep its exit.
+            known = self.state.has_pid
+            mine = [e for e in exits if known(e.pid)]
+            for e in exits:
+                if not known(e.pid):
+                    self._early[e.pid] = e
+            exits = mine
         if exits:
             self.feed(exits)
+
+    def on_spawned(self) -> None:
+        """Take the spawner threads' results (called in the loop through call_soon_threadsafe)."""
+        spawner = self.launcher.spawner
+        if spawner is None:
+            return
+        results = spawner.take()
+        if not results and not self._early:
+            return
+        events: list[Event] = []
+        early = self._early
+        for r in results:
+            tid = r.request.task_id
+            try:
+                pid = self.launcher.finish(r)
+            except SpawnError as e:
+                log.debug("spawn failed", task_id=tid, error=e.message)
+                events.append(SpawnFailed(tid, e.exit_code, e.message))
+            except Exception as e:  # never let one task take the agent down
+                log.exception("spawn crashed", task_id=tid)
+                events.append(SpawnFailed(tid, EXIT_CANNOT_START, f"cannot start: {e}"))
+            else:
+                events.append(Spawned(tid, pid))
+                if early:
+                    ended = early.pop(pid, None)
+                    if ended is not None:
+                        events.append(ended)
+        if early and not spawner.in_flight:
+            log.debug("exits of processes that were not tasks", pids=sorted(early))
+            early.clear()
+        if events:
+            self.feed(events)
+
+    def _flush_started(self) -> None:
+        self._flush = None
+        if self.outbox.started:
+            self.outbox.ready.set()
 
     # ------------------------------------------------------------ timer
 

@@ -267,6 +267,10 @@ class AgentState:
     def __contains__(self, task_id: int) -> bool:
         return task_id in self._tasks
 
+    def has_pid(self, pid: int) -> bool:
+        """Whether a task of this node runs as ``pid`` (its spawn was reported)."""
+        return pid in self._by_pid
+
     def tasks(self) -> Iterator[TaskView]:
         for t in self._tasks.values():
             yield TaskView(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -73,6 +74,26 @@ class Child:
             self.signal(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=3)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """``proc.wait(timeout)`` without its polling: Popen.wait with a timeout sleeps between looks
+    (up to 50 ms), so a child that has ended is noticed that much late. A pidfd becomes readable
+    the moment the child ends; where there is none (not Linux), Popen.wait it is. Raises
+    subprocess.TimeoutExpired like Popen.wait."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd here; or the child is gone and reaped already
+        return proc.wait(timeout=timeout)
+    try:
+        ready, _, _ = select.select([fd], [], [], max(timeout, 0.0))
+    finally:
+        os.close(fd)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return proc.wait()  # it has ended: this only reaps it
 
 
 def spawn(name: str, what: str, argv: list[str], log: Path) -> Child:

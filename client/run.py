@@ -26,16 +26,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master
+from pj.common.workdir import (
+    MASTER_FILE,
+    TOKEN_FILE,
+    MasterAddress,
+    WorkdirError,
+    find_master,
+    poll_interval,
+)
 
 from . import slurm
-from .api import Client, WatchStream
 from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
 from .errors import InvalidJobError, PJError, one_line
-from .procs import CampaignError, Child, pid_alive, spawn
+from .procs import CampaignError, Child, pid_alive, spawn, wait_exit
 from .progress import Progress, Summary, Tracker
+
+if TYPE_CHECKING:  # api pulls in grpc: imported once the master and agents are starting (_run)
+    from .api import Client, WatchStream
 
 MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> argv
 AgentCmd = Callable[[Path, int, int, int | None], list[str]]  # workdir, index, cores, gpus -> argv
@@ -188,7 +197,9 @@ class Campaign:
             self._prepare_workdir()
             self._start_master()
             self._start_agents()  # now, not once the master is ready: they wait for DIR/master.json,
-            self._wait_ready()  # so their start-up overlaps the master's
+            from .api import Client  # so their start-up overlaps the master's, and so does grpc's import here
+
+            self._wait_ready()
             assert self.workdir is not None
             self.client = Client(self.workdir)
             known: set[str] = set()
@@ -302,18 +313,19 @@ class Campaign:
         assert self.master is not None and self.workdir is not None
         # A resumed master replays its journal before it answers: give it as long as the agents wait.
         timeout = max(self.start_timeout, float(AGENT_WAIT_MASTER)) if self.resume else self.start_timeout
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
         while True:
             if self.master.proc.poll() is not None:
                 raise self.master.died()
             try:
-                return find_master(self.workdir, wait_s=0.1)
+                return find_master(self.workdir)
             except WorkdirError as e:
-                if time.monotonic() > deadline:
+                waited = time.monotonic() - start
+                if waited > timeout:
                     raise CampaignError(
                         f"the master did not start within {timeout:g} s ({e}); see {self.master.log}"
                     ) from None
-                time.sleep(0.05)
+                time.sleep(poll_interval(waited))  # often at first: it is usually there within tenths of a second
 
     def _start_agents(self) -> None:
         wd = self.workdir
@@ -422,11 +434,11 @@ class Campaign:
         try:
             st = self.client.status()
             bad: list[JobSummary] = []
-            for j in self.client.list(states=BAD_STATES):
+            bad_total = sum(st.jobs.get(s, 0) for s in BAD_STATES)
+            for j in self.client.list(states=BAD_STATES) if bad_total else ():  # all succeeded: no List
                 bad.append(j)
                 if len(bad) >= MAX_BAD_SHOWN:
                     break
-            bad_total = sum(st.jobs.get(s, 0) for s in BAD_STATES)
             return self._summary("finished", st.jobs, st.tasks, bad, bad_total)
         except PJError:
             return self._tracker_summary("finished")
@@ -532,7 +544,7 @@ class Campaign:
         for child in children:
             left = max(deadline - time.monotonic(), 0.1)
             try:
-                child.proc.wait(timeout=left)
+                wait_exit(child.proc, left)
             except subprocess.TimeoutExpired:
                 self.say(f"{child.what} did not exit within {self.exit_timeout:g} s; killed it")
                 child.kill()

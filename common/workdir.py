@@ -17,6 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# Waiting for a master that is still starting: look every 5 ms for the first second (a master
+# started together with us appears within a few tenths of a second; a look is one failed open(),
+# ~10 us), then every 50 ms (a resumed master replaying a long journal; agents on a shared file
+# system should not stat its metadata server hundreds of times a second for minutes).
+POLL_FAST_S = 0.005
+POLL_FAST_FOR_S = 1.0
+POLL_SLOW_S = 0.05
+
+
+def poll_interval(waited_s: float) -> float:
+    """How long to sleep before the next look for master.json, having waited ``waited_s`` so far."""
+    return POLL_FAST_S if waited_s < POLL_FAST_FOR_S else POLL_SLOW_S
+
 MASTER_FILE = "master.json"
 TOKEN_FILE = "token"
 TLS_CERT_FILE = "tls.crt"
@@ -118,17 +131,19 @@ def find_master(
     if wd is None:
         raise WorkdirError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR")
     path = wd / MASTER_FILE
-    deadline = time.monotonic() + wait_s
+    start = time.monotonic()
+    deadline = start + wait_s
     while True:
         try:
             info = json.loads(path.read_text())
             break
         except FileNotFoundError:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise WorkdirError(
                     f"no master runs in {wd}: {path} does not exist (start one with `pj-master --workdir {wd}`)"
                 ) from None
-            time.sleep(0.05)
+            time.sleep(min(poll_interval(now - start), deadline - now))
         except (OSError, ValueError) as e:
             raise WorkdirError(f"cannot read {path}: {e}") from None
     tf = Path(token_file) if token_file is not None else wd / TOKEN_FILE

@@ -5,7 +5,9 @@ and routes the commands: launches and cancels to each agent's outgoing batch, ch
 jobs and run-level notices to the watchers. Events that arrive while a pass or a write is
 under way pile up and travel together: batching comes from the loop, not from timers. The
 one timer is the core's own ``wake_at`` (the deadline for the expected nodes); besides it only
-housekeeping: the heap trim shortly after a big Submit (``trim_soon``), which nothing waits for.
+a watch of every job is paced (``Watcher``: at most one message per ``WATCH_EVERY_S``, the last
+one at once) and housekeeping: the heap trim shortly after a big Submit (``trim_soon``), which
+nothing waits for. ``shutdown_agents`` waits for ``AgentTable.emptied``, not by looking.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ log = structlog.get_logger("pj.master")
 HEARTBEAT_S = 10.0  # the longest heartbeat interval agents are told to keep
 HEARTBEAT_TIMEOUT_S = 30.0  # default: an agent silent this long is lost
 
+
+WATCH_EVERY_S = 0.05  # a watch of every job hears at most one message this often (Watcher)
 
 TRIM_AFTER_JOBS = 10_000  # a Submit this big is followed by giving freed heap memory back
 TRIM_DELAY_S = 0.2  # ... this long after its reply, once gRPC has let go of the request
@@ -79,17 +83,53 @@ class AgentConn:
         return msg
 
 
-class Watcher:
-    """One Watch stream: the jobs it follows and what changed since its last message."""
+class AgentTable(dict[str, AgentConn]):
+    """The connected agents by node; ``emptied`` is set whenever the last one leaves (what
+    ``shutdown_agents`` waits for, instead of looking every few ms)."""
 
-    def __init__(self, names: set[str] | None) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.emptied = asyncio.Event()
+        self.emptied.set()
+
+    def __setitem__(self, node: str, conn: AgentConn) -> None:
+        super().__setitem__(node, conn)
+        self.emptied.clear()
+
+    def __delitem__(self, node: str) -> None:
+        super().__delitem__(node)
+        if not self:
+            self.emptied.set()
+
+    def pop(self, node: str, *default: Any) -> Any:  # type: ignore[override]
+        value = super().pop(node, *default)
+        if not self:
+            self.emptied.set()
+        return value
+
+
+class Watcher:
+    """One Watch stream: the jobs it follows and what changed since its last message.
+
+    A watch of every job (``names`` None: `pj run`, `pj wait`) hears at most one message per
+    ``WATCH_EVERY_S``: jobs that change meanwhile travel together (each in its latest state), so a
+    fast campaign does not cost the master and its client one message per dispatcher pass. The
+    message that says every job has ended, run-level notices and the close go at once. A watch of
+    named jobs hears every pass (knowing when *its* jobs have all ended would cost a count per pass).
+    """
+
+    def __init__(self, names: set[str] | None, every: float | None = None) -> None:
         self.names = names
         self.changed: dict[str, Job] = {}
         self.notices: list[str] = []
         self.ready = asyncio.Event()
         self.closed = False
+        self.every = (WATCH_EVERY_S if names is None else 0.0) if every is None else every
+        self._woken_at = float("-inf")  # when ``ready`` was last set (the handler sends at once)
+        self._timer: asyncio.TimerHandle | None = None
 
-    def offer(self, changed: dict[str, Job]) -> None:
+    def offer(self, changed: dict[str, Job], all_ended: bool = False) -> None:
+        """Jobs changed in a pass; ``all_ended``: no job is left unfinished (for a watch of every job)."""
         if self.names is None:
             self.changed.update(changed)
         else:
@@ -97,15 +137,31 @@ class Watcher:
                 if name in self.names:
                     self.changed[name] = job
         if self.changed:
-            self.ready.set()
+            self._wake(at_once=all_ended and self.names is None)
 
     def tell(self, notices: list[str]) -> None:
         """Run-level news: every watcher hears it, whatever jobs it follows."""
         self.notices.extend(notices)
-        self.ready.set()
+        self._wake(at_once=True)
 
     def close(self) -> None:
         self.closed = True
+        self._wake(at_once=True)
+
+    def _wake(self, at_once: bool) -> None:
+        if self.ready.is_set():
+            return  # a message is on its way: what changed since goes with it
+        wait = 0.0 if at_once else self._woken_at + self.every - time.monotonic()
+        if wait <= 0:
+            self._set()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._set)
+
+    def _set(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._woken_at = time.monotonic()
         self.ready.set()
 
 
@@ -115,7 +171,7 @@ class Master:
         self.journal = journal  # None: nothing is journaled (tests of the shell alone)
         self.address = address
         self.started_at = time.time()
-        self.agents: dict[str, AgentConn] = {}
+        self.agents = AgentTable()
         self.watchers: set[Watcher] = set()
         self.notices: list[str] = []  # every run-level notice so far, oldest first
         self._wake = asyncio.Event()
@@ -215,8 +271,9 @@ class Master:
                 conn.orders().cancel.extend(ids)
                 conn.ready.set()
         if out.changed:
+            all_ended = core.unfinished == 0
             for w in self.watchers:
-                w.offer(out.changed)
+                w.offer(out.changed, all_ended)
         if out.notices:
             for notice in out.notices:
                 log.warning(notice)
@@ -233,8 +290,12 @@ class Master:
             conn.shutdown = reason
             conn.ready.set()
         deadline = time.monotonic() + timeout
-        while self.agents and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        while self.agents and (left := deadline - time.monotonic()) > 0:
+            self.agents.emptied.clear()  # agents are here (however they were put in): wait for the last
+            try:  # (an agent that connects meanwhile is told to stop at once, and waited for too)
+                await asyncio.wait_for(self.agents.emptied.wait(), left)
+            except TimeoutError:
+                break
         if self.agents:
             log.warning("agents did not close their streams", nodes=sorted(self.agents))
 

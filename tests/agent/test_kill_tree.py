@@ -45,10 +45,12 @@ def aio(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     return run
 
 
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
+@pytest.fixture(params=[0, 2], ids=["loop", "threads"])  # spawning in the loop's thread, or on spawner threads
+def runner(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runner]:
     monkeypatch.chdir(tmp_path)
-    launcher = Launcher(detect(), base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    launcher = Launcher(
+        detect(), base_env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, spawn_threads=request.param
+    )
     r = Runner(AgentState(kill_grace=1.0), launcher)
     yield r
     r.detach()

@@ -39,11 +39,33 @@ class Reaper:
         return self.seen.pop(pid)
 
 
-@pytest.fixture
-def launcher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Launcher]:
+# Every test runs twice: spawning in the calling thread (os.posix_spawn), and on spawner threads
+# (libc posix_spawn with the GIL released, agent/spawn.py), which is what pj-agent does by default.
+MODES = pytest.mark.parametrize("threads", [0, 2], ids=["loop", "threads"])
+
+
+def spawn(launcher: Launcher, spec: TaskSpec) -> int:
+    """Start one task the way the runner does in this launcher's mode; the pid, or SpawnError."""
+    spawner = launcher.spawner
+    if spawner is None:
+        return launcher.spawn(spec)
+    spawner.submit([launcher.prepare(spec)])
+    deadline = time.monotonic() + 10
+    while True:
+        results = spawner.take()
+        if results:
+            assert len(results) == 1 and results[0].request.task_id == spec.task_id
+            return launcher.finish(results[0])
+        assert time.monotonic() < deadline, "the spawner thread never answered"
+        time.sleep(0.001)
+
+
+@pytest.fixture(params=[0, 2], ids=["loop", "threads"])
+def launcher(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Launcher]:
     monkeypatch.chdir(tmp_path)
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PJ_BASE": "base", "PJ_OVER": "base"}
-    lch = Launcher(detect(), base_env=base)
+    lch = Launcher(detect(), base_env=base, spawn_threads=request.param)
+    assert (lch.spawner is not None) == (request.param > 0)
     yield lch
     lch.close()
     lch.reap()
@@ -55,7 +77,7 @@ def reaper(launcher: Launcher) -> Reaper:
 
 
 def run(launcher: Launcher, reaper: Reaper, *argv: str, **kw: object) -> Exited:
-    pid = launcher.spawn(TaskSpec(1, tuple(argv), **kw))  # type: ignore[arg-type]
+    pid = spawn(launcher, TaskSpec(1, tuple(argv), **kw))  # type: ignore[arg-type]
     return reaper.wait(pid)
 
 
@@ -176,7 +198,7 @@ def test_argv0_is_looked_up_in_the_task_path(launcher: Launcher, reaper: Reaper,
     assert out.read_text() == f"{tool} arg\n"
     assert run(launcher, reaper, "true").exit_code == 0  # the base PATH
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ("pj-test-tool",)))  # not in the base PATH
+        spawn(launcher, TaskSpec(1, ("pj-test-tool",)))  # not in the base PATH
     assert err.value.exit_code == 127 and "pj-test-tool" in err.value.message
 
 
@@ -194,10 +216,11 @@ def test_signals_are_reset(launcher: Launcher, reaper: Reaper, tmp_path: Path) -
     assert int(fields["SigBlk"], 16) == 0
 
 
-def test_only_std_descriptors_are_inherited(tmp_path: Path) -> None:
+@MODES
+def test_only_std_descriptors_are_inherited(tmp_path: Path, threads: int) -> None:
     leaky = os.open(os.devnull, os.O_RDONLY)  # as if the agent had inherited it
     os.set_inheritable(leaky, True)
-    launcher = Launcher(detect())
+    launcher = Launcher(detect(), spawn_threads=threads)
     reaper = Reaper(launcher)
     out = tmp_path / "fds"
     run(
@@ -215,7 +238,7 @@ def test_only_std_descriptors_are_inherited(tmp_path: Path) -> None:
 
 def test_each_task_leads_its_own_process_group(launcher: Launcher, reaper: Reaper, tmp_path: Path) -> None:
     out = tmp_path / "pg"
-    pid = launcher.spawn(TaskSpec(1, (PY, "-c", "import os; print(os.getpgid(0))"), stdout=str(out)))
+    pid = spawn(launcher, TaskSpec(1, (PY, "-c", "import os; print(os.getpgid(0))"), stdout=str(out)))
     reaper.wait(pid)
     assert int(out.read_text()) == pid != os.getpgid(0)
 
@@ -233,11 +256,12 @@ def _affinity_of_task(launcher: Launcher, reaper: Reaper, out: Path, cores: tupl
     return set(eval(out.read_text()))
 
 
-def test_affinity_is_the_tasks_cores(tmp_path: Path) -> None:
+@MODES
+def test_affinity_is_the_tasks_cores(tmp_path: Path, threads: int) -> None:
     cpus = usable_cpus()
     n = len(cpus)
     res = NodeResources(cpus=cpus, cores=3 * n, gpus=(), memory_bytes=1)  # an emulated bigger node
-    lch = Launcher(res)
+    lch = Launcher(res, spawn_threads=threads)
     reaper = Reaper(lch)
     try:
         out = tmp_path / "aff"
@@ -247,7 +271,7 @@ def test_affinity_is_the_tasks_cores(tmp_path: Path) -> None:
         assert _affinity_of_task(lch, reaper, out, ()) == set(cpus)  # unbound: the agent's CPUs
         assert os.sched_getaffinity(0) == set(cpus)  # the agent's own is back
         with pytest.raises(SpawnError) as err:
-            lch.spawn(TaskSpec(1, ("/bin/true",), cores=(3 * n,)))
+            spawn(lch, TaskSpec(1, ("/bin/true",), cores=(3 * n,)))
         assert "core" in err.value.message
     finally:
         lch.close()
@@ -257,7 +281,7 @@ def test_group_signal_takes_down_the_tasks_children(
     launcher: Launcher, reaper: Reaper, tmp_path: Path
 ) -> None:
     pidfile = tmp_path / "child"
-    pid = launcher.spawn(TaskSpec(1, ("/bin/sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")))
+    pid = spawn(launcher, TaskSpec(1, ("/bin/sh", "-c", f"sleep 60 & echo $! > {pidfile}; wait")))
     deadline = time.monotonic() + 10
     while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
         assert time.monotonic() < deadline
@@ -274,7 +298,7 @@ def test_group_signal_takes_down_the_tasks_children(
 
 def test_missing_executable(launcher: Launcher) -> None:
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ("/nonexistent/prog", "x")))
+        spawn(launcher, TaskSpec(1, ("/nonexistent/prog", "x")))
     assert err.value.exit_code == 127
     assert "/nonexistent/prog" in err.value.message and "No such file" in err.value.message
 
@@ -284,23 +308,23 @@ def test_not_executable(launcher: Launcher, tmp_path: Path) -> None:
     f.write_text("not a program\n")
     f.chmod(0o644)
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, (str(f),)))
+        spawn(launcher, TaskSpec(1, (str(f),)))
     assert err.value.exit_code == 126 and str(f) in err.value.message
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, (str(tmp_path),)))
+        spawn(launcher, TaskSpec(1, (str(tmp_path),)))
     assert err.value.exit_code == 126 and "directory" in err.value.message
 
 
 def test_unopenable_streams(launcher: Launcher, tmp_path: Path) -> None:
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ("/bin/true",), stdout=str(tmp_path / "no" / "out")))
+        spawn(launcher, TaskSpec(1, ("/bin/true",), stdout=str(tmp_path / "no" / "out")))
     assert (
         err.value.exit_code == 127
         and "stdout" in err.value.message
         and str(tmp_path / "no") in err.value.message
     )
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ("/bin/true",), stdin=str(tmp_path / "missing-input")))
+        spawn(launcher, TaskSpec(1, ("/bin/true",), stdin=str(tmp_path / "missing-input")))
     assert "stdin" in err.value.message and "missing-input" in err.value.message
 
 
@@ -308,18 +332,18 @@ def test_uncreatable_working_directory(launcher: Launcher, tmp_path: Path) -> No
     (tmp_path / "file").write_text("")
     wd = tmp_path / "file" / "wd"
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ("/bin/true",), wd=str(wd)))
+        spawn(launcher, TaskSpec(1, ("/bin/true",), wd=str(wd)))
     assert err.value.exit_code == 127 and str(wd) in err.value.message
 
 
 def test_empty_argv(launcher: Launcher) -> None:
     with pytest.raises(SpawnError) as err:
-        launcher.spawn(TaskSpec(1, ()))
+        spawn(launcher, TaskSpec(1, ()))
     assert err.value.exit_code == 127
 
 
 def test_many_tasks_are_all_reaped(launcher: Launcher, reaper: Reaper) -> None:
-    pids = {launcher.spawn(TaskSpec(i, ("/bin/true",), cores=(i % 2,))) for i in range(300)}
+    pids = {spawn(launcher, TaskSpec(i, ("/bin/true",), cores=(i % 2,))) for i in range(300)}
     for pid in pids:
         assert reaper.wait(pid).exit_code == 0
     assert launcher.reap() == []

@@ -265,26 +265,30 @@ class CancelReply(_message.Message):
     def __init__(self, canceled: _Optional[_Iterable[str]] = ..., already_finished: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("names",)
+    __slots__ = ("names", "counts_only")
     NAMES_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_ONLY_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+    counts_only: bool
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., counts_only: _Optional[bool] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("changed", "watched_total", "watched_unfinished", "tasks", "master_finishing", "notices")
+    __slots__ = ("changed", "watched_total", "watched_unfinished", "tasks", "master_finishing", "notices", "jobs")
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     WATCHED_TOTAL_FIELD_NUMBER: _ClassVar[int]
     WATCHED_UNFINISHED_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MASTER_FINISHING_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
     changed: _containers.RepeatedCompositeFieldContainer[JobSummary]
     watched_total: int
     watched_unfinished: int
     tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
     master_finishing: bool
     notices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, changed: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., watched_total: _Optional[int] = ..., watched_unfinished: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., master_finishing: _Optional[bool] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+    jobs: _containers.RepeatedCompositeFieldContainer[StateCount]
+    def __init__(self, changed: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., watched_total: _Optional[int] = ..., watched_unfinished: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., master_finishing: _Optional[bool] = ..., notices: _Optional[_Iterable[str]] = ..., jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ...) -> None: ...
 
 class ResourcesRequest(_message.Message):
     __slots__ = ()
