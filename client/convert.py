@@ -150,6 +150,7 @@ class WatchEvent:
     tasks: dict[str, int] = field(default_factory=dict)  # every task, per state
     master_finishing: bool = False
     notices: tuple[str, ...] = ()  # run-level news since the last event
+    jobs: dict[str, int] | None = None  # a counts-only watch: the watched jobs per state
 
 
 @dataclass(frozen=True)
@@ -240,6 +241,7 @@ def watch_event(m: pj_pb2.WatchEvent) -> WatchEvent:
         tasks=counts(m.tasks),
         master_finishing=m.master_finishing,
         notices=tuple(m.notices),
+        jobs=counts(m.jobs) if m.jobs else None,
     )
 
 

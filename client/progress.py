@@ -60,6 +60,8 @@ class Tracker:
     def apply(self, ev: WatchEvent) -> None:
         for j in ev.changed:
             self._put(j)
+        if ev.jobs is not None:  # a counts-only watch: the master counted (changed: bad ends only)
+            self.counts = dict(ev.jobs)
         self.tasks = dict(ev.tasks)
         self.watched_total = ev.watched_total
         self.watched_unfinished = ev.watched_unfinished

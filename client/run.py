@@ -353,7 +353,7 @@ class Campaign:
 
     def _start_watch(self) -> None:
         assert self.client is not None
-        self.stream = self.client.watch()
+        self.stream = self.client.watch(counts_only=True)  # counts, and the jobs that ended badly
         threading.Thread(target=self._pump, args=(self.stream,), name="pj-watch", daemon=True).start()
         self.progress = Progress(self.tracker, self.err, quiet=self.quiet)
 
@@ -367,7 +367,7 @@ class Campaign:
         """Until every job has ended. Raises CampaignError when the master or every agent is gone."""
         assert self.client is not None
         self._start_watch()
-        seeded = False
+        heard = False  # the first event: the master's counts of every job per state
         while True:
             item = self._next_event()
             if isinstance(item, Exception) or item is _END:
@@ -377,12 +377,10 @@ class Campaign:
                 raise CampaignError(f"lost the master: {item}")
             if item is not None:
                 self._apply(item)
-                if not seeded:  # a watch of every job starts with counts only: learn the jobs once
-                    self.tracker.seed(self.client.list())
-                    seeded = True
+                heard = True
             assert self.progress is not None
             self.progress.tick()
-            if seeded and self.tracker.all_finished:
+            if heard and self.tracker.all_finished:
                 self.progress.close()
                 return
             self._check_children()

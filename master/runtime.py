@@ -26,6 +26,7 @@ from pj.v1 import pj_pb2 as pb
 from . import convert
 from .core import Core, Outbox
 from .journal import Journal
+from .model import State
 from .registry import Job
 
 log = structlog.get_logger("pj.master")
@@ -108,6 +109,9 @@ class AgentTable(dict[str, AgentConn]):
         return value
 
 
+_BAD = frozenset((State.FAILED, State.CANCELED, State.OMITTED))
+
+
 class Watcher:
     """One Watch stream: the jobs it follows and what changed since its last message.
 
@@ -118,8 +122,11 @@ class Watcher:
     named jobs hears every pass (knowing when *its* jobs have all ended would cost a count per pass).
     """
 
-    def __init__(self, names: set[str] | None, every: float | None = None) -> None:
+    def __init__(self, names: set[str] | None, every: float | None = None, counts_only: bool = False) -> None:
         self.names = names
+        # Counts only (WatchRequest.counts_only: `pj run`): a change wakes it, but only the jobs
+        # that ended badly are kept for the message; the rest travels as counts per state.
+        self.counts_only = counts_only
         self.changed: dict[str, Job] = {}
         self.notices: list[str] = []
         self.ready = asyncio.Event()
@@ -130,6 +137,17 @@ class Watcher:
 
     def offer(self, changed: dict[str, Job], all_ended: bool = False) -> None:
         """Jobs changed in a pass; ``all_ended``: no job is left unfinished (for a watch of every job)."""
+        if self.counts_only:
+            names = self.names
+            mine = changed if names is None else [n for n in changed if n in names]
+            if not mine:
+                return
+            for name in mine:
+                job = changed[name]
+                if job.state in _BAD:
+                    self.changed[name] = job
+            self._wake(at_once=all_ended and names is None)
+            return
         if self.names is None:
             self.changed.update(changed)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -165,11 +166,11 @@ class PilotJobService(rpc.PilotJobServicer):
         if request.names:
             await self._jobs(list(request.names), context)
             names = set(request.names)
-        w = Watcher(names)
+        w = Watcher(names, counts_only=request.counts_only)
         m = self.m
         m.watchers.add(w)
         try:
-            first = [m.core.registry.jobs[n] for n in names] if names else []
+            first = [m.core.registry.jobs[n] for n in names] if names and not w.counts_only else []
             yield self._event(w, first, list(m.notices))  # the present: every notice so far
             while not w.closed:
                 await w.ready.wait()
@@ -191,6 +192,12 @@ class PilotJobService(rpc.PilotJobServicer):
             notices=notices,
         )
         convert.add_summaries(ev.changed, jobs)
+        if w.counts_only:
+            if w.names is None:
+                ev.jobs.extend(convert.counts_to_pb(core.job_counts))
+            else:
+                jobs_of = core.registry.jobs
+                ev.jobs.extend(convert.counts_to_pb(Counter(jobs_of[n].state for n in w.names)))
         return ev
 
     async def Resources(

@@ -530,6 +530,23 @@ def test_a_named_node_that_never_comes_is_reported_and_the_run_goes_on(cluster_f
     assert notice in (c.workdir / "master.log").read_text()
 
 
+def test_a_counts_only_watch_counts_jobs_and_names_only_those_that_ended_badly(cluster_factory: Any) -> None:
+    c = cluster_factory(nodes=1, cores=2)
+    with Client(c.workdir) as cl, cl.watch(counts_only=True) as stream:
+        first = next(stream)
+        assert (first.changed, first.jobs, first.watched_total) == ((), None, 0)  # nothing yet
+        cl.submit([{"name": "good", "exec": "/bin/true", "iterations": 3},
+                   {"name": "bad", "exec": "/bin/false"},
+                   {"name": "after-bad", "exec": "/bin/true", "after": ["bad"]}])
+        named: set[str] = set()
+        for event in stream:
+            named |= {j.name for j in event.changed}
+            if event.watched_total == 3 and event.watched_unfinished == 0:
+                break
+    assert event.jobs == {"SUCCEED": 1, "FAILED": 1, "OMITTED": 1}
+    assert named == {"bad", "after-bad"}  # the one that succeeded travels as a count only
+
+
 def test_missing_nodes_fail_cancels_every_job_with_the_reason(cluster_factory: Any) -> None:
     c = cluster_factory(nodes=1, cores=1, expect=False, master_args=[
         "--expect-nodes", "node0,ghost", "--node-timeout", "5s", "--missing-nodes", "fail"])

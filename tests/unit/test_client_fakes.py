@@ -191,9 +191,11 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
                 reply.canceled.append(n)
         return reply
 
-    def _event(self, names: list[str] | None, changed: list[str]) -> pj_pb2.WatchEvent:
+    def _event(self, names: list[str] | None, changed: list[str], counts_only: bool = False) -> pj_pb2.WatchEvent:
         news, self.notices_sent = self.notices[self.notices_sent :], len(self.notices)
-        return pj_pb2.WatchEvent(
+        if counts_only:  # like the real master: counts per state, and only the jobs that ended badly
+            changed = [n for n in changed if self.jobs[n].state in (S.JOB_STATE_FAILED, S.JOB_STATE_CANCELED, S.JOB_STATE_OMITTED)]
+        ev = pj_pb2.WatchEvent(
             notices=news,
             changed=[self.jobs[n] for n in changed],
             watched_total=len(names) if names else len(self.jobs),
@@ -201,6 +203,12 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
             tasks=self._task_counts(),
             master_finishing=self.finishing,
         )
+        if counts_only:
+            per_state: dict[int, int] = {}
+            for n in names or list(self.jobs):
+                per_state[self.jobs[n].state] = per_state.get(self.jobs[n].state, 0) + 1
+            ev.jobs.extend(pj_pb2.StateCount(state=k, count=v) for k, v in sorted(per_state.items()))
+        return ev
 
     def Watch(self, request: pj_pb2.WatchRequest, context: grpc.ServicerContext) -> Iterator[pj_pb2.WatchEvent]:
         self._auth(context)
@@ -210,7 +218,7 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
         with self.cond:
             seen = self.version
             # Like the real master: a watch of every job starts with counts only.
-            first = self._event(names, names or [])
+            first = self._event(names, names or [], request.counts_only)
         yield first
         while context.is_active():
             with self.cond:
@@ -219,7 +227,7 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
                     continue
                 changed = [n for n, v in self.changed_at.items() if v > seen and (names is None or n in names)]
                 seen = self.version
-                ev = self._event(names, changed)
+                ev = self._event(names, changed, request.counts_only)
             if changed or ev.notices:
                 yield ev
 
