@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,27 +178,60 @@ class Campaign:
             return 2
         try:
             self._choose_mode()
-            jf = jobfile.load_jobfile(self.file)
         except slurm.SlurmModeError as e:
             self.say(one_line(str(e)))
             return 2
-        except jobfile.JobFileError as e:
-            self.say(one_line(str(e)))
-            return 2
-        for w in jf.warnings:
-            self.say(f"warning: {one_line(w)}")
+        # In a workdir of its own the master and the agents start first and the file is read while
+        # they do (their start-up is most of a short campaign's wall time); a bad file stops them
+        # and removes that workdir again. Resuming or reusing a workdir: the file is read first.
+        early = not self.resume and (self.workdir is None or not self.workdir.exists())
         with self._signals():
             try:
-                return self._run(list(jf.jobs))
+                if early:
+                    try:
+                        self._start()
+                    except KeyboardInterrupt:
+                        return self._interrupted()
+                    except CampaignError as e:
+                        self.say(str(e), e.detail)
+                        self._abort()
+                        return 1
+                try:
+                    jf = jobfile.load_jobfile(self.file)
+                except (jobfile.JobFileError, KeyboardInterrupt) as e:
+                    if early:
+                        self._discard()
+                    if isinstance(e, KeyboardInterrupt):
+                        return 130
+                    self.say(one_line(str(e)))
+                    return 2
+                for w in jf.warnings:
+                    self.say(f"warning: {one_line(w)}")
+                return self._run(list(jf.jobs), started=early)
             finally:
                 self._cleanup()
 
-    def _run(self, jobs: list[Any]) -> int:
+    def _start(self) -> None:
+        """The workdir, the master and the agents. The agents start now, not once the master is
+        ready: they wait for DIR/master.json, so their start-up overlaps the master's."""
+        self._prepare_workdir()
+        self._start_master()
+        self._start_agents()
+
+    def _discard(self) -> None:
+        """The file was bad: stop what ``_start`` started and remove the workdir it made."""
+        for c in ([self.master] if self.master else []) + self.agents:
+            c.signal(signal.SIGTERM)
+        with contextlib.suppress(KeyboardInterrupt):
+            self._wait_exit()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _run(self, jobs: list[Any], started: bool = False) -> int:
         try:
-            self._prepare_workdir()
-            self._start_master()
-            self._start_agents()  # now, not once the master is ready: they wait for DIR/master.json,
-            from .api import Client  # so their start-up overlaps the master's, and so does grpc's import here
+            if not started:
+                self._start()
+            from .api import Client  # grpc's import overlaps the master's start-up too
 
             self._wait_ready()
             assert self.workdir is not None

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,8 +120,21 @@ def test_bad_input_is_refused_in_one_line_and_runs_nothing(tmp_path: Path, conte
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     for w in words:
         assert w in err, err
-    assert not (tmp_path / "wd" / "master.json").exists()
-    assert not (tmp_path / "wd" / "jobs.jsonl").exists()
+    # The master and agent started while the file was read are stopped, and their workdir is gone.
+    assert not (tmp_path / "wd").exists()
+    leftovers = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+                 if str(tmp_path / "wd") in " ".join(p.info["cmdline"] or ())]
+    assert leftovers == []
+
+
+def test_bad_input_in_an_existing_workdir_leaves_it_as_it_was(tmp_path: Path) -> None:
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "wd" / "notes.txt").write_text("mine\n")
+    f = tmp_path / "bad.json"
+    f.write_text("{not json")
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
+    assert r.returncode == 2 and "line 1" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == ["notes.txt"]  # nothing started there
 
 
 def test_emulated_nodes_spread_tasks_and_place_multi_node_jobs(tmp_path: Path) -> None:
