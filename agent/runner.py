@@ -251,7 +251,7 @@ class Runner:
                 log.exception("spawn crashed", task_id=tid)
                 events.append(SpawnFailed(tid, EXIT_CANNOT_START, f"cannot start: {e}"))
             else:
-                events.append(Spawned(tid, pid))
+                events.append(Spawned(tid, pid, r.time))
                 if early:
                     ended = early.pop(pid, None)
                     if ended is not None:

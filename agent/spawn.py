@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -168,12 +169,13 @@ class Request:
 
 
 class Result:
-    __slots__ = ("errno", "pid", "request")
+    __slots__ = ("errno", "pid", "request", "time")
 
-    def __init__(self, request: Request, pid: int, errno: int) -> None:
+    def __init__(self, request: Request, pid: int, errno: int, when: float = 0.0) -> None:
         self.request = request
         self.pid = pid
         self.errno = errno  # 0: started
+        self.time = when  # when posix_spawn returned (the task's start), seconds since the epoch
 
 
 class _Worker:
@@ -267,6 +269,7 @@ class Spawner:
     def _work(self, me: _Worker) -> None:
         libc = self.libc
         spawn, setaffinity, attr = libc.spawn, libc.setaffinity, libc.attr
+        now = time.time
         bound = self._home
         pid = ctypes.c_int()
         pid_ref = ctypes.byref(pid)
@@ -288,7 +291,7 @@ class Spawner:
                     self._deliver(Result(req, 0, ctypes.get_errno() or 22))
                     continue
             err = spawn(pid_ref, req.exe, req.actions.buf, attr, req.argv, req.envp)
-            self._deliver(Result(req, pid.value if err == 0 else 0, err))
+            self._deliver(Result(req, pid.value if err == 0 else 0, err, now()))
 
     def _deliver(self, result: Result) -> None:
         self.results.append(result)

@@ -74,6 +74,7 @@ class LaunchTask:
 class Spawned:
     task_id: int
     pid: int  # also the process group id: each task leads its own group
+    time: float = 0.0  # when it started, if known before this event is fed (a spawner thread's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,13 +318,14 @@ class AgentState:
         task = self._tasks[ev.task_id]
         task.move("spawned")
         task.pid = ev.pid
-        task.started = now
+        started = ev.time if 0 < ev.time <= now else now
+        task.started = started
         self._by_pid[ev.pid] = task
-        out.append(ReportStarted(ev.task_id, ev.pid, now))
+        out.append(ReportStarted(ev.task_id, ev.pid, started))
         if task.stop_reason is not None:  # canceled or shut down while it was being spawned
             self._term(task, now, out)
         elif task.spec.walltime_s > 0:
-            task.deadline = now + task.spec.walltime_s
+            task.deadline = started + task.spec.walltime_s
             self._arm(task.deadline, task, _WALLTIME)
 
     def _spawn_failed(self, ev: SpawnFailed, now: float, out: list[Action]) -> None:

@@ -233,3 +233,13 @@ def test_the_core_does_no_io() -> None:
                 imported.add(node.module.split(".")[0])
     forbidden = {"os", "grpc", "asyncio", "subprocess", "time", "socket", "threading", "selectors", "pj"}
     assert not imported & forbidden, imported & forbidden
+
+
+def test_a_start_time_known_before_the_event_is_reported_and_times_the_walltime() -> None:
+    s = AgentState(kill_grace=1.0)
+    s.handle(LaunchTask(TaskSpec(1, ("x",), walltime_s=10.0)), 100.0)
+    out = s.handle(Spawned(1, 4242, time=99.5), 100.2)  # the spawner thread's clock, taken earlier
+    assert out == [ReportStarted(1, 4242, 99.5)]
+    assert s.next_deadline() == 109.5
+    s.handle(LaunchTask(TaskSpec(2, ("x",))), 100.0)
+    assert s.handle(Spawned(2, 4243, time=105.0), 100.3) == [ReportStarted(2, 4243, 100.3)]  # never ahead
