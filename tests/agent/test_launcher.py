@@ -362,3 +362,19 @@ def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
     return m
+
+
+def test_without_the_libc_bindings_tasks_start_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pj.agent.launcher as launcher_mod
+
+    monkeypatch.setattr(launcher_mod.Libc, "load", classmethod(lambda cls: None))  # e.g. glibc < 2.29
+    lch = Launcher(detect(), spawn_threads=2)
+    try:
+        assert lch.spawner is None
+        out = tmp_path / "out"
+        assert run(lch, Reaper(lch), "/bin/sh", "-c", "echo ran", stdout=str(out)).exit_code == 0
+        assert out.read_text() == "ran\n"
+    finally:
+        lch.close()
