@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import grpc
 import grpc.aio
@@ -142,6 +143,22 @@ def launch(task_id: int, *argv: str) -> pj_pb2.Launch:
     return pj_pb2.Launch(task_id=task_id, argv=list(argv))
 
 
+async def _start_agent(wd: Path, cores: int, log: IO[bytes]) -> asyncio.subprocess.Process:
+    """A real pj-agent of node n1 that reconnects for 20 s, logging into ``log``."""
+    return await asyncio.create_subprocess_exec(
+        PY, "-m", "pj.agent", "--workdir", str(wd), "--name", "n1", "--cores", str(cores),
+        "--kill-grace", "0.5", "--reconnect-timeout", "20s", stdout=log, stderr=log,
+    )  # fmt: skip
+
+
+async def _stop_all(proc: asyncio.subprocess.Process, server: grpc.aio.Server, log: IO[bytes]) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    await server.stop(0)
+    log.close()
+
+
 def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN + "\n")
 
@@ -149,10 +166,7 @@ def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None
         one = Master([launch(1, "sleep", "60"), launch(2, "/bin/true"), launch(3, "sleep", "1")])
         server = await _serve(one, tmp_path)
         log = open(tmp_path / "agent.log", "wb")
-        proc = await asyncio.create_subprocess_exec(
-            PY, "-m", "pj.agent", "--workdir", str(tmp_path), "--name", "n1", "--cores", "4",
-            "--kill-grace", "0.5", "--reconnect-timeout", "20s", stdout=log, stderr=log,
-        )  # fmt: skip
+        proc = await _start_agent(tmp_path, 4, log)
         try:
             await _until(lambda: len(one.started) == 3 and one.exited == [2])
             await server.stop(0)  # the master vanishes: task 2's exit was sent, 3 ends while cut off
@@ -166,11 +180,7 @@ def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None
             two.shutdown.set()
             rc = await asyncio.wait_for(proc.wait(), 15)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await server.stop(0)
-            log.close()
+            await _stop_all(proc, server, log)
         return rc, (tmp_path / "agent.log").read_text(), one, two
 
     rc, log, one, two = asyncio.run(scenario())
@@ -194,10 +204,7 @@ def test_a_master_that_refuses_the_returning_agent(tmp_path: Path) -> None:
         one = Master([launch(1, "sleep", "60")])
         server = await _serve(one, tmp_path)
         log = open(tmp_path / "agent.log", "wb")
-        proc = await asyncio.create_subprocess_exec(
-            PY, "-m", "pj.agent", "--workdir", str(tmp_path), "--name", "n1", "--cores", "1",
-            "--kill-grace", "0.5", "--reconnect-timeout", "20s", stdout=log, stderr=log,
-        )  # fmt: skip
+        proc = await _start_agent(tmp_path, 1, log)
         try:
             await _until(lambda: 1 in one.started)
             await server.stop(0)
@@ -207,11 +214,7 @@ def test_a_master_that_refuses_the_returning_agent(tmp_path: Path) -> None:
             server = await _serve(other, tmp_path)
             rc = await asyncio.wait_for(proc.wait(), 15)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await server.stop(0)
-            log.close()
+            await _stop_all(proc, server, log)
         return rc, (tmp_path / "agent.log").read_text(), one.started[1]
 
     rc, log, pid = asyncio.run(scenario())
