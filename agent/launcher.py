@@ -141,17 +141,9 @@ class Launcher:
         """Start the task; return its pid (= its process group id). Raises SpawnError."""
         if not spec.argv or not spec.argv[0]:
             raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
-        env = {**self._base_env, **spec.env} if spec.env else self._base_env.copy()
-        if GPU_ENV not in spec.env:
-            env[GPU_ENV] = ",".join(spec.gpus)
-        env[TASK_ENV] = str(spec.task_id)
-        if spec.hostfile:
-            self._give_hostfile(env, spec)
+        env = {**self._base_env, **self._task_vars(spec)}
         path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
-        try:
-            cpus = self.resources.real_cpus(spec.cores)
-        except ResourceError as e:
-            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+        cpus = self._cpus(spec)
         self._enter(spec.wd or self._home)
         exe = self._which_exe(spec.argv[0], path_var, spec.wd or self._home)
         actions = self._file_actions(spec)
@@ -175,6 +167,23 @@ class Launcher:
                 self._which = {k: p for k, p in self._which.items() if p != exe}
             raise self._explain(e, spec, exe) from None
 
+    def _task_vars(self, spec: TaskSpec) -> dict[str, str]:
+        """What a task's environment lays over the agent's: Launch.env, CUDA_VISIBLE_DEVICES (unless
+        the job set it), PJ_TASK_ID, and PJ_HOSTFILE/SLURM_HOSTFILE when it has a hostfile."""
+        env = dict(spec.env)
+        if GPU_ENV not in env:
+            env[GPU_ENV] = ",".join(spec.gpus)
+        env[TASK_ENV] = str(spec.task_id)
+        if spec.hostfile:
+            self._give_hostfile(env, spec)
+        return env
+
+    def _cpus(self, spec: TaskSpec) -> frozenset[int]:
+        try:
+            return self.resources.real_cpus(spec.cores)
+        except ResourceError as e:
+            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+
     def bind_key(self, spec: TaskSpec) -> tuple[int, ...]:
         """Sorts tasks by the real CPUs they will be bound to (bad cores sort first: they fail)."""
         try:
@@ -193,24 +202,12 @@ class Launcher:
         argv0 = spec.argv[0] if spec.argv else ""
         if not argv0:
             raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
-        envb = self._base_envb.copy()
-        if spec.env:
-            for k, v in spec.env.items():
-                if not k or "=" in k or "\0" in k or "\0" in v:
-                    raise SpawnError(EXIT_CANNOT_START, f"cannot start: bad environment variable {k!r}")
-                envb[k] = _b(f"{k}={v}")
-        if GPU_ENV not in spec.env:
-            envb[GPU_ENV] = _b(f"{GPU_ENV}={','.join(spec.gpus)}")
-        envb[TASK_ENV] = b"%s=%d" % (TASK_ENV.encode(), spec.task_id)
-        if spec.hostfile:
-            env: dict[str, str] = {}
-            self._give_hostfile(env, spec)
-            for k, v in env.items():
-                envb[k] = _b(f"{k}={v}")
-        try:
-            cpus = self.resources.real_cpus(spec.cores)
-        except ResourceError as e:
-            raise SpawnError(EXIT_CANNOT_START, f"cannot start: {e}") from None
+        envb = self._base_envb.copy()  # "K=V" entries by name: the task's own replace the agent's
+        for k, v in self._task_vars(spec).items():
+            if not k or "=" in k or "\0" in k or "\0" in v:
+                raise SpawnError(EXIT_CANNOT_START, f"cannot start: bad environment variable {k!r}")
+            envb[k] = _b(f"{k}={v}")
+        cpus = self._cpus(spec)
         wd = spec.wd or self._home
         if wd not in self._wds:
             self._make_wd(wd)
