@@ -45,6 +45,15 @@ _TIMER_SLACK_S = 0.001
 STARTED_DELAY_S = 0.02  # how long a started report may wait for exits to go with it
 
 
+def _spawn_failed(task_id: int, e: Exception) -> SpawnFailed:
+    """A SpawnError says why the task could not start; anything else is a bug, logged in full."""
+    if isinstance(e, SpawnError):
+        log.debug("spawn failed", task_id=task_id, error=e.message)
+        return SpawnFailed(task_id, e.exit_code, e.message)
+    log.exception("spawn crashed", task_id=task_id)
+    return SpawnFailed(task_id, EXIT_CANNOT_START, f"cannot start: {e}")
+
+
 class Outbox:
     """Reports waiting to go up the stream; ``ready`` is set while any wait."""
 
@@ -185,12 +194,8 @@ class Runner:
                 self._requests.append(self.launcher.prepare(spec))  # started at the feed's end
                 return
             pid = self.launcher.spawn(spec)
-        except SpawnError as e:
-            log.debug("spawn failed", task_id=spec.task_id, error=e.message)
-            follow = SpawnFailed(spec.task_id, e.exit_code, e.message)
         except Exception as e:  # never let one task take the agent down
-            log.exception("spawn crashed", task_id=spec.task_id)
-            follow = SpawnFailed(spec.task_id, EXIT_CANNOT_START, f"cannot start: {e}")
+            follow = _spawn_failed(spec.task_id, e)
         else:
             follow = Spawned(spec.task_id, pid)
         self._step(follow, self._clock())
@@ -244,12 +249,8 @@ class Runner:
             tid = r.request.task_id
             try:
                 pid = self.launcher.finish(r)
-            except SpawnError as e:
-                log.debug("spawn failed", task_id=tid, error=e.message)
-                events.append(SpawnFailed(tid, e.exit_code, e.message))
             except Exception as e:  # never let one task take the agent down
-                log.exception("spawn crashed", task_id=tid)
-                events.append(SpawnFailed(tid, EXIT_CANNOT_START, f"cannot start: {e}"))
+                events.append(_spawn_failed(tid, e))
             else:
                 events.append(Spawned(tid, pid, r.time))
                 if early:
