@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from pj.v1 import pj_pb2
 
 from .resources import NodeResources
-from .state import ReportExited, ReportStarted, TaskSpec
+from .state import ReportExited, ReportStarted, TaskSpec, WithdrawTask
 
 
 def spec_from_pb(m: pj_pb2.Launch) -> TaskSpec:
@@ -23,6 +25,11 @@ def spec_from_pb(m: pj_pb2.Launch) -> TaskSpec:
         hostfile=m.hostfile,
         slurm_hostfile=m.slurm_hostfile,
     )
+
+
+def withdraw_from_pb(task_ids: Iterable[int]) -> list[WithdrawTask]:
+    """Orders.withdraw: the launches the master takes back (dropped only if still held)."""
+    return [WithdrawTask(t) for t in task_ids]
 
 
 def started_to_pb(r: ReportStarted) -> pj_pb2.TaskStarted:
@@ -55,11 +62,15 @@ def register_pb(node: str, res: NodeResources, hostname: str, pid: int, version:
     )
 
 
-def events_pb(started: list[ReportStarted], exited: list[ReportExited]) -> pj_pb2.AgentMessage:
+def events_pb(
+    started: list[ReportStarted], exited: list[ReportExited], withdrawn: Sequence[int] = ()
+) -> pj_pb2.AgentMessage:
+    """AgentEvents; ``withdrawn``: the task ids of ReportWithdrawn."""
     return pj_pb2.AgentMessage(
         events=pj_pb2.AgentEvents(
             started=[started_to_pb(r) for r in started],
             exited=[exited_to_pb(r) for r in exited],
+            withdrawn=withdrawn,
         )
     )
 

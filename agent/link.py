@@ -140,6 +140,9 @@ class Link:
                 # It asked us to go: its leaving before our last reports is no failure.
                 log.warning("the master left before our last reports", error=str(err))
                 return Outcome.SHUTDOWN
+            # Launches still waiting for their cores go now, before an end can start one: the
+            # master queues again whatever a reconnect's Register does not name.
+            self.runner.link_lost()
             raise err from None
         finally:
             call.cancel()
@@ -220,7 +223,7 @@ class Link:
         msg.CopyFrom(self.register)
         reg = msg.register
         reg.campaign = self.rejoin
-        reg.running.extend(sorted(t.task_id for t in self.runner.state.tasks()))
+        reg.running.extend(self.runner.state.running_ids())  # never the held launches
         reg.ended.extend(convert.exited_to_pb(r) for r in ended)
         return msg, (len(outbox.started), len(pending))
 
@@ -274,6 +277,8 @@ class Link:
                     runner.launch(convert.spec_from_pb(m) for m in orders.launch)
                 if orders.cancel:
                     runner.cancel(orders.cancel)
+                if orders.withdraw:
+                    runner.withdraw(convert.withdraw_from_pb(orders.withdraw))
             elif kind == "shutdown":
                 log.info("shutdown requested by the master", reason=msg.shutdown.reason)
                 self._by_master = True
@@ -300,10 +305,10 @@ class Link:
                 # One turn of the loop first: the exits and orders already waiting there (a SIGCHLD
                 # each) join this message instead of each making the next one.
                 await asyncio.sleep(0)
-                started, exited = outbox.take(BATCH_LIMIT)
+                started, exited, withdrawn = outbox.take(BATCH_LIMIT)
                 if exited:  # counted as sent before the write: a write that fails may still arrive
                     self.sent.add(exited, time.monotonic())
-                await _send(call, convert.events_pb(started, exited))
+                await _send(call, convert.events_pb(started, exited, withdrawn))
             elif self._closing and drained.is_set():
                 try:
                     await call.done_writing()

@@ -1,7 +1,8 @@
 """The thin asyncio shell around the pure core: carries out its actions.
 
 It owns the core (state.AgentState), the launcher and the outbox of reports.
-Orders come in through ``launch``/``cancel``/``shutdown``; ``on_sigchld`` (wired
+Orders come in through ``launch``/``cancel``/``withdraw``/``shutdown`` (``link_lost`` when the
+stream to the master breaks); ``on_sigchld`` (wired
 to SIGCHLD by main through signals.SignalHub) feeds exits;
 one timer feeds ``Tick`` at the core's next deadline. Reports pile up in the
 ``Outbox`` until the link sends them; the outbox outlives a link session, so
@@ -27,8 +28,10 @@ from .state import (
     Event,
     Exited,
     LaunchTask,
+    LinkLost,
     ReportExited,
     ReportStarted,
+    ReportWithdrawn,
     Shutdown,
     Signal,
     Spawn,
@@ -37,6 +40,7 @@ from .state import (
     TaskSpec,
     Tick,
     Warn,
+    WithdrawTask,
 )
 
 log = structlog.get_logger("pj.agent")
@@ -60,12 +64,13 @@ class Outbox:
     def __init__(self) -> None:
         self.started: list[ReportStarted] = []
         self.exited: list[ReportExited] = []
+        self.withdrawn: list[int] = []  # held launches dropped on the master's withdraw
         self.ready = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self.started) + len(self.exited)
+        return len(self.started) + len(self.exited) + len(self.withdrawn)
 
-    def take(self, limit: int = 100_000) -> tuple[list[ReportStarted], list[ReportExited]]:
+    def take(self, limit: int = 100_000) -> tuple[list[ReportStarted], list[ReportExited], list[int]]:
         """Up to ``limit`` reports of each kind, oldest first; ``ready`` stays set if more wait."""
         if len(self.started) <= limit:
             started, self.started = self.started, []
@@ -75,9 +80,13 @@ class Outbox:
             exited, self.exited = self.exited, []
         else:
             exited, self.exited = self.exited[:limit], self.exited[limit:]
-        if not self.started and not self.exited:
+        if len(self.withdrawn) <= limit:
+            withdrawn, self.withdrawn = self.withdrawn, []
+        else:
+            withdrawn, self.withdrawn = self.withdrawn[:limit], self.withdrawn[limit:]
+        if not self.started and not self.exited and not self.withdrawn:
             self.ready.clear()
-        return started, exited
+        return started, exited, withdrawn
 
 
 class Runner:
@@ -97,6 +106,7 @@ class Runner:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._sweeps: list[tuple[int, int, int, bool]] = []  # stop signals, sent together per feed
+        self._spawns: list[TaskSpec] = []  # Spawn actions of a feed, carried out at its end
         # With spawner threads (launcher.spawner): requests prepared during a feed go to the
         # threads together at its end; exits of pids whose spawn result has not been taken yet
         # (the child ended before the loop heard it started) wait here for it.
@@ -126,18 +136,32 @@ class Runner:
     # ------------------------------------------------------------ inputs
 
     def launch(self, specs: Iterable[TaskSpec]) -> None:
-        # Spawn a batch grouped by the real CPUs it binds to: a spawning thread is re-bound only
-        # when the set changes, and moving a thread to another CPU costs about as much as the
-        # spawn (logical cores that share a CPU, as with --cores beyond the machine's, group).
-        try:
-            self.feed(LaunchTask(s) for s in sorted(specs, key=self.launcher.bind_key))
-        finally:
-            self.launcher.unbind()
-        if self.launcher.immediate_exits:  # --dry-run: no SIGCHLD will come
-            self.on_sigchld()
+        # In the master's order: launches held for the same cores start in that order. The
+        # spawns themselves are grouped by CPUs at the feed's end (see _spawn_batch).
+        self.feed(LaunchTask(s) for s in specs)
+        self._dry_reap()
 
     def cancel(self, task_ids: Iterable[int]) -> None:
         self.feed(CancelTask(t) for t in task_ids)
+        self._dry_reap()  # a held task that leaves may let another start
+
+    def withdraw(self, events: Iterable[WithdrawTask]) -> None:
+        self.feed(events)
+        self._dry_reap()
+
+    def _dry_reap(self) -> None:
+        if self.launcher.immediate_exits:  # --dry-run: tasks end as they start; no SIGCHLD comes
+            self.on_sigchld()
+
+    def link_lost(self) -> None:
+        """The stream to the master broke: held launches are dropped (never started, never
+        reported), and so are withdrawn reports not sent yet: the Register of a reconnect names
+        neither, and the master queues again what it does not name."""
+        held = self.state.waiting
+        self.feed((LinkLost(),))
+        self.outbox.withdrawn.clear()
+        if held:
+            log.info("lost the master: dropped the launches waiting for their cores", tasks=held)
 
     def shutdown(self, reason: str = "") -> None:
         self.feed((Shutdown(reason),))
@@ -150,12 +174,16 @@ class Runner:
         started_before = len(self.outbox.started)
         for ev in events:
             self._step(ev, self._clock())
-        if self._sweeps:
+        if self._sweeps:  # before the spawns: what a stopped task left dies before cores are reused
             self._sweep()
+        if self._spawns:
+            self._spawn_batch()
+            if self._sweeps:  # tasks stopped while they were being spawned
+                self._sweep()
         if self._requests:
             requests, self._requests = self._requests, []
             self.launcher.spawner.submit(requests)  # type: ignore[union-attr]
-        if len(self.outbox.exited) != exited_before:
+        if len(self.outbox.exited) != exited_before or self.outbox.withdrawn:
             self.outbox.ready.set()
         elif len(self.outbox.started) != started_before and not self.outbox.ready.is_set():
             # Started reports alone are not urgent: they wait a little for exits to travel with
@@ -172,7 +200,7 @@ class Runner:
         for a in self.state.handle(ev, now):
             t = type(a)
             if t is Spawn:
-                self._spawn(a.spec)  # type: ignore[union-attr]
+                self._spawns.append(a.spec)  # type: ignore[union-attr]
             elif t is ReportExited:
                 self.outbox.exited.append(a)  # type: ignore[arg-type]
             elif t is ReportStarted:
@@ -182,10 +210,27 @@ class Runner:
             elif t is Drained:
                 self.drained.set()
                 self.outbox.ready.set()  # the writer may close now
+            elif t is ReportWithdrawn:
+                self.outbox.withdrawn.append(a.task_id)  # type: ignore[union-attr]
             elif t is Warn:
                 log.warning(a.message, task_id=a.task_id)  # type: ignore[union-attr]
             else:  # pragma: no cover - the set is closed
                 raise TypeError(f"unknown action {a!r}")
+
+    def _spawn_batch(self) -> None:
+        """Start the feed's tasks grouped by the real CPUs they bind to: a spawning thread is
+        re-bound only when the set changes, and moving a thread to another CPU costs about as much
+        as the spawn (logical cores that share a CPU, as with --cores beyond the machine's, group).
+        A failed spawn frees its cores, so held tasks may join the batch while it runs."""
+        try:
+            while self._spawns:
+                spawns, self._spawns = self._spawns, []
+                if len(spawns) > 1:
+                    spawns.sort(key=self.launcher.bind_key)
+                for spec in spawns:
+                    self._spawn(spec)
+        finally:
+            self.launcher.unbind()
 
     def _spawn(self, spec: TaskSpec) -> None:
         follow: Event
@@ -234,6 +279,9 @@ class Runner:
             exits = mine
         if exits:
             self.feed(exits)
+            # --dry-run: held tasks that those ends let start have "ended" too; no SIGCHLD comes.
+            while self.launcher.immediate_exits and (exits := self.launcher.reap()):
+                self.feed(exits)
 
     def on_spawned(self) -> None:
         """Take the spawner threads' results (called in the loop through call_soon_threadsafe)."""

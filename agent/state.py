@@ -4,14 +4,24 @@ No grpc, asyncio, subprocess, os calls or clock here: the shell (runner.py)
 feeds events with the current time (``now``, seconds since the epoch) and
 carries out the actions returned, in order. Both sets are closed:
 
-Events:  LaunchTask, Spawned, SpawnFailed, Exited, CancelTask, Shutdown, Tick
-Actions: Spawn, Signal, ReportStarted, ReportExited, Drained, Warn
+Events:  LaunchTask, Spawned, SpawnFailed, Exited, CancelTask, WithdrawTask, Shutdown,
+         LinkLost, Tick
+Actions: Spawn, Signal, ReportStarted, ReportExited, ReportWithdrawn, Drained, Warn
 
 A task's life (the one table of legal moves is ``_MOVES``)::
 
-    SPAWNING --spawned--> RUNNING --term--> TERMINATING --kill--> KILLING
-        |                    |                  |                    |
-        +--spawn_failed-->  (gone) <--exited----+-------exited-------+
+    WAITING --start--> SPAWNING --spawned--> RUNNING --term--> TERMINATING --kill--> KILLING
+       |                   |                    |                  |                    |
+       +--drop--> (gone) <-+--spawn_failed      +------exited------+-------exited-------+
+
+Held launches (the master's prefetch): a launch whose logical cores or GPUs overlap those of a
+task alive here (until its end is handled), or of an earlier held launch, is WAITING: not
+spawned, not reported. When a task ends, the held launches it was in the way of start, first
+come first served per core/GPU, no overtaking (holds.py keeps the queues). A held task that is
+canceled ends at once (exit -SIGTERM, said in its error); one that is withdrawn is reported in
+ReportWithdrawn; a shutdown ends every held task like a cancel; LinkLost (the stream to the
+master broke) drops them silently: the master queues again what the agent's Register does not
+name. A withdraw of a task that is not held is ignored.
 
 Cancel, walltime and shutdown all stop a task the same way: SIGTERM to its
 process group, SIGKILL ``kill_grace`` seconds later if it still runs. Those
@@ -34,11 +44,16 @@ from dataclasses import dataclass, field
 
 from pj.common.durations import format_duration
 
+from .holds import Holds
+
 SIGTERM = int(signal.SIGTERM)
 SIGKILL = int(signal.SIGKILL)
 
 EXIT_CANNOT_START = 127  # like a shell: command not found / cannot start
 EXIT_NOT_EXECUTABLE = 126  # like a shell: found but not executable
+# The error of a held launch that ends without starting (its exit code is -SIGTERM).
+CANCELED_WAITING = "canceled before it started (it was waiting for its cores)"
+SHUTDOWN_WAITING = "the agent shut down before it started"
 
 
 # ---------------------------------------------------------------- domain
@@ -99,8 +114,21 @@ class CancelTask:
 
 
 @dataclass(frozen=True, slots=True)
+class WithdrawTask:
+    """The master takes back a launch: dropped if it still waits for its cores, else ignored."""
+
+    task_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    """The stream to the master broke: held launches are dropped without a word (the tasks
+    that run go on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +136,7 @@ class Tick:
     """Time passed: enforce walltimes and kill-grace deadlines due at ``now``."""
 
 
-Event = LaunchTask | Spawned | SpawnFailed | Exited | CancelTask | Shutdown | Tick
+Event = LaunchTask | Spawned | SpawnFailed | Exited | CancelTask | WithdrawTask | Shutdown | LinkLost | Tick
 
 
 # ---------------------------------------------------------------- actions (out)
@@ -147,6 +175,13 @@ class ReportExited:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportWithdrawn:
+    """A held launch was withdrawn: it never started and never will."""
+
+    task_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Drained:
     """Shutting down and no task is left: the shell may stop."""
 
@@ -159,13 +194,14 @@ class Warn:
     task_id: int = 0
 
 
-Action = Spawn | Signal | ReportStarted | ReportExited | Drained | Warn
+Action = Spawn | Signal | ReportStarted | ReportExited | ReportWithdrawn | Drained | Warn
 
 
 # ---------------------------------------------------------------- tasks
 
 
 class Phase(enum.Enum):
+    WAITING = "waiting"  # held: its cores or GPUs are still in use
     SPAWNING = "spawning"
     RUNNING = "running"
     TERMINATING = "terminating"  # SIGTERM sent
@@ -178,6 +214,8 @@ class IllegalTransition(RuntimeError):
 
 
 _MOVES: dict[tuple[Phase, str], Phase] = {
+    (Phase.WAITING, "start"): Phase.SPAWNING,
+    (Phase.WAITING, "drop"): Phase.GONE,
     (Phase.SPAWNING, "spawned"): Phase.RUNNING,
     (Phase.SPAWNING, "spawn_failed"): Phase.GONE,
     (Phase.RUNNING, "term"): Phase.TERMINATING,
@@ -197,9 +235,9 @@ class StopReason(enum.Enum):
 class _Task:
     __slots__ = ("deadline", "killed", "phase", "pid", "spec", "started", "stop_at", "stop_reason", "term_at")
 
-    def __init__(self, spec: TaskSpec) -> None:
+    def __init__(self, spec: TaskSpec, phase: Phase = Phase.SPAWNING) -> None:
         self.spec = spec
-        self.phase = Phase.SPAWNING
+        self.phase = phase
         self.pid = 0
         self.started = 0.0
         self.deadline: float | None = None  # walltime deadline
@@ -247,6 +285,7 @@ class AgentState:
         self._tasks: dict[int, _Task] = {}
         self._by_pid: dict[int, _Task] = {}
         self._timers: list[tuple[float, int, _Task, int]] = []
+        self._holds = Holds()  # busy cores/GPUs and the held launches' queues
         self._seq = itertools.count()
         self.shutting_down = False
         self._drained_sent = False
@@ -256,7 +295,9 @@ class AgentState:
             SpawnFailed: self._spawn_failed,
             Exited: self._exited,
             CancelTask: self._cancel,
+            WithdrawTask: self._withdraw,
             Shutdown: self._shutdown,
+            LinkLost: self._link_lost,
             Tick: self._tick,
         }
 
@@ -267,6 +308,16 @@ class AgentState:
 
     def __contains__(self, task_id: int) -> bool:
         return task_id in self._tasks
+
+    @property
+    def waiting(self) -> int:
+        """How many held launches wait for their cores or GPUs."""
+        return len(self._holds)
+
+    def running_ids(self) -> list[int]:
+        """The tasks started here (being spawned, running, being stopped), not the held ones:
+        what a returning agent's Register names."""
+        return sorted(tid for tid, t in self._tasks.items() if t.phase is not Phase.WAITING)
 
     def has_pid(self, pid: int) -> bool:
         """Whether a task of this node runs as ``pid`` (its spawn was reported)."""
@@ -311,8 +362,11 @@ class AgentState:
         if self.shutting_down:
             out.append(ReportExited(tid, EXIT_CANNOT_START, now, "not started: the agent is shutting down"))
             return
-        self._tasks[tid] = _Task(spec)
-        out.append(Spawn(spec))
+        if self._holds.take(tid, spec.cores, spec.gpus):
+            self._tasks[tid] = _Task(spec)
+            out.append(Spawn(spec))
+        else:  # its cores or GPUs are in use: it starts when they are free
+            self._tasks[tid] = _Task(spec, Phase.WAITING)
 
     def _spawned(self, ev: Spawned, now: float, out: list[Action]) -> None:
         task = self._tasks[ev.task_id]
@@ -332,6 +386,7 @@ class AgentState:
         task = self._tasks.pop(ev.task_id)
         task.move("spawn_failed")
         out.append(ReportExited(ev.task_id, ev.exit_code, now, ev.error))
+        self._start(self._holds.release(task.spec.cores, task.spec.gpus), out)
 
     def _exited(self, ev: Exited, now: float, out: list[Action]) -> None:
         task = self._by_pid.pop(ev.pid, None)
@@ -352,6 +407,9 @@ class AgentState:
             out.append(Signal(tid, ev.pid, SIGKILL))
         else:
             out.append(Signal(tid, ev.pid, SIGKILL, strays=True, leader_gone=True))
+        started = self._holds.release(task.spec.cores, task.spec.gpus)
+        if started:
+            self._start(started, out)
 
     def _walltime_reason(self, task: _Task, code: int) -> str:
         head = f"walltime {format_duration(task.spec.walltime_s)} exceeded"
@@ -365,15 +423,31 @@ class AgentState:
 
     def _cancel(self, ev: CancelTask, now: float, out: list[Action]) -> None:
         task = self._tasks.get(ev.task_id)
-        if task is not None:
+        if task is None:
+            return
+        if task.phase is Phase.WAITING:
+            out.append(ReportExited(ev.task_id, -SIGTERM, now, CANCELED_WAITING))
+            self._unhold(task, out)
+        else:
             self._stop(task, StopReason.CANCEL, now, out)
+
+    def _withdraw(self, ev: WithdrawTask, now: float, out: list[Action]) -> None:
+        task = self._tasks.get(ev.task_id)
+        if task is not None and task.phase is Phase.WAITING:  # one that started is left alone
+            out.append(ReportWithdrawn(ev.task_id))
+            self._unhold(task, out)
 
     def _shutdown(self, ev: Shutdown, now: float, out: list[Action]) -> None:
         if self.shutting_down:
             return
         self.shutting_down = True
+        for tid in self._drop_held():
+            out.append(ReportExited(tid, -SIGTERM, now, SHUTDOWN_WAITING))
         for task in list(self._tasks.values()):
             self._stop(task, StopReason.SHUTDOWN, now, out)
+
+    def _link_lost(self, ev: LinkLost, now: float, out: list[Action]) -> None:
+        self._drop_held()
 
     def _tick(self, ev: Tick, now: float, out: list[Action]) -> None:
         timers = self._timers
@@ -389,6 +463,27 @@ class AgentState:
                 out.append(Signal(task.spec.task_id, task.pid, SIGKILL, strays=True))
 
     # ------------------------------------------------------------ helpers
+
+    def _start(self, task_ids: list[int], out: list[Action]) -> None:
+        """Held launches whose cores and GPUs are theirs now (``Holds`` marked them busy)."""
+        for tid in task_ids:
+            task = self._tasks[tid]
+            task.move("start")
+            out.append(Spawn(task.spec))
+
+    def _unhold(self, task: _Task, out: list[Action]) -> None:
+        """A held launch leaves (cancel, withdraw): those it went before may start now."""
+        tid = task.spec.task_id
+        task.move("drop")
+        del self._tasks[tid]
+        self._start(self._holds.drop(tid), out)
+
+    def _drop_held(self) -> list[int]:
+        """Drop every held launch (nothing starts instead); their ids, in arrival order."""
+        ids = self._holds.clear()
+        for tid in ids:
+            self._tasks.pop(tid).move("drop")
+        return ids
 
     def _stop(self, task: _Task, reason: StopReason, now: float, out: list[Action]) -> None:
         if task.stop_reason is not None:

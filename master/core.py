@@ -19,6 +19,7 @@ from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
+from .prefetch import Standbys
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import ReadyQueue
@@ -32,6 +33,7 @@ class SubmitError(ValueError):
 class Outbox:
     launches: dict[str, list[TaskLaunch]] = field(default_factory=dict)
     cancels: dict[str, list[int]] = field(default_factory=dict)
+    withdraws: dict[str, list[int]] = field(default_factory=dict)  # standbys to take back, per node
     changed: dict[str, Job] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)  # run-level news for the user (log, Status, Watch)
     ended: list[Task] = field(default_factory=list)  # tasks that reached their final state (for the journal)
@@ -42,7 +44,7 @@ class Outbox:
     wake_at: float | None = None  # call step() again at this time even if nothing else happens
 
     def __bool__(self) -> bool:
-        return bool(self.launches or self.cancels or self.changed or self.notices or self.stop)
+        return bool(self.launches or self.cancels or self.withdraws or self.changed or self.notices or self.stop)
 
 
 def _exit_reason(exit_code: int, error: str) -> str:
@@ -56,11 +58,13 @@ def _exit_reason(exit_code: int, error: str) -> str:
 class Core:
     """``expect``: the nodes the run waits for (None: unknown, a service waiting for agents); the
     wait for them ends ``expect.timeout_s`` after ``now``, the time the core is made. ``crash_limit``:
-    a task whose nodes were lost that many times while it ran fails even with retries left (0: no limit)."""
+    a task whose nodes were lost that many times while it ran fails even with retries left (0: no limit).
+    ``prefetch``: put the next ready task on standby behind a running one (prefetch.py; pj-master
+    turns it on unless told not to)."""
 
     def __init__(
         self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0,
-        crash_limit: int = 3, campaign: str = "",
+        crash_limit: int = 3, campaign: str = "", prefetch: bool = False,
     ) -> None:
         self.crash_limit = crash_limit
         self.campaign = campaign  # this campaign's id (Welcome.campaign); agents of another are refused
@@ -68,6 +72,7 @@ class Core:
         self.registry = Registry()
         self.pool = Pool()
         self.queue = ReadyQueue()
+        self.standbys = Standbys(prefetch)
         self.ctx = ctx or Context()
         self.arrivals = Arrivals(expect, now)
         self._capacity_known = False
@@ -331,7 +336,7 @@ class Core:
         self.task_counts[State.QUEUED] += 1
         return task
 
-    def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> None:
+    def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> Task:
         task = Task(self._next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
         self._next_task_id += 1
         job.tasks[it] = task
@@ -344,6 +349,29 @@ class Core:
             self._job_state(job, State.SCHEDULED, now)
         launch = build(job.spec, task.id, it, allocation, self.ctx)
         self._out.launches.setdefault(launch.node, []).append(launch)
+        return task
+
+    def task_withdrawn(self, task_id: int, now: float) -> None:
+        """The agent gave back a standby it had not started (``Orders.withdraw``): it goes back to
+        the front of the queue as if never placed (or ends, if its job is being canceled)."""
+        task = self.running.get(task_id)
+        if task is None or task.state != State.SCHEDULED:
+            return
+        job = task.job
+        if job.cancel_requested:
+            self._end_task(task, State.CANCELED, None, job.cancel_reason, now)
+            return
+        del self.running[task_id]
+        self._release(task)
+        if job.tasks.get(task.iteration) is task:
+            del job.tasks[task.iteration]
+        self.task_counts[State.SCHEDULED] -= 1
+        self._out.unplaced.append(task_id)
+        job.started -= 1
+        if job.started == 0 and job.state == State.SCHEDULED:
+            self._job_state(job, State.QUEUED, now)
+        self.queue.push(job, task.iteration, front=True)
+        self._out.changed[job.name] = job
 
     def task_started(self, task_id: int, now: float) -> None:
         """``now``: when the agent started it (never before the task's last change: clocks differ)."""
@@ -363,15 +391,18 @@ class Core:
         now = max(now, task.history[-1][1])
         if task.state == State.SCHEDULED and not error:
             self.task_started(task_id, now)  # its start and its end came in one batch
+        code: int | None = exit_code
         if exit_code == 0 and not error:
             state, reason = State.SUCCEED, ""
         elif task.job.cancel_requested:
             state, reason = State.CANCELED, task.job.cancel_reason
+            if task.state == State.SCHEDULED:
+                code = None  # it never started (the agent held it, waiting for its cores)
         else:
             state, reason = State.FAILED, _exit_reason(exit_code, error)
             if self._retry(task, exit_code, reason, now):
                 return
-        self._end_task(task, state, exit_code, reason, now)
+        self._end_task(task, state, code, reason, now)
 
     def _retry(self, task: Task, exit_code: int | None, reason: str, now: float, lost: bool = False) -> bool:
         """Queue a failed task again if its job has retries left; True if it was."""
@@ -415,7 +446,10 @@ class Core:
         self._settle_task(task, state, reason, now)
 
     def _release(self, task: Task) -> None:
-        """Give back what the task holds (an orphan may hold only some of its shares, or none)."""
+        """Give back what the task holds (an orphan may hold only some of its shares, or none; a
+        standby holds none, and a task with a standby passes its share on)."""
+        if self.standbys.enabled and not self.standbys.leave(task):
+            return
         self.pool.release(self.recon.held(task))
 
     def _settle_task(self, task: Task, state: State, reason: str, now: float) -> None:
@@ -533,11 +567,31 @@ class Core:
         if self.arrivals.due(now):
             self._wait_over(now)
         reconcile.due(self, now)
-        if self.queue.queues and self.pool.free_cores > 0:
-            self.queue.schedule(self.pool, lambda job, it, alloc: self._place(job, it, alloc, now))
+        pool, sb = self.pool, self.standbys
+        if self.queue.queues and pool.free_cores > 0:
+            if sb.enabled:
+                self.queue.schedule(
+                    pool.allocate, lambda job, it, alloc: sb.offer(self._place(job, it, alloc, now)),
+                    lambda: pool.free_cores > 0, now,
+                )
+            else:
+                self.queue.schedule(pool.allocate, lambda job, it, alloc: self._place(job, it, alloc, now),
+                                    lambda: pool.free_cores > 0, now)
+        stuck_wake = None
+        if sb.enabled:
+            if self.queue.queues and sb.heads:
+                self.queue.schedule(
+                    lambda request: sb.share_for(request, pool),
+                    lambda job, it, alloc: sb.link(self._place(job, it, alloc, now)),
+                    lambda: bool(sb.heads), now, hold=now - sb.patience,
+                )
+            if sb.behind and pool.free_cores > 0:
+                stuck, stuck_wake = sb.stuck(now, pool)
+                for task in stuck:
+                    self._out.withdraws.setdefault(task.allocation[0].node, []).append(task.id)
         out, self._out = self._out, Outbox()
         out.stop = self.finishing and self.unfinished == 0
-        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at) if w is not None]
+        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]
         out.wake_at = min(wakes, default=None)
         return out
 

@@ -113,6 +113,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a task that was running on nodes that were lost N times fails even with retries left "
         "(default 3; 0: no limit)",
     )
+    p.add_argument(
+        "--prefetch",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("PJ_PREFETCH", "1") not in ("0", "no", "off", "false"),
+        help="while every core is busy, send the next ready task (one node, an exact core count) to "
+        "the agent ahead of time, to start the moment a running task's cores free; taken back if it "
+        "waits while other cores idle (default: on; env PJ_PREFETCH=0 turns it off)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"pj-master {__version__}")
     args = p.parse_args(argv)
@@ -150,7 +158,7 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     (grpc's threads, every module: tens of ms that `pj run` would wait for)."""
     workdir = Path(args.workdir).absolute()
     token = write_token(workdir, keep=args.resume)
-    core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit)
+    core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit, prefetch=args.prefetch)
     core.recon.grace = args.heartbeat_timeout  # a node cut off that long is lost
     jour = open_journal(workdir, core, args.resume, args.node_timeout)
     master = Master(core, journal=jour)

@@ -32,7 +32,8 @@ FINAL_STATES = frozenset(s for s in State if s.final)
 # The one table of legal transitions, for jobs and tasks alike. Anything else is a bug.
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.SCHEDULED, State.FAILED, State.CANCELED, State.OMITTED}),
-    State.SCHEDULED: frozenset({State.EXECUTING, State.FAILED, State.CANCELED}),
+    # SCHEDULED -> QUEUED: a job whose only placed task was a standby the agent gave back unstarted.
+    State.SCHEDULED: frozenset({State.EXECUTING, State.FAILED, State.CANCELED, State.QUEUED}),
     State.EXECUTING: frozenset({State.SUCCEED, State.FAILED, State.CANCELED}),
     State.SUCCEED: frozenset(),
     State.FAILED: frozenset(),

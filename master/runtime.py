@@ -288,6 +288,11 @@ class Master:
             if conn is not None:
                 conn.orders().cancel.extend(ids)
                 conn.ready.set()
+        for node, ids in out.withdraws.items():
+            conn = self.agents.get(node)
+            if conn is not None:  # else its stream broke: the agent drops what waits (reconciled)
+                conn.orders().withdraw.extend(ids)
+                conn.ready.set()
         if out.changed:
             all_ended = core.unfinished == 0
             for w in self.watchers:

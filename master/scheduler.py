@@ -8,6 +8,12 @@ the rest of the pass. A pass walks the heads of the shape queues in submission o
 
 An entry is either a whole job (its iterations are taken lazily, one by one, from the
 job's cursor) or one iteration made ready by a per-iteration dependency or by a retry.
+
+The same walk serves the prefetch pass (``hold``): there ``allocate`` hands out the share of a
+running task for a standby to wait on. A shape whose head has got nothing since ``blocked`` says
+(neither a place nor a share) is skipped like in backfill for a while; once it has waited since
+``hold`` or before, the pass ends there, so that standbys stop taking every core that frees and
+the older work gets its turn.
 """
 
 from __future__ import annotations
@@ -16,38 +22,49 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 
-from .model import Allocation
-from .pool import Pool
+from .model import Allocation, Request
 from .registry import Job
 
 Shape = tuple[int, int, int]
 Entry = tuple[int, Job, int | None]  # (sequence, job, iteration or None = the job's cursor)
-Place = Callable[[Job, int | None, Allocation], None]
+Place = Callable[[Job, int | None, Allocation], object]
+Allocate = Callable[[Request], Allocation | None]
 
 
 class ReadyQueue:
     def __init__(self) -> None:
         self.queues: dict[Shape, deque[Entry]] = {}
         self._seq = 0
+        self._front = 0  # sequence numbers of entries pushed to the front count down from here
+        self.blocked: dict[Shape, float] = {}  # shape -> since when its head got nothing
 
-    def push(self, job: Job, iteration: int | None = None) -> None:
-        """Queue a whole job (iteration None) or one ready iteration of it."""
-        self._seq += 1
+    def push(self, job: Job, iteration: int | None = None, front: bool = False) -> None:
+        """Queue a whole job (iteration None) or one ready iteration of it; ``front``: ahead of
+        everything queued (work taken back that was already due to run)."""
         shape = job.spec.request.shape
         q = self.queues.get(shape)
         if q is None:
             q = self.queues[shape] = deque()
-        q.append((self._seq, job, iteration))
+        if front:
+            self._front -= 1
+            q.appendleft((self._front, job, iteration))
+        else:
+            self._seq += 1
+            q.append((self._seq, job, iteration))
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
-    def schedule(self, pool: Pool, place: Place) -> int:
-        """One pass: place whatever fits, oldest first; returns how many tasks were placed."""
+    def schedule(self, allocate: Allocate, place: Place, room: Callable[[], bool], now: float,
+                 hold: float | None = None) -> int:
+        """One pass: place whatever ``allocate`` gives room for, oldest first, while ``room()``;
+        returns how many tasks were placed. A shape that gets nothing is skipped for the pass
+        (backfill); with ``hold``, the pass ends at a shape that got nothing since ``hold`` or before."""
+        blocked = self.blocked
         heap = [(q[0][0], shape) for shape, q in self.queues.items() if q]
         heapq.heapify(heap)
         placed = 0
-        while heap and pool.free_cores > 0:
+        while heap and room():
             _, shape = heapq.heappop(heap)
             q = self.queues[shape]
             while q:
@@ -68,9 +85,14 @@ class ReadyQueue:
                     if job.next_it >= stop:
                         q.popleft()
                         continue
-                allocation = pool.allocate(job.spec.request)
+                allocation = allocate(job.spec.request)
                 if allocation is None:
+                    since = blocked.setdefault(shape, now)
+                    if hold is not None and since <= hold:
+                        return placed
                     break  # nothing of this shape fits until something ends
+                if blocked:
+                    blocked.pop(shape, None)
                 if it is None:
                     if job.spec.iterations is None:
                         q.popleft()
@@ -90,4 +112,5 @@ class ReadyQueue:
                     break
             if not q:
                 del self.queues[shape]
+                blocked.pop(shape, None)
         return placed

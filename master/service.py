@@ -295,6 +295,8 @@ class AgentLinkService(rpc.AgentLinkServicer):
                     core.task_started(s.task_id, s.time if 0 < s.time < now else now)
                 for e in msg.events.exited:
                     core.task_exited(e.task_id, e.exit_code, e.error, e.time if 0 < e.time < now else now)
+                for tid in msg.events.withdrawn:
+                    core.task_withdrawn(tid, now)
                 m.poke()
             conn.last_seen = time.monotonic()
 

@@ -37,6 +37,7 @@ class FakeMaster(pj_pb2_grpc.AgentLinkServicer):
         self.register: pj_pb2.Register | None = None
         self.started: list[pj_pb2.TaskStarted] = []
         self.exited: list[pj_pb2.TaskExited] = []
+        self.withdrawn: list[int] = []
         self.heartbeats = 0
         self.event_messages = 0
         self.half_closed = False
@@ -68,6 +69,7 @@ class FakeMaster(pj_pb2_grpc.AgentLinkServicer):
             self.event_messages += 1
             self.started.extend(msg.events.started)
             self.exited.extend(msg.events.exited)
+            self.withdrawn.extend(msg.events.withdrawn)
         elif kind == "heartbeat":
             self.heartbeats += 1
         else:
@@ -337,3 +339,39 @@ def test_dry_run_reports_every_task_started_and_exited_0_without_a_process(tmp_p
     assert {e.exit_code for e in master.exited} == {0}
     assert {e.error for e in master.exited} == {""}
     assert master.event_messages < n  # started and exited travel together, in batches
+
+
+@pytest.mark.timeout(30)
+def test_launches_for_busy_cores_wait_and_may_be_withdrawn_or_canceled(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    touch = ("/bin/sh", "-c", 'echo "$1" >> "$0"', str(ran))
+    orders = [
+        launch(1, "sleep", "60", cores=[0]),
+        launch(2, *touch, "2", cores=[0]),  # the master's prefetch: the next tasks for core 0
+        launch(3, *touch, "3", cores=[0]),
+        launch(4, *touch, "4", cores=[0, 1]),
+        launch(5, *touch, "5", cores=[1]),  # core 1 is free, but task 4 is first in line for it
+    ]
+
+    async def scenario(m: FakeMaster) -> None:
+        await m.send(orders=pj_pb2.Orders(launch=orders))
+        await m.recv_until(lambda: m.started_ids() == {1})
+        await m.send(orders=pj_pb2.Orders(withdraw=[2, 1, 999], cancel=[3]))
+        await m.recv_until(lambda: m.withdrawn == [2] and len(m.exited) == 1)
+        assert m.started_ids() == {1}
+        await m.send(orders=pj_pb2.Orders(cancel=[1]))
+        await m.recv_until(lambda: len(m.exited) == 4)
+        await m.send(shutdown=pj_pb2.Shutdown(reason="test over"))
+        await m.drain()
+
+    master = FakeMaster(scenario)
+    rc, log = asyncio.run(run_agent(master, tmp_path))
+    assert rc == 0, log
+    assert master.withdrawn == [2]
+    assert Counter(e.task_id for e in master.exited) == Counter({1: 1, 3: 1, 4: 1, 5: 1})
+    assert master.exit_of(3).exit_code == -signal.SIGTERM
+    assert master.exit_of(3).error == "canceled before it started (it was waiting for its cores)"
+    assert master.exit_of(1).exit_code == -signal.SIGTERM and master.exit_of(1).error == ""
+    assert (master.exit_of(4).exit_code, master.exit_of(5).exit_code) == (0, 0)
+    assert sorted(s.task_id for s in master.started) == [1, 4, 5]
+    assert ran.read_text().split() == ["4", "5"]

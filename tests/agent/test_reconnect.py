@@ -197,6 +197,40 @@ def test_a_returning_agent_says_what_runs_and_what_ended(tmp_path: Path) -> None
     assert not alive(one.started[1])
 
 
+def test_launches_waiting_for_their_cores_are_dropped_when_the_master_goes(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    ran = tmp_path / "ran"
+    held = pj_pb2.Launch(task_id=2, argv=["/bin/sh", "-c", f"touch {ran}"], cores=[0])
+
+    async def scenario() -> tuple[int, str, Master, Master]:
+        one = Master([pj_pb2.Launch(task_id=1, argv=["sleep", "2"], cores=[0]), held])
+        server = await _serve(one, tmp_path)
+        log = open(tmp_path / "agent.log", "wb")
+        proc = await _start_agent(tmp_path, 2, log)
+        try:
+            await _until(lambda: len(one.started) == 1)
+            await server.stop(0)  # task 2 still waits for core 0: dropped, never started
+            await asyncio.sleep(2.5)  # task 1 ends while the agent is cut off
+            two = Master([])
+            server = await _serve(two, tmp_path)
+            await _until(lambda: len(two.registers) == 1)
+            await asyncio.sleep(0.3)
+            two.shutdown.set()
+            rc = await asyncio.wait_for(proc.wait(), 15)
+        finally:
+            await _stop_all(proc, server, log)
+        return rc, (tmp_path / "agent.log").read_text(), one, two
+
+    rc, log, one, two = asyncio.run(scenario())
+    assert rc == 0, log
+    assert "Traceback" not in log, log
+    (reg,) = two.registers
+    assert list(reg.running) == []  # never the held task 2
+    assert [e.task_id for e in reg.ended] == [1]
+    assert 2 not in one.started and 2 not in one.exited and two.exited == [] and two.started == {}
+    assert not ran.exists(), "a launch held when the master went away was started"
+
+
 def test_a_master_that_refuses_the_returning_agent(tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN + "\n")
 

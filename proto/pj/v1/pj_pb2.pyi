@@ -385,12 +385,14 @@ class TaskExited(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., time: _Optional[float] = ..., error: _Optional[str] = ..., cpu_user_s: _Optional[float] = ..., cpu_system_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ...) -> None: ...
 
 class AgentEvents(_message.Message):
-    __slots__ = ("started", "exited")
+    __slots__ = ("started", "exited", "withdrawn")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     EXITED_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
     exited: _containers.RepeatedCompositeFieldContainer[TaskExited]
-    def __init__(self, started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., exited: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ...) -> None: ...
+    withdrawn: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., exited: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ..., withdrawn: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("time",)
@@ -452,12 +454,14 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval_s: _Optional[float] = ..., campaign: _Optional[str] = ...) -> None: ...
 
 class Orders(_message.Message):
-    __slots__ = ("launch", "cancel")
+    __slots__ = ("launch", "cancel", "withdraw")
     LAUNCH_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAW_FIELD_NUMBER: _ClassVar[int]
     launch: _containers.RepeatedCompositeFieldContainer[Launch]
     cancel: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, launch: _Optional[_Iterable[_Union[Launch, _Mapping]]] = ..., cancel: _Optional[_Iterable[int]] = ...) -> None: ...
+    withdraw: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, launch: _Optional[_Iterable[_Union[Launch, _Mapping]]] = ..., cancel: _Optional[_Iterable[int]] = ..., withdraw: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Shutdown(_message.Message):
     __slots__ = ("reason",)

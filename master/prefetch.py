@@ -1,0 +1,157 @@
+"""Prefetch: the next task for a core is on its agent before the core frees. Pure bookkeeping.
+
+When ready work is left over after a pass (every core is busy), the core places the oldest of it
+as a *standby* on exactly the share (node, cores, GPUs) of a task that runs there: the agent holds
+the launch until those cores and GPUs are free and starts it the moment the running task ends, so
+the master's round trip (the exit up, the next launch down) leaves each core's turnaround.
+
+- Only single-node requests with an exact core count are put on standby, on the share of a running
+  task with that many cores and as many GPUs; one standby per running task. The pass walks the ready
+  work in submission order. Older work that can neither run nor wait on a share (a range, several
+  nodes, a size nothing running has) is passed over for ``patience`` seconds at most; then the pass
+  stops at it, so that standbys stop taking every core that frees and it gets its turn
+  (``ReadyQueue.schedule(hold=...)``).
+- The pool never sees a standby: the share stays held by the running task, and passes to the
+  standby when that task leaves (ends, or is queued again); a standby that leaves first holds
+  nothing of its own.
+- A standby should not wait behind a long task while cores idle elsewhere: once cores are free
+  that the ready work cannot use and a standby has waited ``patience`` seconds, the master
+  *withdraws* it (``Orders.withdraw``); the agent drops it if it has not started it, says so, and
+  the task goes back to the front of the queue (``Core.task_withdrawn``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .model import Allocation, Request
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .registry import Task
+
+Key = tuple[int, int]  # (cores, GPUs) of a one-node share
+
+
+def _key(task: Task) -> Key | None:
+    alloc = task.allocation
+    if len(alloc) != 1:
+        return None
+    share = alloc[0]
+    return len(share.cores), len(share.gpus)
+
+
+class Standbys:
+    """Which running tasks may get a standby, and which standby waits on which task."""
+
+    def __init__(self, enabled: bool = True, patience: float = 0.25) -> None:
+        self.enabled = enabled
+        self.patience = patience  # seconds a standby may wait while cores idle before it is withdrawn
+        # Running tasks without a standby, by the (cores, GPUs) of their share; oldest placed first.
+        self.heads: dict[Key, dict[int, Task]] = {}
+        self.ahead: dict[int, Task] = {}  # running task id -> the standby waiting on its share
+        self.behind: dict[int, Task] = {}  # standby id -> the task it waits on (oldest standby first)
+        self.withdrawing: set[int] = set()  # standbys the agent was asked to give back
+        self._picked: Task | None = None  # the task whose share ``share_for`` just gave out
+
+    def __len__(self) -> int:
+        return len(self.behind)
+
+    def offer(self, task: Task) -> None:
+        """A task holds a one-node share now (placed, or its predecessor left): it may get a standby."""
+        key = _key(task)
+        if key is not None:
+            d = self.heads.get(key)
+            if d is None:
+                d = self.heads[key] = {}
+            d[task.id] = task
+
+    def share_for(self, request: Request, pool: Pool) -> Allocation | None:
+        """The share of the oldest running task a standby with ``request`` can wait on, or None.
+        The next ``link`` makes the standby wait on that task."""
+        if request.nodes.max != 1 or request.cores.max != request.cores.min:
+            return None
+        key = (request.cores.min, request.gpus)
+        d = self.heads.get(key)
+        if not d:
+            return None
+        by_name = pool.by_name
+        for task in d.values():
+            if task.job.cancel_requested:
+                continue  # about to end: a standby there would only wait on a kill
+            node = by_name.get(task.allocation[0].node)
+            if node is not None and node.online and not node.paused:
+                break
+        else:
+            return None
+        del d[task.id]
+        if not d:
+            del self.heads[key]
+        self._picked = task
+        return task.allocation
+
+    def link(self, standby: Task) -> None:
+        """``standby`` was just placed on the share ``share_for`` gave out."""
+        task, self._picked = self._picked, None
+        assert task is not None, "link() without share_for()"
+        self.ahead[task.id] = standby
+        self.behind[standby.id] = task
+
+    def leave(self, task: Task) -> bool:
+        """``task`` leaves its share (ended, queued again, withdrawn). True: the share goes back to
+        the pool; False: it does not (it passes to the task's standby, or the task was a standby
+        whose share is still held by the task it waited on)."""
+        tid = task.id
+        standby = self.ahead.pop(tid, None)
+        if standby is not None:
+            del self.behind[standby.id]
+            self.withdrawing.discard(standby.id)
+            self.offer(standby)  # it holds the share now, and may get a standby of its own
+            return False
+        before = self.behind.pop(tid, None)
+        if before is not None:
+            del self.ahead[before.id]
+            self.withdrawing.discard(tid)
+            self.offer(before)  # still runs: it may get another standby
+            return False
+        key = _key(task)
+        if key is not None:
+            d = self.heads.get(key)
+            if d is not None and d.pop(tid, None) is not None and not d:
+                del self.heads[key]
+        return True
+
+    def stuck(self, now: float, pool: Pool) -> tuple[list[Task], float | None]:
+        """Standbys to withdraw now: those that waited ``patience`` seconds while the pool has free
+        cores they would fit (no more than fit), oldest first; and when to look again."""
+        if not self.behind or pool.free_cores <= 0:
+            return [], None
+        out: list[Task] = []
+        taken: list[Allocation] = []
+        missed: set[int] = set()
+        wake: float | None = None
+        ahead = self.ahead
+        for sid, before in self.behind.items():
+            if sid in self.withdrawing:
+                continue
+            standby = ahead[before.id]
+            due = standby.history[-1][1] + self.patience
+            if due > now:
+                wake = due  # the rest were placed later
+                break
+            request = standby.job.spec.request
+            if id(request) in missed:
+                continue
+            alloc = pool.allocate(request)  # taken for the count only, given back below
+            if alloc is None:
+                missed.add(id(request))
+                continue
+            taken.append(alloc)
+            out.append(standby)
+            if pool.free_cores <= 0:
+                break
+        for alloc in taken:
+            pool.release(alloc)
+        for standby in out:
+            self.withdrawing.add(standby.id)
+        return out, wake
