@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import pj.agent
-from pj.agent.main import main
+from pj.agent.main import default_spawn_threads, main
+from pj.agent.resources import NodeResources
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -96,3 +97,10 @@ def test_the_agent_never_imports_the_master_or_the_client() -> None:
                 names = [node.module]
             for name in names:
                 assert not name.startswith(("pj.master", "pj.client")), f"{path.name} imports {name}"
+
+
+def test_spawner_threads_by_default_one_per_real_cpu_and_none_on_a_small_node() -> None:
+    assert default_spawn_threads(NodeResources(cpus=(0, 1), cores=8, gpus=(), memory_bytes=0)) == 2
+    assert default_spawn_threads(NodeResources(cpus=tuple(range(64)), cores=64, gpus=(), memory_bytes=0)) == 8
+    assert default_spawn_threads(NodeResources(cpus=(0, 1), cores=2, gpus=(), memory_bytes=0)) == 0
+    assert default_spawn_threads(NodeResources(cpus=(0, 1, 2, 3), cores=4, gpus=(), memory_bytes=0)) == 4
