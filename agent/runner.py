@@ -47,6 +47,9 @@ log = structlog.get_logger("pj.agent")
 
 _TIMER_SLACK_S = 0.001
 STARTED_DELAY_S = 0.02  # how long a started report may wait for exits to go with it
+# How long an exit may wait for others while launches wait here for their cores (the master's
+# prefetch). 2-3 ms: 3.5% faster for 10k /bin/true on 8 cores, 16% fewer CPU-s; 5 ms starves cores.
+EXIT_DELAY_S = 0.002
 
 
 def _spawn_failed(task_id: int, e: Exception) -> SpawnFailed:
@@ -106,6 +109,7 @@ class Runner:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._sweeps: list[tuple[int, int, int, bool]] = []  # stop signals, sent together per feed
+        self._exit_flush: asyncio.TimerHandle | None = None  # exits held back, see EXIT_DELAY_S
         self._spawns: list[TaskSpec] = []  # Spawn actions of a feed, carried out at its end
         # With spawner threads (launcher.spawner): requests prepared during a feed go to the
         # threads together at its end; exits of pids whose spawn result has not been taken yet
@@ -127,6 +131,9 @@ class Runner:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        if self._exit_flush is not None:
+            self._exit_flush.cancel()
+            self._exit_flush = None
         if self.launcher.spawner is not None:
             self.launcher.spawner.set_wake(None)
         if self._timer is not None:
@@ -172,6 +179,7 @@ class Runner:
     def feed(self, events: Iterable[Event]) -> None:
         exited_before = len(self.outbox.exited)
         started_before = len(self.outbox.started)
+        held_before = self.state.waiting
         for ev in events:
             self._step(ev, self._clock())
         if self._sweeps:  # before the spawns: what a stopped task left dies before cores are reused
@@ -183,8 +191,16 @@ class Runner:
         if self._requests:
             requests, self._requests = self._requests, []
             self.launcher.spawner.submit(requests)  # type: ignore[union-attr]
-        if len(self.outbox.exited) != exited_before or self.outbox.withdrawn:
+        if self.outbox.withdrawn or (len(self.outbox.exited) != exited_before and not held_before):
             self.outbox.ready.set()
+        elif len(self.outbox.exited) != exited_before:
+            # The master was ahead of us (launches waited here for their cores): what ends now
+            # does not hold up the next task, so exits wait a little for others to travel with them
+            # (fewer, fuller messages through every process on the way), at most EXIT_DELAY_S.
+            # Without launches waiting (a dependency chain, no prefetch) they go at once.
+            if self._exit_flush is None and not self.outbox.ready.is_set():
+                loop = self._loop or asyncio.get_running_loop()
+                self._exit_flush = loop.call_later(EXIT_DELAY_S, self._flush_exits)
         elif len(self.outbox.started) != started_before and not self.outbox.ready.is_set():
             # Started reports alone are not urgent: they wait a little for exits to travel with
             # them (one message instead of two, through every process on the way), at most
@@ -310,6 +326,11 @@ class Runner:
             early.clear()
         if events:
             self.feed(events)
+
+    def _flush_exits(self) -> None:
+        self._exit_flush = None
+        if self.outbox.exited:
+            self.outbox.ready.set()
 
     def _flush_started(self) -> None:
         self._flush = None

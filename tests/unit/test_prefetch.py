@@ -98,8 +98,9 @@ class Agents:
         return False
 
 
-def make(cores: int = 4, nodes: int = 1, gpus: int = 0) -> tuple[Core, Agents]:
+def make(cores: int = 4, nodes: int = 1, gpus: int = 0, depth: int = 1) -> tuple[Core, Agents]:
     core = Core(expect=Expectation(nodes), now=1000.0, prefetch=True, campaign="c")
+    core.standbys.depth = depth
     for i in range(nodes):
         core.node_joined(NodeInfo(f"n{i}", cores, tuple(str(g) for g in range(gpus))), 1000.0)
     return core, Agents(core)
@@ -109,16 +110,39 @@ def names(out: Outbox) -> list[str]:
     return [launch.env["PJ_JOB"] for ls in out.launches.values() for launch in ls]
 
 
-def test_every_core_gets_a_standby_on_its_own_cores_while_work_waits() -> None:
-    core, agents = make(cores=4)
-    core.submit([spec(f"j{i}") for i in range(10)], agents.tick())
+def test_every_core_gets_a_line_of_standbys_on_its_own_cores_while_work_waits() -> None:
+    core, agents = make(cores=4, depth=2)
+    core.submit([spec(f"j{i}") for i in range(14)], agents.tick())
     out = agents.step()
     launches = [launch for ls in out.launches.values() for launch in ls]
-    assert names(out) == [f"j{i}" for i in range(8)]  # 4 to run now, 4 to wait, oldest first
-    assert [launch.cores for launch in launches[4:]] == [launch.cores for launch in launches[:4]]
+    assert names(out) == [f"j{i}" for i in range(12)]  # 4 to run now, 8 to wait, oldest first
+    cores = [launch.cores for launch in launches]
+    assert cores[8:] == cores[4:8] == cores[:4]
     assert core.pool.free_cores == 0
-    assert [core.registry.jobs[f"j{i}"].state for i in range(8)] == [State.EXECUTING] * 4 + [State.SCHEDULED] * 4
-    assert core.registry.jobs["j8"].state == State.QUEUED
+    assert [core.registry.jobs[f"j{i}"].state for i in range(12)] == [State.EXECUTING] * 4 + [State.SCHEDULED] * 8
+    assert core.registry.jobs["j12"].state == State.QUEUED
+    agents.exit(launches[0].task_id)  # j4 starts on core 0, j8 is next there, and there is room behind j8
+    assert core.registry.jobs["j4"].state == State.EXECUTING
+    out = agents.step()
+    assert names(out) == ["j12"] and out.launches["n0"][0].cores == cores[0]
+
+
+def test_a_standby_that_leaves_the_middle_of_a_line_lets_the_one_behind_move_up() -> None:
+    core, agents = make(cores=1, depth=2)
+    core.submit([spec("run"), spec("s1"), spec("s2"), spec("s3")], agents.tick())
+    agents.step()
+    assert core.registry.jobs["s3"].state == State.QUEUED
+    core.cancel(["s1"], agents.tick())
+    agents.step()  # the cancel reaches the agent, which drops s1
+    assert core.registry.jobs["s1"].state == State.CANCELED
+    out = agents.step()
+    assert names(out) == ["s3"]  # s2 moved up: room behind it
+    agents.exit(core.registry.jobs["run"].tasks[None].id)
+    assert core.registry.jobs["s2"].state == State.EXECUTING
+    agents.exit(core.registry.jobs["s2"].tasks[None].id)
+    agents.exit(core.registry.jobs["s3"].tasks[None].id)
+    agents.step()
+    assert core.pool.free_cores == 1 and not core.standbys.places and not core.standbys.heads
 
 
 def test_a_standby_starts_when_its_core_frees_and_the_next_one_queues_behind_it() -> None:
@@ -137,7 +161,7 @@ def test_a_standby_starts_when_its_core_frees_and_the_next_one_queues_behind_it(
 
 def test_a_mixed_campaign_runs_every_task_once_and_never_shares_a_core() -> None:
     rnd = random.Random(7)
-    core, agents = make(cores=8, nodes=3, gpus=2)
+    core, agents = make(cores=8, nodes=3, gpus=2, depth=2)
     specs = []
     for i in range(300):
         kind = rnd.random()
@@ -166,7 +190,8 @@ def test_a_mixed_campaign_runs_every_task_once_and_never_shares_a_core() -> None
     assert sum(j.total for j in jobs) == len(agents.launched) == len(set(agents.launched))
     assert agents.waited > 0  # some tasks were there before their core freed
     assert core.pool.free_cores == core.pool.total_cores == 24
-    assert not core.standbys.behind and not core.standbys.ahead and not core.running
+    assert not core.standbys.behind and not core.standbys.ahead and not core.standbys.places
+    assert not core.running
 
 
 def test_a_range_request_at_the_head_stops_prefetch_so_nothing_jumps_ahead_of_it() -> None:
