@@ -205,3 +205,29 @@ def test_resume_continues_a_cut_campaign_and_submits_only_new_jobs(tmp_path: Pat
     assert (out / "a").read_text() == "ran\n", "a finished job ran again"
     assert (out / "c").read_text() == "ran\n"
     assert {n: rec["state"] for n, rec in report(wd).items()} == {"a": "SUCCEED", "b": "SUCCEED", "c": "SUCCEED"}
+
+
+def test_prefetched_tasks_never_share_a_core_and_each_runs_once(tmp_path: Path) -> None:
+    jobs: list[dict[str, object]] = [
+        {"name": f"s{i}", "exec": "/bin/sleep", "args": [f"0.0{i % 7}"]} for i in range(60)
+    ]
+    jobs += [{"name": f"two{i}", "exec": "/bin/sleep", "args": ["0.05"], "cores": 2} for i in range(4)]
+    jobs += [{"name": f"gpu{i}", "exec": "/bin/sleep", "args": ["0.02"], "gpus": 1} for i in range(6)]
+    f = write(tmp_path / "c.json", {"jobs": jobs})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--nodes", "2", "--cores", "2", "--gpus", "1", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rep = report(tmp_path / "wd")
+    assert len(rep) == 70 and all(j["state"] == "SUCCEED" for j in rep.values())
+    by_core: dict[tuple[str, object], list[tuple[float, float, float]]] = {}
+    for j in rep.values():
+        t = j["task_times"]
+        node = j["nodes"][0]
+        for c in j["cores"][node]:
+            by_core.setdefault((node, c), []).append((t["EXECUTING"], t["SUCCEED"], t["SCHEDULED"]))
+    waited = 0
+    for runs in by_core.values():
+        runs.sort()
+        for (_, end, _), (start, _, placed) in zip(runs, runs[1:]):
+            assert start >= end  # the next task on a core starts only once the one before has ended
+            waited += placed < end  # it was sent to the agent before that core was free
+    assert waited > 10  # prefetch did put tasks in line behind running ones
