@@ -14,12 +14,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import reconcile
+from . import prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
-from .prefetch import Standbys
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import ReadyQueue
@@ -59,12 +58,12 @@ class Core:
     """``expect``: the nodes the run waits for (None: unknown, a service waiting for agents); the
     wait for them ends ``expect.timeout_s`` after ``now``, the time the core is made. ``crash_limit``:
     a task whose nodes were lost that many times while it ran fails even with retries left (0: no limit).
-    ``prefetch``: put the next ready task on standby behind a running one (prefetch.py; pj-master
+    ``prefetch_on``: put the next ready tasks on standby behind running ones (prefetch.py; pj-master
     turns it on unless told not to)."""
 
     def __init__(
         self, expect: Expectation | None = None, ctx: Context | None = None, now: float = 0.0,
-        crash_limit: int = 3, campaign: str = "", prefetch: bool = False,
+        crash_limit: int = 3, campaign: str = "", prefetch_on: bool = False,
     ) -> None:
         self.crash_limit = crash_limit
         self.campaign = campaign  # this campaign's id (Welcome.campaign); agents of another are refused
@@ -72,7 +71,7 @@ class Core:
         self.registry = Registry()
         self.pool = Pool()
         self.queue = ReadyQueue()
-        self.standbys = Standbys(prefetch)
+        self.standbys = prefetch.Standbys(prefetch_on)
         self.ctx = ctx or Context()
         self.arrivals = Arrivals(expect, now)
         self._capacity_known = False
@@ -352,26 +351,8 @@ class Core:
         return task
 
     def task_withdrawn(self, task_id: int, now: float) -> None:
-        """The agent gave back a standby it had not started (``Orders.withdraw``): it goes back to
-        the front of the queue as if never placed (or ends, if its job is being canceled)."""
-        task = self.running.get(task_id)
-        if task is None or task.state != State.SCHEDULED:
-            return
-        job = task.job
-        if job.cancel_requested:
-            self._end_task(task, State.CANCELED, None, job.cancel_reason, now)
-            return
-        del self.running[task_id]
-        self._release(task)
-        if job.tasks.get(task.iteration) is task:
-            del job.tasks[task.iteration]
-        self.task_counts[State.SCHEDULED] -= 1
-        self._out.unplaced.append(task_id)
-        job.started -= 1
-        if job.started == 0 and job.state == State.SCHEDULED:
-            self._job_state(job, State.QUEUED, now)
-        self.queue.push(job, task.iteration, front=True)
-        self._out.changed[job.name] = job
+        """The agent gave back a standby it had not started (``Orders.withdraw``)."""
+        prefetch.withdrawn(self, task_id, now)
 
     def task_started(self, task_id: int, now: float) -> None:
         """``now``: when the agent started it (never before the task's last change: clocks differ)."""
@@ -567,28 +548,14 @@ class Core:
         if self.arrivals.due(now):
             self._wait_over(now)
         reconcile.due(self, now)
-        pool, sb = self.pool, self.standbys
-        if self.queue.queues and pool.free_cores > 0:
-            if sb.enabled:
-                self.queue.schedule(
-                    pool.allocate, lambda job, it, alloc: sb.offer(self._place(job, it, alloc, now)),
-                    lambda: pool.free_cores > 0, now,
-                )
-            else:
+        pool = self.pool
+        if not self.standbys.enabled:
+            if self.queue.queues and pool.free_cores > 0:
                 self.queue.schedule(pool.allocate, lambda job, it, alloc: self._place(job, it, alloc, now),
                                     lambda: pool.free_cores > 0, now)
-        stuck_wake = None
-        if sb.enabled:
-            if self.queue.queues and sb.heads:
-                self.queue.schedule(
-                    lambda request: sb.share_for(request, pool),
-                    lambda job, it, alloc: sb.link(self._place(job, it, alloc, now)),
-                    lambda: bool(sb.heads), now, hold=now - sb.patience,
-                )
-            if sb.behind and pool.free_cores > 0:
-                stuck, stuck_wake = sb.stuck(now, pool)
-                for task in stuck:
-                    self._out.withdraws.setdefault(task.allocation[0].node, []).append(task.id)
+            stuck_wake = None
+        else:
+            stuck_wake = prefetch.schedule(self, now)
         out, self._out = self._out, Outbox()
         out.stop = self.finishing and self.unfinished == 0
         wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]

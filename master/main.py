@@ -158,7 +158,7 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     (grpc's threads, every module: tens of ms that `pj run` would wait for)."""
     workdir = Path(args.workdir).absolute()
     token = write_token(workdir, keep=args.resume)
-    core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit, prefetch=args.prefetch)
+    core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit, prefetch_on=args.prefetch)
     core.recon.grace = args.heartbeat_timeout  # a node cut off that long is lost
     jour = open_journal(workdir, core, args.resume, args.node_timeout)
     master = Master(core, journal=jour)

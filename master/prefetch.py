@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .model import Allocation, Request
+from .model import Allocation, Request, State
 
 if TYPE_CHECKING:
+    from .core import Core
     from .pool import Pool
     from .registry import Task
 
@@ -188,3 +189,48 @@ class Standbys:
         for standby in out:
             self.withdrawing.add(standby.id)
         return out, wake
+
+
+def schedule(core: Core, now: float) -> float | None:
+    """The core's pass with prefetch on: place what fits on free cores, then put ready work on
+    standby behind running tasks, then withdraw standbys stuck while cores idle. Returns when to
+    look again for stuck ones (None: when something happens)."""
+    queue, pool, sb = core.queue, core.pool, core.standbys
+    place = core._place
+    if queue.queues and pool.free_cores > 0:
+        queue.schedule(pool.allocate, lambda job, it, alloc: sb.offer(place(job, it, alloc, now)),
+                       lambda: pool.free_cores > 0, now)
+    if queue.queues and sb.heads:
+        queue.schedule(lambda request: sb.share_for(request, pool),
+                       lambda job, it, alloc: sb.link(place(job, it, alloc, now)),
+                       lambda: bool(sb.heads), now, hold=now - sb.patience)
+    if not sb.behind or pool.free_cores <= 0:
+        return None
+    stuck, wake = sb.stuck(now, pool)
+    withdraws = core._out.withdraws
+    for task in stuck:
+        withdraws.setdefault(task.allocation[0].node, []).append(task.id)
+    return wake
+
+
+def withdrawn(core: Core, task_id: int, now: float) -> None:
+    """The agent gave back a standby it had not started: it goes back to the front of the queue
+    as if never placed (no record of it stays), or ends CANCELED if its job is being canceled."""
+    task = core.running.get(task_id)
+    if task is None or task.state != State.SCHEDULED:
+        return  # it started (or ended) before the withdraw reached the agent
+    job = task.job
+    if job.cancel_requested:
+        core._end_task(task, State.CANCELED, None, job.cancel_reason, now)
+        return
+    del core.running[task_id]
+    core._release(task)
+    if job.tasks.get(task.iteration) is task:
+        del job.tasks[task.iteration]
+    core.task_counts[State.SCHEDULED] -= 1
+    core._out.unplaced.append(task_id)
+    job.started -= 1
+    if job.started == 0 and job.state == State.SCHEDULED:
+        core._job_state(job, State.QUEUED, now)
+    core.queue.push(job, task.iteration, front=True)
+    core._out.changed[job.name] = job

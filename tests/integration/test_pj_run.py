@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -227,7 +228,7 @@ def test_prefetched_tasks_never_share_a_core_and_each_runs_once(tmp_path: Path) 
     waited = 0
     for runs in by_core.values():
         runs.sort()
-        for (_, end, _), (start, _, placed) in zip(runs, runs[1:]):
+        for (_, end, _), (start, _, placed) in itertools.pairwise(runs):
             assert start >= end  # the next task on a core starts only once the one before has ended
             waited += placed < end  # it was sent to the agent before that core was free
     assert waited > 10  # prefetch did put tasks in line behind running ones

@@ -99,7 +99,7 @@ class Agents:
 
 
 def make(cores: int = 4, nodes: int = 1, gpus: int = 0, depth: int = 1) -> tuple[Core, Agents]:
-    core = Core(expect=Expectation(nodes), now=1000.0, prefetch=True, campaign="c")
+    core = Core(expect=Expectation(nodes), now=1000.0, prefetch_on=True, campaign="c")
     core.standbys.depth = depth
     for i in range(nodes):
         core.node_joined(NodeInfo(f"n{i}", cores, tuple(str(g) for g in range(gpus))), 1000.0)
