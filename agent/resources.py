@@ -16,8 +16,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import psutil
-
 from . import slurm
 
 GPU_ENV = "CUDA_VISIBLE_DEVICES"
@@ -162,6 +160,15 @@ def detect(
         cpus=p.cpus,
         cores=p.cores,
         gpus=p.gpus,
-        memory_bytes=int(psutil.virtual_memory().total),
+        memory_bytes=_total_memory(),
         notes=p.notes,
     )
+
+
+def _total_memory() -> int:
+    """The node's physical memory in bytes (what /proc/meminfo's MemTotal says; no psutil import
+    at start: four agents of a Slurm run import at once, on the CPUs the master starts on)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
