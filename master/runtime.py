@@ -63,8 +63,12 @@ def _malloc_trim() -> Any:
 class AgentConn:
     """What is waiting to be written down one agent's stream."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, pid: int = 0, hostname: str = "") -> None:
         self.node = node
+        self.pid = pid  # the agent process on the other end (Register.pid, .hostname)
+        self.hostname = hostname
+        self.replaced = False  # the same agent came back on a new stream: this one is to end
+        self.closed = asyncio.Event()  # its handler has finished (the node is no longer connected)
         self._message: pb.MasterMessage | None = None  # the Orders being gathered, None: none
         self.shutdown = ""
         self.ready = asyncio.Event()

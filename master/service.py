@@ -34,6 +34,7 @@ _EOF = grpc.aio.EOF  # type: ignore[attr-defined]
 
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
+REPLACE_WAIT_S = 5.0  # how long a returning agent waits for its old stream to be closed
 
 
 async def _deny(request: Any, context: grpc.aio.ServicerContext) -> None:
@@ -233,15 +234,16 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "Register needs a node name and at least one core"
             )
         m = self.m
-        if reg.node in m.agents:
-            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
+        old = m.agents.get(reg.node)
+        if old is not None:
+            await self._replace(old, reg, context)
         ended = [(e.task_id, e.exit_code, e.error) for e in reg.ended]
         try:
             m.core.node_joined(convert.node_from_pb(reg), m.now(), reg.campaign, list(reg.running), ended)
         except WrongCampaign as e:
             log.warning("agent refused", node=reg.node, reason=str(e))
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-        conn = AgentConn(reg.node)
+        conn = AgentConn(reg.node, reg.pid, reg.hostname)
         if m.shutdown_reason:  # it came after the campaign ended: nothing for it to do
             conn.shutdown = m.shutdown_reason
             conn.ready.set()
@@ -259,7 +261,10 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (writer, reader, lost):
                     t.cancel()
-            if conn.lost.is_set():  # end the stream; the agent, if it ever wakes, hears why
+            if conn.replaced:  # the agent is on a new stream already: nobody reads this one
+                context.set_code(grpc.StatusCode.UNAVAILABLE)
+                context.set_details(f"node {reg.node!r}: replaced by a newer stream of the same agent")
+            elif conn.lost.is_set():  # end the stream; the agent, if it ever wakes, hears why
                 context.set_code(grpc.StatusCode.UNAVAILABLE)
                 context.set_details(f"no word from node {reg.node!r} for too long: it was declared lost")
         except asyncio.CancelledError:
@@ -277,7 +282,28 @@ class AgentLinkService(rpc.AgentLinkServicer):
             else:  # its agent may still run its tasks: it has the grace to come back
                 m.core.node_disconnected(reg.node, m.now())
                 log.info("agent disconnected", node=reg.node, grace_s=m.core.recon.grace)
+            conn.closed.set()
             m.poke()
+
+    async def _replace(self, old: AgentConn, reg: pb.Register, context: grpc.aio.ServicerContext) -> None:
+        """A Register for a node that is connected. The same agent process (pid and host) back for
+        this campaign means its old stream is dead though the master has not noticed yet (a network
+        cut leaves no reset): that stream is ended, and the agent rejoins at once with what it runs,
+        instead of waiting out the heartbeat. Anyone else is refused (ALREADY_EXISTS)."""
+        m = self.m
+        same = bool(reg.campaign) and reg.campaign == m.core.campaign and (reg.pid, reg.hostname) == (
+            old.pid, old.hostname)
+        if not same:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
+        log.info("agent came back on a new stream: its old one is closed", node=reg.node, pid=reg.pid)
+        old.replaced = True
+        old.lost.set()
+        try:
+            await asyncio.wait_for(old.closed.wait(), REPLACE_WAIT_S)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"node {reg.node!r}: its old stream is still closing")
+        if reg.node in m.agents:  # another new stream of it got in first
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
 
     async def _read(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
         core, m = self.m.core, self.m
