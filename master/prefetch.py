@@ -61,9 +61,6 @@ class Standbys:
         self.withdrawing: set[int] = set()  # standbys the agent was asked to give back
         self._picked: Task | None = None  # the task whose share ``share_for`` just gave out
 
-    def __len__(self) -> int:
-        return len(self.behind)
-
     def offer(self, task: Task) -> None:
         """A task holds a one-node share now (placed, or its predecessor left): it may get a standby."""
         key = _key(task)
