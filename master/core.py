@@ -21,7 +21,7 @@ from .model import Allocation, Dependency, JobSpec, NodeInfo, State
 from .pool import Pool
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
-from .scheduler import ReadyQueue
+from .scheduler import Place, ReadyQueue
 
 
 class SubmitError(ValueError):
@@ -548,14 +548,14 @@ class Core:
         if self.arrivals.due(now):
             self._wait_over(now)
         reconcile.due(self, now)
-        pool = self.pool
-        if not self.standbys.enabled:
-            if self.queue.queues and pool.free_cores > 0:
-                self.queue.schedule(pool.allocate, lambda job, it, alloc: self._place(job, it, alloc, now),
-                                    lambda: pool.free_cores > 0, now)
-            stuck_wake = None
-        else:
-            stuck_wake = prefetch.schedule(self, now)
+        pool, sb = self.pool, self.standbys
+        if self.queue.queues and pool.free_cores > 0:
+            place: Place = (  # with prefetch, what is placed on free cores may get standbys behind it
+                (lambda job, it, alloc: sb.offer(self._place(job, it, alloc, now))) if sb.enabled
+                else (lambda job, it, alloc: self._place(job, it, alloc, now))
+            )
+            self.queue.schedule(pool.allocate, place, lambda: pool.free_cores > 0, now)
+        stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
         out, self._out = self._out, Outbox()
         out.stop = self.finishing and self.unfinished == 0
         wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]

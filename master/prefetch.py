@@ -188,15 +188,12 @@ class Standbys:
         return out, wake
 
 
-def schedule(core: Core, now: float) -> float | None:
-    """The core's pass with prefetch on: place what fits on free cores, then put ready work on
-    standby behind running tasks, then withdraw standbys stuck while cores idle. Returns when to
-    look again for stuck ones (None: when something happens)."""
+def standby_pass(core: Core, now: float) -> float | None:
+    """After the core's pass over free cores: put ready work on standby behind running tasks, then
+    withdraw standbys stuck while cores idle. Returns when to look again for stuck ones (None: when
+    something happens)."""
     queue, pool, sb = core.queue, core.pool, core.standbys
     place = core._place
-    if queue.queues and pool.free_cores > 0:
-        queue.schedule(pool.allocate, lambda job, it, alloc: sb.offer(place(job, it, alloc, now)),
-                       lambda: pool.free_cores > 0, now)
     if queue.queues and sb.heads:
         queue.schedule(lambda request: sb.share_for(request, pool),
                        lambda job, it, alloc: sb.link(place(job, it, alloc, now)),

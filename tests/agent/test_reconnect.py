@@ -228,6 +228,7 @@ def test_launches_waiting_for_their_cores_are_dropped_when_the_master_goes(tmp_p
     assert list(reg.running) == []  # never the held task 2
     assert [e.task_id for e in reg.ended] == [1]
     assert 2 not in one.started and 2 not in one.exited and two.exited == [] and two.started == {}
+    assert not ran.exists()
     assert not ran.exists(), "a launch held when the master went away was started"
 
 
