@@ -21,6 +21,10 @@ from typing import NamedTuple
 from . import models
 from .model import Allocation, JobSpec
 
+# Before `module load`: QCG-PilotJob sources /etc/profile (where environment modules define
+# `module`); here only when `module` is not defined yet, as /etc/profile may reset PATH.
+MODULE_INIT = "command -v module >/dev/null 2>&1 || source /etc/profile; "
+
 _VAR = re.compile(r"\$\{(it|itval|ncores|nnodes|nlist|root_wd|jname)\}")
 
 
@@ -109,19 +113,22 @@ def build(
         if "/" in exe:
             exe = _path(base, exe)
         cmd = [exe, *[sub(a) for a in spec.args]] if spec.args else [exe]
+    # QCG-PilotJob's rule, for exec and script jobs alike: `module load`, then the venv's
+    # activation, then the command, each a step of its own: a step that fails (no such module, no
+    # `module` command, no venv) is reported on stderr and the command runs anyway; its exit code
+    # decides. A parallel model's launcher (srun, mpirun) runs after the prefix: a module may be
+    # what provides mpirun, and the ranks inherit the environment the prefix made.
     prefix = []
+    if spec.modules:
+        prefix.append(MODULE_INIT + "module load " + " ".join(shlex.quote(m) for m in spec.modules))
     if spec.venv:
         prefix.append(f"source {shlex.quote(_path(base, sub(spec.venv)))}/bin/activate")
-    if spec.modules:
-        prefix.append("module load " + " ".join(shlex.quote(m) for m in spec.modules))
-    # A parallel model's launcher (srun, mpirun) goes inside the venv/modules prefix: a module
-    # may be what provides mpirun, and the ranks inherit the environment the prefix made.
     launcher = models.launcher(spec.model, allocation, ctx.slurm) if spec.model in models.PARALLEL else ()
     if spec.script and not launcher:
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
     else:
         inner = (*launcher, "bash", "-c", body) if spec.script else (*launcher, *cmd)
-        argv = ("bash", "-c", " && ".join(prefix) + ' && exec "$@"', spec.name, *inner) if prefix else inner
+        argv = ("bash", "-c", "\n".join([*prefix, 'exec "$@"']), spec.name, *inner) if prefix else inner
 
     env = {
         "PJ_JOB": spec.name,

@@ -7,7 +7,7 @@ import pytest
 from pj.master import convert
 from pj.master.core import Core, SubmitError
 from pj.master.expect import Expectation
-from pj.master.launch import Context, TaskLaunch, build
+from pj.master.launch import MODULE_INIT, Context, TaskLaunch, build
 from pj.master.model import Allocation, JobSpec, NodeInfo, NodeShare, Range, Request
 
 SLURM = Context(master="h:1", workdir="/w", slurm=True)
@@ -106,7 +106,7 @@ def test_a_script_job_runs_under_the_launcher_and_modules_come_first() -> None:
     assert t.argv[7:] == ("bash", "-c", "hostname")
     t = launch("openmpi", ONE_NODE, LOCAL, modules=("openmpi/4.1",), venv="/opt/env")
     assert t.argv[:2] == ("bash", "-c")
-    assert t.argv[2] == 'source /opt/env/bin/activate && module load openmpi/4.1 && exec "$@"'
+    assert t.argv[2] == MODULE_INIT + 'module load openmpi/4.1\nsource /opt/env/bin/activate\nexec "$@"'
     assert t.argv[3:] == ("job", "mpirun", "-np", "3", "--oversubscribe", "--bind-to", "none", "/home/u/solver",
                           "-i", "in.dat")
 

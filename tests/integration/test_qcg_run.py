@@ -1,0 +1,48 @@
+"""QCG-PilotJob batch files (a JSON array of submit requests) run by real `pj run`: where QCG-PilotJob
+carries on, PJ does too (module/venv prefix), iteration schedulers, relative paths under --workdir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def pj_run(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """`pj run ARGS` in local mode (no SLURM_* variables: the suite may run in an allocation)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+    return subprocess.run([str(Path(sys.executable).parent / "pj"), "run", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout, env=clean)
+
+
+def report(workdir: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in map(json.loads, (workdir / "jobs.jsonl").read_text().splitlines())}
+
+
+def write(path: Path, obj: object) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def qcg(*jobs: dict) -> list[dict]:
+    return [{"request": "submit", "jobs": list(jobs)}, {"request": "control", "command": "finishAfterAllTasksDone"}]
+
+
+def test_a_missing_venv_or_module_does_not_stop_an_exec_job_its_exit_code_decides(tmp_path: Path) -> None:
+    f = write(tmp_path / "q.json", qcg(
+        {"name": "venv", "execution": {"exec": "/bin/sh", "args": ["-c", "echo ran > venv.txt"],
+                                       "venv": "/nonexistent/venv", "wd": str(tmp_path)}},
+        {"name": "module", "execution": {"exec": "/bin/sh", "args": ["-c", "echo ran > module.txt; exit 3"],
+                                         "modules": ["no-such-module"], "wd": str(tmp_path)}},
+        {"name": "script", "execution": {"script": "echo ran > script.txt", "modules": ["no-such-module"],
+                                         "venv": "novenv", "wd": str(tmp_path)}},
+    ))
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--cores", "2", "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr  # `module` exits 3: the run reports it
+    rep = report(tmp_path / "wd")
+    assert rep["venv"]["state"] == "SUCCEED" and (tmp_path / "venv.txt").read_text() == "ran\n"
+    assert rep["module"]["state"] == "FAILED" and rep["module"]["exit_code"] == 3
+    assert (tmp_path / "module.txt").read_text() == "ran\n"
+    assert rep["script"]["state"] == "SUCCEED" and (tmp_path / "script.txt").read_text() == "ran\n"
