@@ -14,6 +14,11 @@ What each request becomes:
 - ``jobStatus``, ``jobInfo``, ``listJobs``, ``resourcesInfo``, ``status``, ``notify``, ``register``,
   ``cancelJob``, ``removeJob``: ignored, with a warning naming each.
 
+Paths: ``pj run FILE --workdir DIR`` resolves a QCG file's relative ``exec``, ``wd`` and ``venv``
+against DIR, and a job without ``wd`` runs in DIR, as QCG-PilotJob does under its ``--wd``
+(``client/run.py``; without ``--workdir``, and for native files, the directory ``pj run`` started
+in). Relative stdio paths are relative to the job's wd, as in QCG-PilotJob.
+
 QCG's submit-time variables (``${rcnt}``, ``${uniq}``, ``${sname}``, ``${date}``, ``${time}``,
 ``${dateTime}``) are substituted here, in each string field, as QCG-PilotJob does when it accepts a
 request; ``${it}``, ``${itval}``, ``${jname}`` and the others are left to the master. The rules
@@ -213,7 +218,12 @@ _VAR = re.compile(r"\$(?:\$|\{([_a-z][_a-z0-9]*)\}|([_a-z][_a-z0-9]*))", re.ASCI
 
 
 def _substitute(value: Any, variables: Mapping[str, str]) -> Any:
-    """Replace QCG's submit-time variables in every string of ``value``, in place (never in raw
+    """Replace Paths: ``pj run FILE --workdir DIR`` resolves a QCG file's relative ``exec``, ``wd`` and ``venv``
+against DIR, and a job without ``wd`` runs in DIR, as QCG-PilotJob does under its ``--wd``
+(``client/run.py``; without ``--workdir``, and for native files, the directory ``pj run`` started
+in). Relative stdio paths are relative to the job's wd, as in QCG-PilotJob.
+
+QCG's submit-time variables in every string of ``value``, in place (never in raw
     JSON text); containers keep their identity. Other variables (``${it}``, a shell's ``$HOME``)
     and ``$$`` are left as they are. Iterative: the JSON may be deeply nested."""
     todo: list[Any] = [value]

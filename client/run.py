@@ -129,6 +129,9 @@ class Campaign:
         self.file = Path(file)
         self.start_dir = Path(os.getcwd())
         self.workdir = Path(workdir).absolute() if workdir is not None else None
+        # Relative paths in jobs resolve against base_dir: where pj run started, or for a QCG-PilotJob
+        # file run with --workdir that workdir (QCG resolves them under its --wd).
+        self.base_dir, self.qcg_base = self.start_dir, self.workdir
         self.nodes, self.cores, self.gpus = nodes, cores, gpus  # as given (None: not given)
         self.slurm_mode = slurm_mode  # --slurm True, --local False, None: from the environment
         self.node_timeout = node_timeout
@@ -205,6 +208,8 @@ class Campaign:
                         return 130
                     self.say(one_line(str(e)))
                     return 2
+                if jf.kind == "qcg" and self.qcg_base is not None:
+                    self.base_dir = self.qcg_base
                 for w in jf.warnings:
                     self.say(f"warning: {one_line(w)}")
                 return self._run(list(jf.jobs), started=early)
@@ -241,7 +246,7 @@ class Campaign:
                 known = {j.name for j in self.client.list()}
                 jobs = [j for j in jobs if j.name not in known]
             try:
-                names = self.client.submit(jobs, base_dir=self.start_dir) if jobs else []
+                names = self.client.submit(jobs, base_dir=self.base_dir) if jobs else []
             except InvalidJobError as e:
                 self.say(str(e))
                 self._abort()

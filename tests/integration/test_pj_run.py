@@ -79,7 +79,7 @@ def test_qcg_batch_file_runs_unchanged(tmp_path: Path) -> None:
     ])
     r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (tmp_path / "total.txt").read_text().strip() == "4"
+    assert (tmp_path / "wd" / "total.txt").read_text().strip() == "4"  # QCG: relative to its --wd
     assert report(tmp_path / "wd")["gen:3"]["state"] == "SUCCEED"
 
 

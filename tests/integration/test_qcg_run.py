@@ -46,3 +46,33 @@ def test_a_missing_venv_or_module_does_not_stop_an_exec_job_its_exit_code_decide
     assert rep["module"]["state"] == "FAILED" and rep["module"]["exit_code"] == 3
     assert (tmp_path / "module.txt").read_text() == "ran\n"
     assert rep["script"]["state"] == "SUCCEED" and (tmp_path / "script.txt").read_text() == "ran\n"
+
+
+def test_relative_wd_and_stdio_of_a_qcg_file_resolve_under_workdir_as_under_qcg_wd(tmp_path: Path) -> None:
+    jobs = qcg(
+        {"name": "plain", "execution": {"exec": "/bin/sh", "args": ["-c", "pwd"], "stdout": "plain.out"}},
+        {"name": "sub", "iteration": {"stop": 2},
+         "execution": {"exec": "/bin/sh", "args": ["-c", "pwd; echo ${it}"], "wd": "case-${it}",
+                       "stdout": "out.txt", "stderr": "../err-${it}.txt"}},
+    )
+    f = write(tmp_path / "q.json", jobs)
+    r = pj_run(tmp_path, str(f), "--workdir", "runs/a", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    top = (tmp_path / "runs/a").resolve()
+    assert (top / "plain.out").read_text() == f"{top}\n"  # no wd: the workdir itself, like QCG's --wd
+    for i in range(2):
+        assert (top / f"case-{i}/out.txt").read_text() == f"{top}/case-{i}\n{i}\n"
+        assert (top / f"err-{i}.txt").exists()
+    assert not (tmp_path / "case-0").exists() and not (tmp_path / "plain.out").exists()
+    # Without --workdir: where pj run started (QCG's --wd defaults to its current directory).
+    r = pj_run(tmp_path, str(f), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "plain.out").read_text() == f"{tmp_path.resolve()}\n"
+    assert (tmp_path / "case-1/out.txt").read_text() == f"{tmp_path.resolve()}/case-1\n1\n"
+
+
+def test_a_native_file_with_workdir_keeps_resolving_against_the_start_directory(tmp_path: Path) -> None:
+    f = write(tmp_path / "n.json", {"jobs": [{"name": "n", "exec": "/bin/pwd", "wd": "here", "stdout": "o"}]})
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "here/o").read_text() == f"{tmp_path.resolve()}/here\n"
