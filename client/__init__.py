@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import Client, JobFileWarning, WatchStream
+    from .cluster import ClusterError, LocalCluster
     from .errors import (
         AuthError,
         InvalidJobError,
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     )
 
 _API = ("Client", "JobFileWarning", "WatchStream")
+_CLUSTER = ("ClusterError", "LocalCluster")
 _ERRORS = (
     "AuthError",
     "InvalidJobError",
@@ -32,8 +34,10 @@ _ERRORS = (
 __all__ = [
     "AuthError",
     "Client",
+    "ClusterError",
     "InvalidJobError",
     "JobFileWarning",
+    "LocalCluster",
     "MasterNotFound",
     "MasterUnreachable",
     "PJError",
@@ -48,6 +52,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _CLUSTER:
+        from . import cluster
+
+        return getattr(cluster, name)
     if name in _ERRORS:
         from . import errors
 
