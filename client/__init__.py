@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .aio import AsyncClient
     from .api import Client, JobFileWarning, WatchStream
     from .cluster import ClusterError, LocalCluster
     from .errors import (
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     )
 
 _API = ("Client", "JobFileWarning", "WatchStream")
+_AIO = ("AsyncClient",)
 _CLUSTER = ("ClusterError", "LocalCluster")
 _ERRORS = (
     "AuthError",
@@ -32,6 +34,7 @@ _ERRORS = (
     "UnknownJobError",
 )
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "Client",
     "ClusterError",
@@ -52,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from . import api
 
         return getattr(api, name)
+    if name in _AIO:
+        from . import aio
+
+        return getattr(aio, name)
     if name in _CLUSTER:
         from . import cluster
 

@@ -27,23 +27,23 @@ A Client may be shared by threads; ``close()`` (or leaving the ``with`` block) e
 from __future__ import annotations
 
 import builtins
-import json
 import os
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
 from pj.common import dial
-from pj.common.workdir import TOKEN_METADATA_KEY, WorkdirError, find_master
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
-from . import convert
+from . import calls, convert
+from .calls import CHANNEL_OPTIONS as CHANNEL_OPTIONS  # shared with AsyncClient, named here too
+from .calls import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from .calls import JobFileWarning, Jobs, Names
+from .calls import JobLike as JobLike
+from .calls import to_specs as to_specs
 from .convert import (
-    FINAL_STATES,
     CancelResult,
     JobInfo,
     JobSummary,
@@ -81,62 +81,6 @@ __all__ = [
     "WatchStream",
 ]
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
-
-JobLike: TypeAlias = pj_pb2.JobSpec | Mapping[str, Any]
-Jobs: TypeAlias = Sequence[JobLike] | str | os.PathLike[str]
-
-
-class JobFileWarning(UserWarning):
-    """A job file or a job dict was accepted with a remark (an ignored field, a QCG feature...)."""
-
-
-def _names(names: str | Iterable[str]) -> builtins.list[str]:
-    return [names] if isinstance(names, str) else builtins.list(names)
-
-
-def to_specs(jobs: Jobs) -> tuple[builtins.list[pj_pb2.JobSpec], builtins.list[str]]:
-    """Jobs as the master takes them, and the parser's warnings.
-
-    ``jobs``: a path to a job file, or a list of JobSpec and native-format dicts (in any mix;
-    the order is kept). Bad input raises InvalidJobError.
-    """
-    from . import jobfile  # the parser is only needed here
-
-    if isinstance(jobs, str | os.PathLike):
-        try:
-            jf = jobfile.load_jobfile(Path(jobs), allow_external=True)
-        except jobfile.JobFileError as e:
-            raise InvalidJobError(str(e)) from None
-        return builtins.list(jf.jobs), builtins.list(jf.warnings)
-    if isinstance(jobs, Mapping | pj_pb2.JobSpec):
-        raise TypeError("submit() takes a list of jobs (or a job-file path), not a single job")
-    items = builtins.list(jobs)
-    dicts: builtins.list[Mapping[str, Any]] = []
-    for i, item in enumerate(items):
-        if isinstance(item, Mapping):
-            dicts.append(item)
-        elif not isinstance(item, pj_pb2.JobSpec):
-            raise TypeError(f"job #{i + 1}: expected a pj_pb2.JobSpec or a dict, got {type(item).__name__}")
-    if not dicts:
-        return items, []  # type: ignore[return-value]
-    try:
-        text = json.dumps({"jobs": [dict(d) for d in dicts]})
-    except (TypeError, ValueError) as e:
-        raise InvalidJobError(f"a job dict cannot be written as JSON: {e}") from None
-    try:
-        jf = jobfile.parse_jobfile(text, "<submit>", allow_external=True)
-    except jobfile.JobFileError as e:
-        raise InvalidJobError(str(e)) from None
-    parsed = iter(jf.jobs)
-    specs = [next(parsed) if isinstance(item, Mapping) else item for item in items]
-    return specs, builtins.list(jf.warnings)  # type: ignore[arg-type]
-
-
 class WatchStream(Iterator[WatchEvent]):
     """The events of one Watch call. Iterate it; ``cancel()`` (from any thread) ends it quietly.
 
@@ -156,9 +100,10 @@ class WatchStream(Iterator[WatchEvent]):
         try:
             return convert.watch_event(next(self._call))
         except grpc.RpcError as e:
-            if self._canceled or (isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.CANCELLED):
+            error = calls.watch_end(e, self._canceled, self._address)
+            if error is None:
                 raise StopIteration from None
-            raise from_rpc_error(e, self._address) from None
+            raise error from None
 
     def cancel(self) -> None:
         self._canceled = True
@@ -177,7 +122,7 @@ class WatchStream(Iterator[WatchEvent]):
             pass
 
 
-class Client:
+class Client(calls.Endpoint):
     """A connection to one PJ master. See the module docstring for an example.
 
     ``timeout`` (seconds, None for none) bounds every unary call; ``wait`` and ``watch`` have
@@ -193,30 +138,11 @@ class Client:
         timeout: float | None = 30.0,
         tls_cert: str | os.PathLike[str] | None = None,
     ) -> None:
-        try:
-            self._master = find_master(workdir, address, token_file, tls_cert=tls_cert)
-        except WorkdirError as e:
-            raise MasterNotFound(str(e)) from None
-        self.timeout = timeout
-        self._metadata = ((TOKEN_METADATA_KEY, self._master.token),)
-        # The master's Unix socket when it runs on this host, else TCP (TLS when the run has it).
-        self._target = dial.target(self._master, local=True)
+        super().__init__(workdir, address, token_file, timeout, tls_cert)
         self._channel = dial.channel(self._master, CHANNEL_OPTIONS, local=True)
         self._stub = pj_pb2_grpc.PilotJobStub(self._channel)
-        self._closed = False
 
     # ------------------------------------------------------------ plumbing
-
-    @property
-    def address(self) -> str:
-        return self._master.address
-
-    @property
-    def workdir(self) -> Path | None:
-        return self._master.workdir
-
-    def __repr__(self) -> str:
-        return f"Client(address={self.address!r}, workdir={str(self.workdir) if self.workdir else None!r})"
 
     def close(self) -> None:
         if not self._closed:
@@ -232,17 +158,14 @@ class Client:
         self.close()
 
     def _call(self, method: str, request: Any) -> Any:
-        if self._closed:
-            raise PJError("this Client is closed")
+        self._check_open()
         try:
             return getattr(self._stub, method)(request, metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as e:
             raise from_rpc_error(e, self._target, method) from None
 
-    def _watch_call(self, names: Sequence[str], timeout: float | None, counts_only: bool = False) -> Any:
-        if self._closed:
-            raise PJError("this Client is closed")
-        request = pj_pb2.WatchRequest(names=names, counts_only=counts_only)
+    def _watch_call(self, request: pj_pb2.WatchRequest, timeout: float | None) -> Any:
+        self._check_open()
         return self._stub.Watch(request, metadata=self._metadata, timeout=timeout)
 
     # ------------------------------------------------------------ the PilotJob service
@@ -254,43 +177,31 @@ class Client:
         (native or QCG-PilotJob). Relative paths in the jobs are resolved by the master against
         ``base_dir`` (default: the current directory). Parser remarks are issued as JobFileWarning.
         """
-        specs, remarks = to_specs(jobs)
-        for remark in remarks:
-            warnings.warn(remark, JobFileWarning, stacklevel=2)
-        if not specs:
-            return []
-        base = os.fspath(Path(base_dir).absolute()) if base_dir is not None else os.getcwd()
-        reply = self._call("Submit", pj_pb2.SubmitRequest(jobs=specs, base_dir=base))
-        return builtins.list(reply.names)
+        request = calls.submit_request(jobs, base_dir, stacklevel=2)
+        return calls.submitted(self._call("Submit", request)) if request is not None else []
 
     def status(self) -> Status:
         """Counts of jobs and tasks per state, resources in use, whether the master is finishing."""
         return convert.status(self._call("Status", pj_pb2.StatusRequest()))
 
-    def info(self, names: str | Iterable[str], with_tasks: bool = False) -> builtins.list[JobInfo]:
+    def info(self, names: Names, with_tasks: bool = False) -> builtins.list[JobInfo]:
         """Details of the named jobs (history; with_tasks: every task started so far)."""
-        reply = self._call("Info", pj_pb2.InfoRequest(names=_names(names), with_tasks=with_tasks))
-        return [convert.job_info(j) for j in reply.jobs]
+        return calls.infos(self._call("Info", calls.info_request(names, with_tasks)))
 
     def list(self, states: Iterable[str] | None = None, page_size: int = 0) -> Iterator[JobSummary]:
         """Every job (or those in ``states``, e.g. ``["FAILED", "OMITTED"]``), page after page."""
-        wanted = [convert.state_value(s) for s in _names(states)] if states is not None else []
-        token = ""
-        while True:
-            reply = self._call(
-                "List", pj_pb2.ListRequest(states=wanted, page_size=page_size, page_token=token)
-            )
-            for j in reply.jobs:
-                yield convert.job_summary(j)
-            if not reply.next_page_token or reply.next_page_token == token:
-                return
-            token = reply.next_page_token
+        wanted = calls.list_states(states)
+        token: str | None = ""
+        while token is not None:
+            reply = self._call("List", calls.list_request(wanted, page_size, token))
+            yield from map(convert.job_summary, reply.jobs)
+            token = calls.next_page(reply, token)
 
-    def cancel(self, names: str | Iterable[str]) -> CancelResult:
+    def cancel(self, names: Names) -> CancelResult:
         """Cancel the named jobs: queued ones are dequeued, running ones stopped."""
-        return convert.cancel_result(self._call("Cancel", pj_pb2.CancelRequest(names=_names(names))))
+        return convert.cancel_result(self._call("Cancel", calls.cancel_request(names)))
 
-    def watch(self, names: str | Iterable[str] | None = None, counts_only: bool = False) -> WatchStream:
+    def watch(self, names: Names | None = None, counts_only: bool = False) -> WatchStream:
         """Events about the named jobs (None: every job, including later ones) as they happen.
 
         The first event describes the present. The stream lasts until ``cancel()``, the end of
@@ -298,48 +209,30 @@ class Client:
         carry the jobs per state (``WatchEvent.jobs``) and list only the jobs that ended FAILED,
         CANCELED or OMITTED, which is far cheaper for the master and for you on big campaigns.
         """
-        call = self._watch_call(_names(names) if names is not None else [], None, counts_only)
+        call = self._watch_call(calls.watch_request(names, counts_only), None)
         return WatchStream(call, self._target)
 
-    def wait(
-        self, names: str | Iterable[str] | None = None, timeout: float | None = None
-    ) -> dict[str, str]:
+    def wait(self, names: Names | None = None, timeout: float | None = None) -> dict[str, str]:
         """Block until the named jobs (None: every job) have finished; return name -> final state.
 
         Uses the Watch stream, never polls. Past ``timeout`` seconds, raises PJTimeout (a TimeoutError).
         """
-        wanted = _names(names) if names is not None else []
-        if names is not None and not wanted:
+        tally = calls.WaitTally(names)
+        if tally.nothing_to_wait:
             return {}
-        states: dict[str, str] = {}
-        total = unfinished = -1
-        done = False
-        call = self._watch_call(wanted, timeout)
+        call = self._watch_call(tally.request(), timeout)
         try:
             for m in call:
-                for j in m.changed:
-                    states[j.name] = convert.state_name(j.state)
-                total, unfinished = int(m.watched_total), int(m.watched_unfinished)
-                if unfinished == 0:
-                    done = True
+                if tally.feed(m):
                     break
         except grpc.RpcError as e:
-            if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                left = f"{unfinished} of {total} jobs still unfinished" if total >= 0 else "no answer yet"
-                raise PJTimeout(f"waited {timeout:g} s: {left}") from None
-            raise from_rpc_error(e, self._target) from None
+            raise tally.error(e, timeout, self._target) from None
         finally:
             call.cancel()
-        if not done:
-            raise PJError(f"the master at {self.address} ended the watch before the jobs finished")
-        if wanted:
-            missing = [n for n in wanted if states.get(n) not in FINAL_STATES]
-            if missing:
-                states.update((j.name, j.state) for j in self.info(missing))
-            return {n: states.get(n, "UNKNOWN") for n in wanted}
-        if len(states) < total or any(s not in FINAL_STATES for s in states.values()):
-            states = {j.name: j.state for j in self.list()}
-        return states
+        ask = tally.lookups(self.address)
+        if ask is None:
+            return tally.result(((j.name, j.state) for j in self.list()), every_job=True)
+        return tally.result((j.name, j.state) for j in self.info(ask)) if ask else tally.result()
 
     def resources(self) -> Resources:
         """The nodes (agents) known to the master, with their free cores and GPUs."""
@@ -347,4 +240,4 @@ class Client:
 
     def finish(self, drain: bool = True) -> None:
         """Ask the master to end: drain=True lets every job end first; False cancels what runs."""
-        self._call("Finish", pj_pb2.FinishRequest(drain=drain))
+        self._call("Finish", calls.finish_request(drain))

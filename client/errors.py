@@ -43,6 +43,17 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def rpc_code(e: grpc.RpcError) -> grpc.StatusCode | None:
+    """The status code of a failed call, blocking (a grpc.Call) or grpc.aio (an AioRpcError)."""
+    code = getattr(e, "code", None)
+    return code() if callable(code) else None  # type: ignore[no-any-return]
+
+
+def rpc_details(e: grpc.RpcError) -> str:
+    details = getattr(e, "details", None)
+    return one_line((details() if callable(details) else None) or str(e))
+
+
 def from_rpc_error(e: grpc.RpcError, address: str, method: str | None = None) -> PJError:
     """Map a failed call to the PJError subclass for its status code, keeping the server's message.
 
@@ -53,8 +64,8 @@ def from_rpc_error(e: grpc.RpcError, address: str, method: str | None = None) ->
 
     from pj.common.speccheck import MESSAGE_BYTES_MAX
 
-    code = e.code() if isinstance(e, grpc.Call) else None
-    details = one_line((e.details() if isinstance(e, grpc.Call) else None) or str(e))
+    code = rpc_code(e)
+    details = rpc_details(e)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and method == "Submit":
         return InvalidJobError(
             f"the submission is larger than {MESSAGE_BYTES_MAX >> 20} MB; split it into several "
