@@ -11,6 +11,8 @@ import os
 import select
 import signal
 import subprocess
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +96,30 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
     if not ready:
         raise subprocess.TimeoutExpired(proc.args, timeout)
     return proc.wait()  # it has ended: this only reaps it
+
+
+def wait_all(children: Sequence[Child], timeout: float, on_kill: Callable[[Child], None] | None = None) -> None:
+    """Wait for every child in turn, ``timeout`` for them all; kill (``Child.kill``) each one still
+    there then, after telling ``on_kill``."""
+    deadline = time.monotonic() + timeout
+    for child in children:
+        try:
+            wait_exit(child.proc, max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            if on_kill is not None:
+                on_kill(child)
+            child.kill()
+
+
+def kill_all(children: Sequence[Child]) -> list[Child]:
+    """SIGKILL every child still alive (its whole session's group) and reap it; returns those."""
+    alive = [c for c in children if c.proc.poll() is None]
+    for c in alive:
+        c.signal(signal.SIGKILL)
+    for c in alive:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            c.proc.wait(timeout=3)
+    return alive
 
 
 def spawn(name: str, what: str, argv: list[str], log: Path) -> Child:

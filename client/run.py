@@ -16,7 +16,6 @@ can put fakes in their place.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import shutil
@@ -25,74 +24,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pj.common.workdir import (
-    MASTER_FILE,
-    TOKEN_FILE,
-    MasterAddress,
-    WorkdirError,
-    find_master,
-    poll_interval,
-)
+from pj.common.workdir import MasterAddress
 
-from . import slurm
+from . import slurm, startup
 from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
 from .errors import InvalidJobError, PJError, one_line
-from .procs import CampaignError, Child, pid_alive, spawn, wait_exit
+from .procs import CampaignError, Child, kill_all, wait_all
 from .progress import Progress, Summary, Tracker
+from .startup import AGENT_WAIT_MASTER, AgentCmd, MasterCmd, SrunCmd, agent_argv, master_argv
 
 if TYPE_CHECKING:  # api pulls in grpc: imported once the master and agents are starting (_run)
     from .api import Client, WatchStream
 
-MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> argv
-AgentCmd = Callable[[Path, int, int, int | None], list[str]]  # workdir, index, cores, gpus -> argv
-SrunCmd = Callable[[Path, slurm.Allocation, Mapping[str, str]], list[str]]  # workdir, allocation, env
-
-# Agents start together with the master and wait for DIR/master.json; a resumed master replays
-# its journal first, so they wait longer than the agent's default. pj run itself gives up on the
-# master after `start_timeout` (and stops the agents).
-AGENT_WAIT_MASTER = "600"
 MAX_BAD_SHOWN = 10
-
-
-def master_argv(workdir: Path, options: Sequence[str]) -> list[str]:
-    return [sys.executable, "-m", "pj.master", "--workdir", str(workdir), *options]
-
-
-def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
-    argv = [sys.executable, "-m", "pj.agent", "--workdir", str(workdir), "--name", f"node{index}"]
-    argv += ["--cores", str(cores), "--wait-master", AGENT_WAIT_MASTER]
-    if gpus:
-        argv += ["--gpus", ",".join(str(g) for g in range(gpus))]
-    return argv
-
-
-def default_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_workdir(base: Path, suffix: str = "") -> Path:
-    """``base/pj-runs/YYYYmmdd-HHMMSS<suffix>`` (with -2, -3... added if that exists already)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S") + suffix
-    root = base / "pj-runs"
-    path = root / stamp
-    n = 2
-    while path.exists():
-        path = root / f"{stamp}-{n}"
-        n += 1
-    return path
-
-
-def fmt_seconds(seconds: float) -> str:
-    """A duration for the master's command line, in a form no reader can take for minutes."""
-    return f"{seconds:g}s"
-
 
 _END = object()
 
@@ -140,6 +88,7 @@ class Campaign:
         self.crash_limit = crash_limit
         self.resume = resume  # continue the campaign journaled in --workdir (pj-master --resume)
         self.tls = tls  # the master serves TCP over TLS; agents (and we) pin DIR/tls.crt
+        self.layout = startup.Layout()  # local or Slurm mode: set by _choose_mode
         self.alloc: slurm.Allocation | None = None  # set in Slurm mode
         self.quiet = quiet
         self.out = out if out is not None else sys.stdout
@@ -256,7 +205,7 @@ class Campaign:
                 what = f"{len(names)} jobs submitted"
                 if self.resume:
                     what = f"resumed with {len(known)} jobs journaled, {len(names)} new submitted"
-                self.say(f"{what}; {self._where()}; workdir {self.workdir}")
+                self.say(f"{what}; {self.layout.describe()}; workdir {self.workdir}")
             self._follow()
             summary = self._final_summary()
             assert self.stream is not None
@@ -276,18 +225,8 @@ class Campaign:
 
     def _choose_mode(self) -> None:
         """Slurm mode or local mode, and each one's checks: SlurmModeError for bad usage."""
-        if slurm.wants_slurm(self.env, self.slurm_mode):
-            self.alloc = slurm.allocation(self.env)
-            slurm.refuse_local_options(self.alloc, self.nodes, self.cores, self.gpus)
-            slurm.srun_argv(Path("."), self.alloc, self.env)  # a bad $PJ_SRUN_ARGS: before anything starts
-        else:
-            self.nodes = self.nodes if self.nodes is not None else 1
-            self.cores = self.cores if self.cores is not None else default_cores()
-
-    def _where(self) -> str:
-        if self.alloc is not None:
-            return f"{self.alloc.describe()}, one agent per node"
-        return f"{self.nodes} agent(s) x {self.cores} cores"
+        self.layout = startup.choose_layout(self.env, self.slurm_mode, self.nodes, self.cores, self.gpus)
+        self.alloc, self.nodes, self.cores = self.layout.alloc, self.layout.nodes, self.layout.cores
 
     def _finish_drained(self) -> None:
         assert self.client is not None and self.master is not None
@@ -300,83 +239,27 @@ class Campaign:
                 raise e from None
 
     def _prepare_workdir(self) -> None:
-        if self.workdir is None:
-            suffix = f"-job{self.alloc.job_id}" if self.alloc is not None else ""
-            self.workdir = default_workdir(self.start_dir, suffix)
-        wd = self.workdir
-        try:
-            wd.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CampaignError(f"cannot create the workdir {wd}: {e.strerror or e}") from None
-        info = wd / MASTER_FILE
-        if info.exists():
-            try:
-                pid = int(json.loads(info.read_text()).get("pid") or 0)
-            except (OSError, ValueError, AttributeError, TypeError):
-                pid = 0
-            if pid and pid_alive(pid):
-                raise CampaignError(f"a master (pid {pid}) already runs in {wd}; give another --workdir")
-            # A dead master's files: a new one writes its own. A resumed master may keep the token
-            # (agents that outlived the old master come back with it), so leave it then.
-            stale_files = (info,) if self.resume else (info, wd / TOKEN_FILE)
-            for stale in stale_files:
-                stale.unlink(missing_ok=True)
+        self.workdir = startup.prepare_workdir(self.workdir, self.start_dir, self.layout, self.resume)
 
     def _master_options(self) -> list[str]:
-        if self.alloc is not None:
-            opts = slurm.master_options(self.alloc)
-        else:
-            opts = ["--expect-nodes", str(self.nodes)]
-            if self.env.get(slurm.JOB_ID_ENV):  # --local inside an allocation
-                opts.append("--no-slurm")
-        if self.node_timeout is not None:
-            opts += ["--node-timeout", fmt_seconds(self.node_timeout)]
-        if self.missing_nodes is not None:
-            opts += ["--missing-nodes", self.missing_nodes]
-        if self.heartbeat_timeout is not None:
-            opts += ["--heartbeat-timeout", fmt_seconds(self.heartbeat_timeout)]
-        if self.crash_limit is not None:
-            opts += ["--crash-limit", str(self.crash_limit)]
-        if self.resume:
-            opts.append("--resume")
-        if self.tls:
-            opts.append("--tls")
-        return opts
+        options = {"node_timeout": self.node_timeout, "missing_nodes": self.missing_nodes,
+                   "heartbeat_timeout": self.heartbeat_timeout, "crash_limit": self.crash_limit,
+                   "resume": self.resume, "tls": self.tls}
+        return startup.master_options(self.layout, self.env, options)
 
     def _start_master(self) -> None:
         assert self.workdir is not None
-        argv = self.master_cmd(self.workdir, self._master_options())
-        self.master = spawn("master", "the master", argv, self.workdir / "master.log")
+        self.master = startup.start_master(self.workdir, self._master_options(), self.master_cmd)
 
     def _wait_ready(self) -> MasterAddress:
         assert self.master is not None and self.workdir is not None
         # A resumed master replays its journal before it answers: give it as long as the agents wait.
         timeout = max(self.start_timeout, float(AGENT_WAIT_MASTER)) if self.resume else self.start_timeout
-        start = time.monotonic()
-        while True:
-            if self.master.proc.poll() is not None:
-                raise self.master.died()
-            try:
-                return find_master(self.workdir)
-            except WorkdirError as e:
-                waited = time.monotonic() - start
-                if waited > timeout:
-                    raise CampaignError(
-                        f"the master did not start within {timeout:g} s ({e}); see {self.master.log}"
-                    ) from None
-                time.sleep(poll_interval(waited))  # often at first: it is usually there within tenths of a second
+        return startup.wait_ready(self.master, self.workdir, timeout)
 
     def _start_agents(self) -> None:
-        wd = self.workdir
-        assert wd is not None
-        if self.alloc is not None:  # one srun: one agent per node, each logging to agent-<node>.log
-            argv = self.srun_cmd(wd, self.alloc, self.env)
-            self.agents.append(spawn("srun", "the agents' srun", argv, wd / slurm.SRUN_LOG))
-            return
-        assert self.nodes is not None and self.cores is not None
-        for i in range(self.nodes):
-            argv = self.agent_cmd(wd, i, self.cores, self.gpus)
-            self.agents.append(spawn(f"node{i}", f"the agent node{i}", argv, wd / f"agent-node{i}.log"))
+        assert self.workdir is not None
+        self.agents += startup.start_agents(self.workdir, self.layout, self.env, self.agent_cmd, self.srun_cmd)
 
     # ------------------------------------------------------------ following the jobs
 
@@ -576,25 +459,13 @@ class Campaign:
 
     def _wait_exit(self) -> None:
         """Wait for the master, then the agents; kill what is still there after exit_timeout."""
-        deadline = time.monotonic() + self.exit_timeout
-        children = ([self.master] if self.master is not None else []) + self.agents
-        for child in children:
-            left = max(deadline - time.monotonic(), 0.1)
-            try:
-                wait_exit(child.proc, left)
-            except subprocess.TimeoutExpired:
-                self.say(f"{child.what} did not exit within {self.exit_timeout:g} s; killed it")
-                child.kill()
+        wait_all(([self.master] if self.master is not None else []) + self.agents, self.exit_timeout,
+                 lambda child: self.say(f"{child.what} did not exit within {self.exit_timeout:g} s; killed it"))
 
     def _kill_all(self, why: str) -> None:
-        alive = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]
-        if alive:
-            self.say(f"{why}: killing {', '.join(c.name for c in alive)}")
-        for c in alive:
-            c.signal(signal.SIGKILL)
-        for c in alive:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                c.proc.wait(timeout=3)
+        killed = kill_all(([self.master] if self.master else []) + self.agents)
+        if killed:
+            self.say(f"{why}: killing {', '.join(c.name for c in killed)}")
 
     def _cleanup(self) -> None:
         if self.stream is not None:

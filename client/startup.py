@@ -1,0 +1,230 @@
+"""Starting a run's processes: what `pj run` (``run.Campaign``) and ``pj.client.LocalCluster`` share.
+
+- the layout: local mode (K agents of N cores on this machine) or Slurm mode (one ``srun`` starting
+  an agent on every node of the allocation, see ``slurm.py``), chosen from the environment;
+- the workdir (a fresh ``pj-runs/<date-time>`` by default; a dead master's files are cleared);
+- the master's command line: the layout's options plus keyword options turned into pj-master
+  flags (``heartbeat_timeout=5`` -> ``--heartbeat-timeout 5s``, ``prefetch=False`` -> ``--no-prefetch``);
+- starting the master and the agents as children (``procs.py``) and waiting for DIR/master.json.
+
+The agents start together with the master: they wait for DIR/master.json, so their start-up
+overlaps the master's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master, poll_interval
+
+from . import slurm
+from .procs import CampaignError, Child, pid_alive, spawn
+
+MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> argv
+AgentCmd = Callable[[Path, int, int, int | None], list[str]]  # workdir, index, cores, gpus -> argv
+SrunCmd = Callable[[Path, slurm.Allocation, Mapping[str, str]], list[str]]  # workdir, allocation, env
+
+# Agents wait this long for DIR/master.json; a resumed master replays its journal first, so they
+# wait longer than the agent's default. The starter gives up on the master after its own timeout.
+AGENT_WAIT_MASTER = "600"
+
+# The pj-master options a caller may set by keyword (see `python -m pj.master --help`) and how
+# each is written: --workdir, --expect-nodes and --slurm/--no-slurm follow from the layout.
+#   duration: seconds (5 -> "5s") or a duration string ("2m"); count: a whole number; text: a string;
+#   flag: True adds --name; switch: True --name, False --no-name; a tuple: one of those choices.
+MASTER_OPTIONS: dict[str, str | tuple[str, ...]] = {
+    "listen": "text",
+    "node_timeout": "duration",
+    "missing_nodes": ("continue", "fail"),
+    "heartbeat_timeout": "duration",
+    "crash_limit": "count",
+    "resume": "flag",
+    "tls": "flag",
+    "prefetch": "switch",
+    "log_level": ("debug", "info", "warning", "error"),
+}
+
+
+def master_argv(workdir: Path, options: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "pj.master", "--workdir", str(workdir), *options]
+
+
+def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "pj.agent", "--workdir", str(workdir), "--name", f"node{index}"]
+    argv += ["--cores", str(cores), "--wait-master", AGENT_WAIT_MASTER]
+    if gpus:
+        argv += ["--gpus", ",".join(str(g) for g in range(gpus))]
+    return argv
+
+
+def default_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_workdir(base: Path, suffix: str = "") -> Path:
+    """``base/pj-runs/YYYYmmdd-HHMMSS<suffix>`` (with -2, -3... added if that exists already)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S") + suffix
+    root = base / "pj-runs"
+    path = root / stamp
+    n = 2
+    while path.exists():
+        path = root / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+def fmt_seconds(seconds: float) -> str:
+    """A duration for the master's command line, in a form no reader can take for minutes."""
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the agents run: every node of a Slurm allocation, or ``nodes`` x ``cores`` here."""
+
+    alloc: slurm.Allocation | None = None
+    nodes: int | None = None  # local mode only, like cores and gpus
+    cores: int | None = None
+    gpus: int | None = None
+
+    @property
+    def expected(self) -> int:
+        """How many agents should register."""
+        return len(self.alloc.nodes) if self.alloc is not None else self.nodes or 0
+
+    def describe(self) -> str:
+        if self.alloc is not None:
+            return f"{self.alloc.describe()}, one agent per node"
+        return f"{self.nodes} agent(s) x {self.cores} cores"
+
+
+def choose_layout(
+    env: Mapping[str, str], slurm_mode: bool | None, nodes: int | None, cores: int | None, gpus: int | None
+) -> Layout:
+    """Slurm mode (``slurm_mode`` None: when $SLURM_JOB_ID is set) or local mode, each with its
+    checks; raises slurm.SlurmModeError for bad usage, before anything starts."""
+    if slurm.wants_slurm(env, slurm_mode):
+        alloc = slurm.allocation(env)
+        slurm.refuse_local_options(alloc, nodes, cores, gpus)
+        slurm.srun_argv(Path("."), alloc, env)  # a bad $PJ_SRUN_ARGS: before anything starts
+        return Layout(alloc=alloc)
+    return Layout(nodes=nodes if nodes is not None else 1, cores=cores if cores is not None else default_cores(),
+                  gpus=gpus)
+
+
+def master_flags(options: Mapping[str, object]) -> list[str]:
+    """Keyword options -> pj-master flags, in the given order; None values are left out. TypeError
+    names an unknown keyword (and the known ones) or a value of the wrong type; ValueError a bad choice."""
+    flags: list[str] = []
+    for key, value in options.items():
+        kind = MASTER_OPTIONS.get(key)
+        if kind is None:
+            raise TypeError(f"{key!r} is not a pj-master option; the known ones: {', '.join(MASTER_OPTIONS)}")
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if kind in ("flag", "switch"):
+            if not isinstance(value, bool):
+                raise TypeError(f"{key}: True or False, not {value!r}")
+            flags += [flag] if value else ["--no-" + flag[2:]] if kind == "switch" else []
+        elif isinstance(kind, tuple):
+            if value not in kind:
+                raise ValueError(f"{key}: one of {', '.join(map(repr, kind))}, not {value!r}")
+            flags += [flag, str(value)]
+        elif kind == "duration" and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            flags += [flag, value if isinstance(value, str) else fmt_seconds(value)]
+        elif (kind == "count" and isinstance(value, int) and not isinstance(value, bool)) or (
+            kind == "text" and isinstance(value, str)
+        ):
+            flags += [flag, str(value)]
+        else:
+            want = {"duration": "seconds or a duration string ('90s', '2m')", "count": "a whole number"}
+            raise TypeError(f"{key}: {want.get(kind, 'a string')}, not {value!r}")
+    return flags
+
+
+def master_options(layout: Layout, env: Mapping[str, str], options: Mapping[str, object]) -> list[str]:
+    """The master's options: the layout's (what to expect, Slurm or not), then ``master_flags``."""
+    if layout.alloc is not None:
+        opts = slurm.master_options(layout.alloc)
+    else:
+        opts = ["--expect-nodes", str(layout.nodes)]
+        if env.get(slurm.JOB_ID_ENV):  # local mode inside an allocation
+            opts.append("--no-slurm")
+    return opts + master_flags(options)
+
+
+def prepare_workdir(workdir: Path | None, start_dir: Path, layout: Layout, resume: bool = False) -> Path:
+    """Create the workdir (default: a fresh one under ``start_dir``); CampaignError if a master
+    still runs there. A dead master's master.json goes (and its token, unless resuming)."""
+    if workdir is None:
+        suffix = f"-job{layout.alloc.job_id}" if layout.alloc is not None else ""
+        workdir = default_workdir(start_dir, suffix)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CampaignError(f"cannot create the workdir {workdir}: {e.strerror or e}") from None
+    info = workdir / MASTER_FILE
+    if info.exists():
+        try:
+            pid = int(json.loads(info.read_text()).get("pid") or 0)
+        except (OSError, ValueError, AttributeError, TypeError):
+            pid = 0
+        if pid and pid_alive(pid):
+            raise CampaignError(f"a master (pid {pid}) already runs in {workdir}; give another workdir")
+        # A dead master's files: a new one writes its own. A resumed master may keep the token
+        # (agents that outlived the old master come back with it), so leave it then.
+        for stale in (info,) if resume else (info, workdir / TOKEN_FILE):
+            stale.unlink(missing_ok=True)
+    return workdir
+
+
+def start_master(workdir: Path, options: Sequence[str], master_cmd: MasterCmd = master_argv) -> Child:
+    return spawn("master", "the master", master_cmd(workdir, options), workdir / "master.log")
+
+
+def start_agents(
+    workdir: Path,
+    layout: Layout,
+    env: Mapping[str, str],
+    agent_cmd: AgentCmd = agent_argv,
+    srun_cmd: SrunCmd = slurm.srun_argv,
+) -> list[Child]:
+    """Local mode: one child per agent. Slurm mode: ONE srun, one agent per node, each logging to
+    DIR/agent-<node>.log."""
+    if layout.alloc is not None:
+        argv = srun_cmd(workdir, layout.alloc, env)
+        return [spawn("srun", "the agents' srun", argv, workdir / slurm.SRUN_LOG)]
+    assert layout.nodes is not None and layout.cores is not None
+    return [
+        spawn(f"node{i}", f"the agent node{i}", agent_cmd(workdir, i, layout.cores, layout.gpus),
+              workdir / f"agent-node{i}.log")
+        for i in range(layout.nodes)
+    ]
+
+
+def wait_ready(master: Child, workdir: Path, timeout: float) -> MasterAddress:
+    """The master's address once it has written DIR/master.json; CampaignError if it exits first
+    (with the end of its log) or takes longer than ``timeout``."""
+    start = time.monotonic()
+    while True:
+        if master.proc.poll() is not None:
+            raise master.died()
+        try:
+            return find_master(workdir)
+        except WorkdirError as e:
+            waited = time.monotonic() - start
+            if waited > timeout:
+                raise CampaignError(
+                    f"the master did not start within {timeout:g} s ({e}); see {master.log}"
+                ) from None
+            time.sleep(poll_interval(waited))  # often at first: it is usually there within tenths of a second
