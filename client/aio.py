@@ -131,7 +131,7 @@ class AsyncClient(calls.Endpoint):
             return
         self._closed = True
         for stream in builtins.list(self._streams):
-            stream._canceled = True
+            stream.cancel()
         if self._channel is not None:
             await self._channel.close(None)
 
