@@ -311,7 +311,7 @@ class FieldReader:
     def count(self, field: str, value: Any, spec: pj_pb2.Range, qcg: bool = False) -> list[str]:
         """Fill ``spec`` from an int or a {min, max} object (QCG: also exact, scheduler).
 
-        Returns what was ignored (a QCG ``scheduler``), for a warning.
+        Returns ``["scheduler"]`` when a QCG range has one (:mod:`pj.client.qcgfile` reads it).
         """
         form = '{"exact": n}, {"min": a, "max": b}' if qcg else '{"min": a, "max": b}'
         if not isinstance(value, dict):
@@ -325,7 +325,7 @@ class FieldReader:
         hints = None if qcg else {"exact": "give an integer for an exact count"}
         self.sub(self.prefix + field + ".").known(rng, keys, hints)
         exact, lo, hi = rng.get("exact"), rng.get("min"), rng.get("max")
-        ignored = ["scheduler"] if rng.get("scheduler") is not None else []
+        ignored = ["scheduler"] if rng.get("scheduler") is not None else []  # read by qcgfile
         if exact is not None:
             if lo is not None or hi is not None or ignored:
                 self.fail(field, "'exact' cannot be combined with 'min', 'max' or 'scheduler'")

@@ -6,10 +6,19 @@ What each request becomes:
   stdout, stderr, wd, model, model_opts, modules, venv}, "resources": {numCores, numNodes, wt,
   nodeCrs}, "dependencies": {"after": [...]}, "iteration": {start, stop | values}, "attributes"}``.
   ``numCores``/``numNodes`` are an integer or ``{exact | min, max}``; a ``min`` alone means "at least
-  min" (``max = 0`` on the wire); a range's ``scheduler`` and ``model_opts`` are ignored with a
-  warning; ``nodeCrs.gpu`` becomes ``gpus`` (per node); ``nodeCrs.mem`` is ignored with a warning;
-  model ``srunmpi`` becomes ``srun``; no ``resources`` means one core. ``numNodes`` without
-  ``numCores`` (QCG: whole nodes) becomes "1 core or more per node", with a warning.
+  min" (``max = 0`` on the wire); ``nodeCrs.gpu`` becomes ``gpus`` (per node); ``nodeCrs.mem`` is
+  ignored with a warning; model ``srunmpi`` becomes ``srun``; no ``resources`` means one core.
+  ``numNodes`` without ``numCores`` (QCG: whole nodes) becomes "1 core or more per node", with a
+  warning.
+- A range's iteration ``scheduler`` (``{"name": "split-into" | "maximum-iters", "params": {"parts":
+  N}}``) goes into ``Range.scheduler``: the master sizes every iteration from the run's resources
+  (``master/itersize.py``). As in QCG it needs ``iteration`` (else it is ignored, with a warning)
+  and no ``max``; unlike QCG an unknown name or param is refused, not taken for maximum-iters, and
+  on ``numCores`` it needs a one-node job.
+- ``model_opts``: ``mpirun`` becomes ``JobSpec.mpirun`` and ``mpirun_args`` ``JobSpec.model_args``
+  for openmpi and intelmpi, ``srun_args`` ``model_args`` for srunmpi (PJ's srun), as QCG uses them;
+  a key the job's model does not use is ignored with a warning (QCG ignores it), an unknown key is
+  refused.
 - ``control`` ``finishAfterAllTasksDone`` and ``finish``: ``finish_after_done``.
 - ``jobStatus``, ``jobInfo``, ``listJobs``, ``resourcesInfo``, ``status``, ``notify``, ``register``,
   ``cancelJob``, ``removeJob``: ignored, with a warning naming each.
@@ -35,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pj.client.jobfile import FieldReader, FileContext, JobFileError, job_label, kind_of, show, suggest
+from pj.common.speccheck import COUNT_MAX, ITER_SCHEDULERS
 from pj.v1 import pj_pb2
 
 __all__ = ["QCG_FIELD_NAMES", "read_qcg"]
@@ -45,6 +55,8 @@ QCG_EXECUTION_FIELDS = (
     "model_opts",
 )  # fmt: skip
 QCG_RESOURCES_FIELDS = ("numCores", "numNodes", "wt", "nodeCrs")
+QCG_MODEL_OPTS = ("mpirun", "mpirun_args", "srun_args")
+QCG_MODEL_OPTS_USED = {"openmpi": ("mpirun", "mpirun_args"), "intelmpi": ("mpirun", "mpirun_args"), "srun": ("srun_args",)}
 QCG_IGNORED_REQUESTS = {
     "jobStatus", "jobInfo", "listJobs", "resourcesInfo", "status", "notify", "register", "cancelJob",
     "removeJob",
@@ -54,7 +66,8 @@ QCG_REQUESTS = ("submit", "control", "finish", *sorted(QCG_IGNORED_REQUESTS))
 QCG_FIELD_NAMES = {  # JobSpec field -> its place in a QCG job, for messages
     "cores": "resources.numCores", "nodes": "resources.numNodes", "gpus": "resources.nodeCrs.gpu",
     "walltime_s": "resources.wt", "iterations": "iteration", "after": "dependencies.after",
-    "attributes": "attributes", "name": "name",
+    "attributes": "attributes", "name": "name", "mpirun": "execution.model_opts.mpirun",
+    "model_args": "execution.model_opts",
 }  # fmt: skip
 
 
@@ -132,6 +145,11 @@ def _qcg_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:
         _qcg_resources(job.sub("resources."), job.obj("resources", obj["resources"]), spec)
     if obj.get("iteration") is not None:
         job.iterations("iteration", obj["iteration"], spec.iterations, allow_int=False)
+    elif any(r.HasField("scheduler") for r in (spec.cores, spec.nodes)):
+        for r in (spec.cores, spec.nodes):
+            if r.HasField("scheduler"):
+                r.ClearField("scheduler")
+        job.ctx.warn_job("the resources' 'scheduler' is ignored: the job has no 'iteration' (as in QCG-PilotJob)", job.label)
     if obj.get("dependencies") is not None:
         deps = job.obj("dependencies", obj["dependencies"])
         job.sub("dependencies.").known(deps, ("after",))
@@ -161,19 +179,41 @@ def _qcg_execution(ex: FieldReader, obj: dict[str, Any], spec: pj_pb2.JobSpec) -
     if "model" in fields:
         model = ex.string("model", fields["model"]).lower()
         spec.model = "srun" if model == "srunmpi" else model
-    if "model_opts" in fields and ex.obj("model_opts", fields["model_opts"]):
-        ex.ctx.warn_job("'execution.model_opts' is ignored (PJ starts MPI programs its own way)", ex.label)
+    if "model_opts" in fields:
+        _model_opts(ex, ex.obj("model_opts", fields["model_opts"]), spec)
+
+
+def _model_opts(ex: FieldReader, opts: dict[str, Any], spec: pj_pb2.JobSpec) -> None:
+    """QCG's ``model_opts``: ``mpirun`` (the mpirun to call) and ``mpirun_args`` (more of its options,
+    before the command) for openmpi and intelmpi, ``srun_args`` for srunmpi (PJ's srun)."""
+    ex.sub("execution.model_opts.").known(opts, QCG_MODEL_OPTS)
+    model = spec.model or "default"
+    for key, value in opts.items():
+        if value is None:
+            continue
+        if key not in QCG_MODEL_OPTS_USED.get(model, ()):
+            ex.ctx.warn_job(
+                f"'execution.model_opts.{key}' is ignored with model {model!r} (QCG-PilotJob ignores it too)",
+                ex.label,
+            )
+        elif key == "mpirun":
+            spec.mpirun = ex.string("model_opts.mpirun", value)
+            if not spec.mpirun:
+                ex.fail("model_opts.mpirun", "must not be empty (leave it out for the mpirun on PATH)")
+        else:
+            spec.model_args.extend(ex.texts(f"model_opts.{key}", value, bools=True))
 
 
 def _qcg_resources(res: FieldReader, obj: dict[str, Any], spec: pj_pb2.JobSpec) -> None:
     res.known(
         obj, QCG_RESOURCES_FIELDS, {"cores": "did you mean 'numCores'?", "nodes": "did you mean 'numNodes'?"}
     )
-    ignored: list[str] = []
-    if obj.get("numCores") is not None:
-        ignored += res.count("numCores", obj["numCores"], spec.cores, qcg=True)
+    ignored: list[str] = []  # the ranges with an iteration scheduler
+    if obj.get("numCores") is not None and res.count("numCores", obj["numCores"], spec.cores, qcg=True):
+        ignored.append("numCores")
     if obj.get("numNodes") is not None:
-        ignored += res.count("numNodes", obj["numNodes"], spec.nodes, qcg=True)
+        if res.count("numNodes", obj["numNodes"], spec.nodes, qcg=True):
+            ignored.append("numNodes")
         if not spec.HasField("cores"):
             spec.cores.min, spec.cores.max = 1, 0
             res.ctx.warn_job(
@@ -181,8 +221,9 @@ def _qcg_resources(res: FieldReader, obj: dict[str, Any], spec: pj_pb2.JobSpec) 
                 "as many of its cores as are free (at least 1)",
                 res.label,
             )
-    if ignored:
-        res.ctx.warn_job("the iteration 'scheduler' of a resource range is ignored", res.label)
+    for key, rng in (("numCores", spec.cores), ("numNodes", spec.nodes)):
+        if key in ignored:
+            _scheduler(res.sub(f"resources.{key}."), obj[key]["scheduler"], rng.scheduler)
     if obj.get("wt") is not None:
         spec.walltime_s = res.walltime("wt", obj["wt"])
     if obj.get("nodeCrs") is not None:
@@ -199,6 +240,24 @@ def _qcg_resources(res: FieldReader, obj: dict[str, Any], spec: pj_pb2.JobSpec) 
                 spec.gpus = n
             else:
                 res.ctx.warn_job("'resources.nodeCrs.mem' is ignored (PJ does not reserve memory)", res.label)
+
+
+def _scheduler(res: FieldReader, value: Any, out: pj_pb2.IterScheduler) -> None:
+    """``{"name": "split-into" | "maximum-iters", "params": {"parts": N}}``: the master sizes each iteration."""
+    sched = res.obj("scheduler", value)
+    res.sub(res.prefix + "scheduler.").known(sched, ("name", "params"))
+    if sched.get("name") is None:
+        res.fail("scheduler", "give its 'name': 'split-into' or 'maximum-iters'")
+    name = res.string("scheduler.name", sched["name"]).lower()
+    if name not in ITER_SCHEDULERS:
+        hint = suggest(name, ITER_SCHEDULERS) or "use 'split-into' or 'maximum-iters'"
+        res.fail("scheduler.name", f"unknown iteration scheduler {show(name)}; {hint}")
+    out.name = name
+    if sched.get("params") is not None:
+        params = res.obj("scheduler.params", sched["params"])
+        res.sub(res.prefix + "scheduler.params.").known(params, ("parts",) if name == "split-into" else ())
+        if params.get("parts") is not None:
+            out.parts = res.integer("scheduler.params.parts", params["parts"], 1, COUNT_MAX)
 
 
 def _submit_vars(rcnt: int) -> dict[str, str]:

@@ -224,8 +224,10 @@ def check_specs(
 
 _NAME, _EXEC, _SCRIPT, _ARGS, _ENV, _WD, _STDIN, _STDOUT, _STDERR, _CORES, _NODES = range(1, 12)
 _GPUS, _ITERATIONS, _AFTER, _MODEL, _MODULES, _VENV, _WALLTIME, _RETRIES, _ATTRIBUTES = range(12, 21)
-_PATHS = frozenset({_WD, _STDIN, _STDOUT, _STDERR, _VENV})
-assert [f.number for f in pj_pb2.JobSpec.DESCRIPTOR.fields] == list(range(1, 21)), "pj.proto changed"
+_MPIRUN, _MODEL_ARGS = 21, 22
+_PATHS = frozenset({_WD, _STDIN, _STDOUT, _STDERR, _VENV, _MPIRUN})
+assert [f.number for f in pj_pb2.JobSpec.DESCRIPTOR.fields] == list(range(1, 23)), "pj.proto changed"
+ITER_SCHEDULERS = ("split-into", "maximum-iters")  # QCG-PilotJob's (Range.scheduler; master/itersize.py)
 
 
 def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
@@ -264,6 +266,8 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
             lo, hi = value.min, value.max
             if not 1 <= lo <= COUNT_MAX or hi > COUNT_MAX or (hi and hi < lo):
                 _range_error(lo, hi, fd.name, name, i)
+            if value.HasField("scheduler"):
+                _check_scheduler(spec, fd.name, name, i)
         elif n == _ITERATIONS:
             _check_iterations(value, name, i)
         elif n == _SCRIPT:
@@ -289,12 +293,18 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
                 raise SpecError(name, "retries", f"{value} is more than {RETRIES_MAX}", i)
         elif n == _MODULES:
             _check_modules(value, name, i)
+        elif n == _MODEL_ARGS:
+            _check_args(value, name, i, "model_args")
         elif n == _ATTRIBUTES:
             _check_map(value, "attributes", ATTRIBUTES_MAX, ATTRIBUTES_BYTES_MAX, name, i)
     if spec.model == "threads" and (spec.nodes.min > 1 or spec.nodes.max != 1) and spec.HasField("nodes"):
         raise SpecError(
             name, "nodes", "model threads runs one process on one node; drop nodes or use model srun/openmpi", i
         )
+    if spec.mpirun and spec.model not in ("openmpi", "intelmpi"):
+        raise SpecError(name, "mpirun", "is for models openmpi and intelmpi; drop it or set one of them", i)
+    if spec.model_args and spec.model not in ("openmpi", "intelmpi", "srun"):
+        raise SpecError(name, "model_args", "are for models srun, openmpi and intelmpi; drop them", i)
     if not exe:
         if not script:
             raise SpecError(name, "exec", "exec or script is required", i)
@@ -313,12 +323,32 @@ def _check_text(value: str, field: str, limit: int, name: str, i: int, unit: str
         raise SpecError(name, field, f"{_show(value)} contains a NUL character", i)
 
 
-def _check_args(args: Sequence[str], name: str, i: int) -> None:
+def _check_args(args: Sequence[str], name: str, i: int, field: str = "args") -> None:
     for arg in args:
         if "\0" in arg:
-            raise SpecError(name, "args", f"argument {_show(arg)} contains a NUL character", i)
+            raise SpecError(name, field, f"argument {_show(arg)} contains a NUL character", i)
     if sum(len(a.encode(errors="replace")) + 1 for a in args) > ARGS_BYTES_MAX:
-        raise SpecError(name, "args", f"the arguments together are longer than {ARGS_BYTES_MAX} bytes", i)
+        raise SpecError(name, field, f"the arguments together are longer than {ARGS_BYTES_MAX} bytes", i)
+
+
+def _check_scheduler(spec: pj_pb2.JobSpec, field: str, name: str, i: int) -> None:
+    """An iteration scheduler on ``cores`` or ``nodes`` (QCG-PilotJob's; sized by the master)."""
+    rng: pj_pb2.Range = getattr(spec, field)
+    sched = rng.scheduler
+    if sched.name not in ITER_SCHEDULERS:
+        why = f"unknown iteration scheduler {_show(sched.name)}; use one of {', '.join(ITER_SCHEDULERS)}"
+        raise SpecError(name, field, why, i)
+    if rng.max:
+        raise SpecError(name, field, f"{sched.name} sizes each iteration itself: drop max {rng.max}", i)
+    if sched.parts and sched.name != "split-into":
+        raise SpecError(name, field, f"parts is for split-into, not {sched.name}", i)
+    if sched.parts > COUNT_MAX:
+        raise SpecError(name, field, f"{sched.parts} parts is more than {COUNT_MAX}", i)
+    if field == "cores" and spec.HasField("nodes") and not spec.nodes.min == spec.nodes.max == 1:
+        why = "an iteration scheduler on cores sizes one-node jobs; put it on nodes for a multi-node job"
+        raise SpecError(name, field, why, i)
+    if field == "nodes" and spec.cores.HasField("scheduler"):
+        raise SpecError(name, field, "give an iteration scheduler on cores or on nodes, not on both", i)
 
 
 def _check_env(env: Mapping[str, str], name: str, i: int) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from pj.v1 import pj_pb2 as pb
 
 from .launch import TaskLaunch
-from .model import ONE, Dependency, Iterations, JobSpec, NodeInfo, Range, Request, State
+from .model import ONE, Dependency, Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
 from .pool import Node
 from .registry import Job, Task
 
@@ -40,6 +40,8 @@ def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | 
     model = "default"
     args: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    model_args: tuple[str, ...] = ()
+    mpirun = ""
     env: tuple[tuple[str, str], ...] = ()
     after: tuple[Dependency, ...] = ()
     iterations = None
@@ -89,27 +91,41 @@ def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | 
             walltime_s = value
         elif n == _RETRIES:
             retries = value
+        elif n == _MPIRUN:
+            mpirun = value
+        elif n == _MODEL_ARGS:
+            model_args = tuple(value)
     if cores is None and nodes is None and not gpus:
         request = _ONE_CORE
     else:
+        sizing = _sizing(cores, nodes) if iterations is not None else None
         key = (
             "request",
             None if cores is None else (cores.min, cores.max),
             None if nodes is None else (nodes.min, nodes.max),
             gpus,
+            sizing,
         )
         found = shared.get(key) if shared is not None else None
         if isinstance(found, Request):
             request = found
         else:
-            request = Request(cores=_range(cores), nodes=_range(nodes), gpus=gpus)
+            request = Request(cores=_range(cores), nodes=_range(nodes), gpus=gpus, sizing=sizing)
             request = one(request, request)  # type: ignore[assignment]
             if shared is not None:
                 shared[key] = request
     return JobSpec(
         name, exec_, script, args, env, wd, stdin, stdout, stderr, request, iterations, after, model,
-        modules, venv, walltime_s, retries, base_dir or "/",
+        modules, venv, walltime_s, retries, base_dir or "/", mpirun, model_args,
     )
+
+
+def _sizing(cores: pb.Range | None, nodes: pb.Range | None) -> Sizing | None:
+    """The iteration scheduler of a job with iterations (checked at submit: at most one range has one)."""
+    for field, r in (("cores", cores), ("nodes", nodes)):
+        if r is not None and r.HasField("scheduler"):
+            return Sizing(field, r.scheduler.name, r.scheduler.parts)
+    return None
 
 
 _F = pb.JobSpec.DESCRIPTOR.fields_by_name
@@ -120,6 +136,7 @@ _CORES, _NODES, _GPUS, _ITERATIONS, _AFTER, _MODEL, _MODULES, _VENV, _WALLTIME, 
     _F[f].number
     for f in ("cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries")
 )
+_MPIRUN, _MODEL_ARGS = _F["mpirun"].number, _F["model_args"].number
 
 
 _ONE_CORE = Request()

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import prefetch, reconcile
+from . import itersize, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
@@ -85,6 +85,7 @@ class Core:
         # Jobs waiting on one iteration of a job, and per iteration on every iteration of it.
         self._iter_waiters: dict[str, dict[int, list[Job]]] = {}
         self._per_iter_waiters: dict[str, list[Job]] = {}
+        self.unsized: list[Job] = []  # ready jobs whose iterations wait for the run's size (itersize.py)
 
     # ------------------------------------------------------------------ capacity
 
@@ -123,6 +124,8 @@ class Core:
             if self.arrivals.complete and not self._capacity_known:
                 self._know_capacity(now)
             bad = reconcile.claim(self, info.name)
+            if self.unsized:
+                itersize.size_parked(self, now)
         reconcile.settle(self, info.name, running, ended, bad, now)
 
     def node_disconnected(self, name: str, now: float) -> None:
@@ -143,6 +146,7 @@ class Core:
         for job in list(self.registry):
             if not job.final:
                 self._judge_fit(job, now, fits)
+        itersize.size_parked(self, now)
 
     def _wait_over(self, now: float) -> None:
         """The deadline for the expected nodes passed with some missing: say so, then go on or give up."""
@@ -280,6 +284,8 @@ class Core:
 
     def _unblock(self, job: Job, now: float) -> None:
         """Every whole-job dependency is met: queue the job, or its ready iterations."""
+        if job.spec.request.sizing is not None and not itersize.size(self, job, now):
+            return
         if job.iter_deps == 0:
             self.queue.push(job)
             return

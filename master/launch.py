@@ -123,7 +123,7 @@ def build(
         prefix.append(MODULE_INIT + "module load " + " ".join(shlex.quote(m) for m in spec.modules))
     if spec.venv:
         prefix.append(f"source {shlex.quote(_path(base, sub(spec.venv)))}/bin/activate")
-    launcher = models.launcher(spec.model, allocation, ctx.slurm) if spec.model in models.PARALLEL else ()
+    launcher = models.launcher(spec, allocation, ctx.slurm) if spec.model in models.PARALLEL else ()
     if spec.script and not launcher:
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
     else:

@@ -101,13 +101,24 @@ class Dependency:
         return self.job if self.iteration is None else f"{self.job}:{self.iteration}"
 
 
+class Sizing(NamedTuple):
+    """A QCG-PilotJob iteration scheduler on ``cores`` or ``nodes``: once the run's resources are
+    known the master replaces that range with one exact count for every iteration (itersize.py)."""
+
+    field: str  # "cores" | "nodes"
+    name: str  # "split-into" | "maximum-iters"
+    parts: int = 0  # split-into: how many parts (0: one per iteration)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What one task needs: ``nodes`` nodes, each with ``cores`` cores and ``gpus`` GPUs."""
+    """What one task needs: ``nodes`` nodes, each with ``cores`` cores and ``gpus`` GPUs.
+    ``sizing``: not placeable yet; the core first turns it into an exact request (itersize.py)."""
 
     cores: Range = ONE
     nodes: Range = ONE
     gpus: int = 0
+    sizing: Sizing | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -147,6 +158,8 @@ class JobSpec(NamedTuple):
     walltime_s: float = 0.0
     retries: int = 0
     base_dir: str = "/"
+    mpirun: str = ""  # openmpi, intelmpi: the mpirun to call ("": mpirun)
+    model_args: tuple[str, ...] = ()  # more launcher options before the command
 
 
 class NodeShare(NamedTuple):

@@ -15,6 +15,9 @@ that places the ranks:
   from the agent; without --oversubscribe OpenMPI 4.1 counts the machine's cores, not the task's,
   and refuses T above that, which emulated nodes (`pj run --nodes 2 --cores 8`) reach easily).
 - ``intelmpi``: Slurm mode ``mpirun -n T -ppn P -hosts a,b CMD``; local mode ``mpirun -n T CMD``.
+- A job's ``mpirun`` (QCG-PilotJob's ``model_opts.mpirun``) is called instead of ``mpirun``, and its
+  ``model_args`` (``model_opts.mpirun_args``, or ``srun_args`` for srun) come after PJ's own options,
+  just before CMD, as QCG-PilotJob places them.
 
 No ``--cpu-bind`` is given to srun: the core ids PJ hands out are the kernel's (the agent's
 affinity), and Slurm's abstract CPU ids may number them differently, so a core list could bind
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from pj.common import hostlist
 
-from .model import Allocation
+from .model import Allocation, JobSpec
 
 # The model names themselves are checked at submit (pj.common.speccheck.MODELS).
 PARALLEL = frozenset({"srun", "openmpi", "intelmpi"})  # models that start several ranks
@@ -75,8 +78,11 @@ def slurm_env(allocation: Allocation) -> dict[str, str]:
     }
 
 
-def launcher(model: str, allocation: Allocation, slurm: bool) -> tuple[str, ...]:
-    """What goes before the job's command (argv) for a model; empty: the command runs as it is."""
+def launcher(spec: JobSpec, allocation: Allocation, slurm: bool) -> tuple[str, ...]:
+    """What goes before the job's command (argv) for its model; empty: the command runs as it is.
+    ``spec.mpirun`` replaces ``mpirun`` and ``spec.model_args`` follow PJ's own options (QCG-PilotJob's
+    ``model_opts``: ``mpirun``, ``mpirun_args``; ``srun_args`` for srun, in Slurm mode only)."""
+    model, extra = spec.model, spec.model_args
     nodes = [s.node for s in allocation]
     total = sum(len(s.cores) for s in allocation)
     if model == "srun":
@@ -91,16 +97,18 @@ def launcher(model: str, allocation: Allocation, slurm: bool) -> tuple[str, ...]
             f"--nodelist={','.join(nodes)}",
             "--overlap",
             "--kill-on-bad-exit=1",
+            *extra,
         )
+    mpirun = spec.mpirun or "mpirun"
     if model == "openmpi":
         if not slurm:
-            return ("mpirun", "-np", str(total), "--oversubscribe", "--bind-to", "none")
+            return (mpirun, "-np", str(total), "--oversubscribe", "--bind-to", "none", *extra)
         hosts = ",".join(f"{s.node}:{len(s.cores)}" for s in allocation)
-        return ("mpirun", "-np", str(total), "--host", hosts, "--bind-to", "none")
+        return (mpirun, "-np", str(total), "--host", hosts, "--bind-to", "none", *extra)
     if model == "intelmpi":
         if not slurm:
-            return ("mpirun", "-n", str(total))
+            return (mpirun, "-n", str(total), *extra)
         p = per_node(allocation)
-        return ("mpirun", "-n", str(total), "-ppn", str(p), "-hosts", ",".join(nodes))
+        return (mpirun, "-n", str(total), "-ppn", str(p), "-hosts", ",".join(nodes), *extra)
     return ()
 

@@ -76,3 +76,26 @@ def test_a_native_file_with_workdir_keeps_resolving_against_the_start_directory(
     r = pj_run(tmp_path, str(f), "--workdir", "wd", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "here/o").read_text() == f"{tmp_path.resolve()}/here\n"
+
+
+def test_iteration_schedulers_size_each_iteration_from_the_run(tmp_path: Path) -> None:
+    show = {"exec": "/bin/sh", "args": ["-c", "echo $QCG_PM_NPROCS $QCG_PM_NNODES"], "stdout": "${jname}-${it}.out"}
+    f = write(tmp_path / "q.json", qcg(
+        {"name": "split", "iteration": {"stop": 4}, "execution": show,
+         "resources": {"numCores": {"min": 1, "scheduler": {"name": "split-into", "params": {"parts": 2}}}}},
+        {"name": "most", "iteration": {"stop": 4}, "execution": show,
+         "resources": {"numCores": {"min": 1, "scheduler": {"name": "maximum-iters"}}}},
+        {"name": "wide", "iteration": {"stop": 2}, "execution": {**show, "model": "default"},
+         "resources": {"numNodes": {"min": 1, "scheduler": {"name": "split-into"}}, "numCores": 1}},
+    ))
+    r = pj_run(tmp_path, str(f), "--workdir", "wd", "--nodes", "2", "--cores", "4")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning" not in r.stderr, r.stderr  # honoured, not ignored with a warning
+    out = {p.name: p.read_text().split() for p in (tmp_path / "wd").glob("*.out")}
+    # split-into 2 parts of 8 cores on two 4-core nodes: 4 cores each; maximum-iters, 4 iterations: 2 each.
+    assert [out[f"split-{i}.out"] for i in range(4)] == [["4", "1"]] * 4
+    assert [out[f"most-{i}.out"] for i in range(4)] == [["2", "1"]] * 4
+    # numNodes split-into one part per iteration: 2 iterations, 2 nodes: one node each.
+    assert [out[f"wide-{i}.out"] for i in range(2)] == [["1", "1"]] * 2
+    rep = report(tmp_path / "wd")
+    assert [sum(map(len, rep[f"most:{i}"]["cores"].values())) for i in range(4)] == [2] * 4

@@ -331,16 +331,17 @@ def test_qcg_resources_example() -> None:
         600,
     )
     assert (flex.cores.min, flex.cores.max, flex.model, flex.iterations.stop) == (2, 0, "srun", 20)
+    assert (flex.cores.scheduler.name, flex.cores.scheduler.parts) == ("maximum-iters", 0)
+    assert (mpi.mpirun, list(mpi.model_args)) == ("/opt/openmpi/bin/mpirun", ["--mca", "btl", "^openib"])
     assert (whole.cores.min, whole.cores.max, whole.nodes.min, whole.nodes.max) == (1, 0, 1, 2)
     assert (serialized.script, serialized.exec, list(serialized.args)) == ("date", "", [])
     warnings = "\n".join(jf.warnings)
     for expected in ["request #2 'listJobs' ignored", "request #3 'jobStatus' ignored",
                      "request #4 'resourcesInfo' ignored", "request #5 'finish': PJ finishes once every job is done",
-                     "job 'mpi_job_1' (#1): 'execution.model_opts' is ignored",
-                     "job 'flex' (#3): the iteration 'scheduler' of a resource range is ignored",
                      "job 'whole_nodes' (#4): 'numNodes' without 'numCores' asks QCG-PilotJob for whole nodes"]:  # fmt: skip
         assert expected in warnings
     assert "serialized_by_qcg_api" not in warnings  # an empty model_opts is no reason to warn
+    assert "model_opts" not in warnings and "scheduler" not in warnings  # both are honoured now
     assert all(w.startswith(str(QCG_DATA / "resources.json") + ": ") for w in jf.warnings)
 
 

@@ -27,12 +27,22 @@ JOB_STATE_CANCELED: JobState
 JOB_STATE_OMITTED: JobState
 
 class Range(_message.Message):
-    __slots__ = ("min", "max")
+    __slots__ = ("min", "max", "scheduler")
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
     min: int
     max: int
-    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ...) -> None: ...
+    scheduler: IterScheduler
+    def __init__(self, min: _Optional[int] = ..., max: _Optional[int] = ..., scheduler: _Optional[_Union[IterScheduler, _Mapping]] = ...) -> None: ...
+
+class IterScheduler(_message.Message):
+    __slots__ = ("name", "parts")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parts: int
+    def __init__(self, name: _Optional[str] = ..., parts: _Optional[int] = ...) -> None: ...
 
 class Iterations(_message.Message):
     __slots__ = ("start", "stop", "values")
@@ -45,7 +55,7 @@ class Iterations(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries", "attributes")
+    __slots__ = ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries", "attributes", "mpirun", "model_args")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +90,8 @@ class JobSpec(_message.Message):
     WALLTIME_S_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    MPIRUN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ARGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     exec: str
     script: str
@@ -100,7 +112,9 @@ class JobSpec(_message.Message):
     walltime_s: float
     retries: int
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., exec: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Union[Range, _Mapping]] = ..., nodes: _Optional[_Union[Range, _Mapping]] = ..., gpus: _Optional[int] = ..., iterations: _Optional[_Union[Iterations, _Mapping]] = ..., after: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., venv: _Optional[str] = ..., walltime_s: _Optional[float] = ..., retries: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    mpirun: str
+    model_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., exec: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Union[Range, _Mapping]] = ..., nodes: _Optional[_Union[Range, _Mapping]] = ..., gpus: _Optional[int] = ..., iterations: _Optional[_Union[Iterations, _Mapping]] = ..., after: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., venv: _Optional[str] = ..., walltime_s: _Optional[float] = ..., retries: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., mpirun: _Optional[str] = ..., model_args: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StateChange(_message.Message):
     __slots__ = ("state", "time")
