@@ -16,11 +16,14 @@ process is waited for, and whatever is left is killed (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +33,7 @@ from pj.common.workdir import poll_interval
 
 from . import slurm, startup
 from .errors import MasterUnreachable, PJError
-from .procs import CampaignError, Child, wait_all, wait_exit
+from .procs import CampaignError, Child, kill_all, wait_all, wait_exit
 
 if TYPE_CHECKING:  # api pulls in grpc: imported once the master and agents are starting
     from .api import Client
@@ -51,6 +54,25 @@ def _one_line(e: CampaignError) -> str:
     last = next((line.strip() for line in reversed(e.detail) if line.strip()), "")
     text = str(e)
     return f"{text} {last}" if last else text.rstrip(":")
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """A Ctrl-C while the children are being spawned is raised once they are all recorded (a child
+    spawned but not yet recorded would be left behind)."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    got: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got:
+        raise KeyboardInterrupt
 
 
 @dataclass
@@ -78,14 +100,18 @@ class _Processes:
             for c in ([self.master] if self.master else []) + self.agents:
                 c.signal(signal.SIGTERM)  # the master and the agents cancel their tasks and exit
         deadline = time.monotonic() + self.exit_timeout
-        if self.master is not None:
-            wait_all([self.master], self.exit_timeout)
-        for a in self.agents:  # told to stop by the master; one that never joined is still waiting
-            try:
-                wait_exit(a.proc, min(max(deadline - time.monotonic(), 0.1), AGENT_GRACE_S))
-            except subprocess.TimeoutExpired:
-                a.signal(signal.SIGTERM)
-        wait_all(self.agents, max(deadline - time.monotonic(), 3.0))
+        try:
+            if self.master is not None:
+                wait_all([self.master], self.exit_timeout)
+            for a in self.agents:  # told to stop by the master; one that never joined is still waiting
+                try:
+                    wait_exit(a.proc, min(max(deadline - time.monotonic(), 0.1), AGENT_GRACE_S))
+                except subprocess.TimeoutExpired:
+                    a.signal(signal.SIGTERM)
+            wait_all(self.agents, max(deadline - time.monotonic(), 3.0))
+        except KeyboardInterrupt:  # Ctrl-C again: kill at once
+            kill_all(([self.master] if self.master else []) + self.agents)
+            raise
 
 
 class LocalCluster:
@@ -131,8 +157,9 @@ class LocalCluster:
             resume = bool(master_options.get("resume"))
             self.workdir = startup.prepare_workdir(
                 Path(workdir).absolute() if workdir is not None else None, Path.cwd(), self.layout, resume)
-            self._procs.master = startup.start_master(self.workdir, options)
-            self._procs.agents = startup.start_agents(self.workdir, self.layout, env)
+            with _interrupts_held():
+                self._procs.master = startup.start_master(self.workdir, options)
+                self._procs.agents = startup.start_agents(self.workdir, self.layout, env)
             from .api import Client  # grpc's import overlaps the master's start-up
 
             self.address = startup.wait_ready(self._procs.master, self.workdir, start_timeout).address
