@@ -93,7 +93,10 @@ class _Processes:
                     self.client.finish(drain=False)
                     asked = True
                 except Exception:  # PJError; or grpc itself going away at interpreter exit
-                    pass
+                    # Perhaps finishing already (a finish() of the user's): it exits by itself then.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        wait_exit(self.master.proc, 5.0)
+                    asked = self.master.proc.returncode is not None
             self.client.close()
             self.client = None
         if not asked:
@@ -195,6 +198,13 @@ class LocalCluster:
     def slurm(self) -> bool:
         """Whether the agents run on the nodes of a Slurm allocation."""
         return self.layout.alloc is not None
+
+    @property
+    def exit_codes(self) -> dict[str, int | None]:
+        """Each process's exit code by name (``master``, ``node0``..., or ``srun`` for the agents'
+        srun in Slurm mode); None while it runs."""
+        p = self._procs
+        return {c.name: c.proc.poll() for c in ([p.master] if p.master else []) + p.agents}
 
     def client(self, timeout: float | None = 30.0) -> Client:
         """A new ``pj.client.Client`` connected to this cluster's master; close it (or use ``with``)."""

@@ -1,24 +1,22 @@
-"""Drive PJ from Python with ``pj.client.Client``.
+"""Drive PJ from Python with ``pj.client.LocalCluster`` and ``pj.client.Client``.
 
     python examples/api_example.py
 
-It starts its own master and one agent (two cores) as subprocesses, in a temporary workdir, submits
-a small campaign, waits for it, prints what became of every job, then stops the master and the agent.
-With ``PJ_WORKDIR=DIR`` set, the workdir is DIR instead, and is kept afterwards (master.log,
-agent-node0.log, jobs.jsonl and the jobs' output under DIR/example-out); DIR must not hold a
-running master. Exits 0 when every job succeeded and both processes stopped cleanly.
+It starts its own master and one agent (two cores) with ``LocalCluster``, in a temporary workdir,
+submits a small campaign, waits for it, prints what became of every job, then stops the master and
+the agent. With ``PJ_WORKDIR=DIR`` set, the workdir is DIR instead, and is kept afterwards
+(master.log, agent-node0.log, jobs.jsonl and the jobs' output under DIR/example-out); DIR must not
+hold a running master. Exits 0 when every job succeeded and both processes stopped cleanly.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from pj.client import Client
+from pj.client import ClusterError, LocalCluster
 
 # A campaign in PJ's native job format (the same fields as in a JSON job file).
 JOBS = [
@@ -37,37 +35,17 @@ JOBS = [
 ]
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", *args], stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_for_master(workdir: Path, master: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    """The master writes DIR/master.json (its address) and DIR/token once it listens."""
-    deadline = time.monotonic() + timeout
-    while not (workdir / "master.json").exists():
-        if master.poll() is not None or time.monotonic() > deadline:
-            sys.exit("the master did not start:\n" + (workdir / "master.log").read_text())
-        time.sleep(0.05)
-
-
 def run(workdir: Path) -> int:
-    if (workdir / "master.json").exists():
-        sys.exit(f"a master already runs in {workdir}: use another PJ_WORKDIR")
     out = workdir / "example-out"  # where the jobs run (relative paths resolve here)
-    out.mkdir(parents=True, exist_ok=True)
 
-    # 1. A master (--expect-nodes 1: a job too big for the one agent fails at once) and an agent.
-    master = start(["pj.master", "--workdir", str(workdir), "--expect-nodes", "1"], workdir / "master.log")
-    agent = None
-    try:
-        wait_for_master(workdir, master)
-        agent = start(["pj.agent", "--workdir", str(workdir), "--name", "node0", "--cores", "2"],
-                      workdir / "agent-node0.log")
+    # 1. A master and one agent of two cores, as processes of their own; ready once the agent has
+    #    joined. Leaving the block (an exception, Ctrl-C included) cancels what runs and stops them.
+    with LocalCluster(nodes=1, cores=2, workdir=workdir) as cluster:
+        out.mkdir(parents=True, exist_ok=True)
 
-        # 2. Talk to the master: Client finds it through the workdir (master.json and token).
-        with Client(workdir) as pj:
-            names = pj.submit(JOBS, base_dir=out)  # all or nothing; jobs queue until the agent joins
+        # 2. Talk to the master: a Client connected to it.
+        with cluster.client() as pj:
+            names = pj.submit(JOBS, base_dir=out)  # all or nothing
             print("submitted:", ", ".join(names))
 
             # 3. Wait for the jobs to end: a server stream, no polling. Returns name -> final state.
@@ -87,25 +65,23 @@ def run(workdir: Path) -> int:
             # 5. Stop the master once every job has ended (finish(drain=False) would cancel them).
             pj.finish()
 
-        # 6. The master tells the agent to stop, writes DIR/jobs.jsonl and exits.
-        codes = master.wait(30), agent.wait(30)
-        print("master and agent exit codes:", *codes)
-        report = (workdir / "jobs.jsonl").read_text().splitlines()
-        print(f"jobs.jsonl: {len(report)} lines (one per job and per iteration)")
-        ok = all(state == "SUCCEED" for state in final.values()) and codes == (0, 0)
-        return 0 if ok else 1
-    finally:
-        for p in (agent, master):  # only if something above went wrong
-            if p is not None and p.poll() is None:
-                p.terminate()
-                p.wait(30)
+    # 6. The master told the agent to stop, wrote DIR/jobs.jsonl and exited; the block waited for both.
+    codes = tuple(cluster.exit_codes.values())
+    print("master and agent exit codes:", *codes)
+    report = (workdir / "jobs.jsonl").read_text().splitlines()
+    print(f"jobs.jsonl: {len(report)} lines (one per job and per iteration)")
+    ok = all(state == "SUCCEED" for state in final.values()) and codes == (0, 0)
+    return 0 if ok else 1
 
 
 def main() -> int:
-    if os.environ.get("PJ_WORKDIR"):
-        return run(Path(os.environ["PJ_WORKDIR"]).absolute())
-    with tempfile.TemporaryDirectory(prefix="pj-example-") as tmp:
-        return run(Path(tmp))
+    try:
+        if os.environ.get("PJ_WORKDIR"):
+            return run(Path(os.environ["PJ_WORKDIR"]).absolute())
+        with tempfile.TemporaryDirectory(prefix="pj-example-") as tmp:
+            return run(Path(tmp))
+    except ClusterError as e:  # e.g. a master already runs in PJ_WORKDIR; the message names the log
+        sys.exit(f"api_example: {e}")
 
 
 if __name__ == "__main__":
