@@ -80,10 +80,10 @@ def test_files_round_trip_and_errors(tmp_path: Path) -> None:
     again = Jobs()
     again.load_from_file(path)
     assert again.ordered_jobs() == jobs.ordered_jobs() == json.loads(path.read_text())
-    with pytest.raises(InvalidJobDescriptionError, match="already defined|already in list"):
+    with pytest.raises(InvalidJobDescriptionError, match=r"already defined|already in list"):
         again.load_from_file(path)
-    with pytest.raises(FileError, match="missing.json"):
+    with pytest.raises(FileError, match=r"missing\.json"):
         Jobs().load_from_file(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(FileError, match="bad.json"):
+    with pytest.raises(FileError, match=r"bad\.json"):
         Jobs().load_from_file(tmp_path / "bad.json")

@@ -97,15 +97,15 @@ def test_the_qcg_calls_of_a_campaign(manager: Manager, tmp_path: Path) -> None:
 
 def test_refusals_are_qcg_errors(manager: Manager) -> None:
     manager.submit(Jobs().add(name="w1", exec="/bin/true"))
-    with pytest.raises(ConnectionError, match="Request failed - .*nope"):
+    with pytest.raises(ConnectionError, match=r"Request failed - .*nope"):
         manager.status(["nope"])
-    with pytest.raises(ConnectionError, match="Request failed - .*nope"):
+    with pytest.raises(ConnectionError, match=r"Request failed - .*nope"):
         manager.info("nope")
-    with pytest.raises(ConnectionError, match="Request failed - .*w1"):
+    with pytest.raises(ConnectionError, match=r"Request failed - .*w1"):
         manager.submit(Jobs().add(name="w1", exec="/bin/true"))  # a name already used
     with pytest.raises(InvalidJobDescriptionError, match="numCores"):
         manager.submit(Jobs().add(name="x", exec="/bin/true", numCores={"exact": 0}))
-    with pytest.raises(ConnectionError, match="Request failed - .*unknownjob"):
+    with pytest.raises(ConnectionError, match=r"Request failed - .*unknownjob"):
         manager.submit(Jobs().add(name="x", exec="/bin/true", after=["unknownjob"]))  # PJ: stricter than QCG
     assert manager.wait4("w1", timeout=30) == {"w1": "SUCCEED"}
 

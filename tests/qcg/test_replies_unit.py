@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import datetime
 
-from pj.client.convert import JobInfo, JobSummary, NodeResources, NodeShare, Resources, StateChange, Status, TaskInfo
+from pj.client.convert import (
+    JobInfo,
+    JobSummary,
+    NodeResources,
+    NodeShare,
+    Resources,
+    StateChange,
+    Status,
+    TaskInfo,
+)
 from pj.qcg import JobInfo as ParsedJobInfo
 from pj.qcg import replies
 
