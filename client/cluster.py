@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -121,7 +121,8 @@ class LocalCluster:
     """A PJ master and its agents as processes of this machine (or of this Slurm allocation).
 
     ``nodes`` agents (default 1) of ``cores`` cores each (default: every usable core; more emulates
-    bigger nodes) and ``gpus`` GPUs, like ``pj run --nodes/--cores/--gpus``. ``workdir``: where the
+    bigger nodes) and ``gpus`` GPUs, like ``pj run --nodes/--cores/--gpus``; ``cores`` may also be
+    a list, one entry per node (``[2, 3]``), and ``names`` name the agents (default node0, node1...). ``workdir``: where the
     master and the agents keep their files and logs (default: a fresh ``pj-runs/<date-time>`` under
     the current directory); it is kept afterwards. Inside a Slurm allocation ($SLURM_JOB_ID set) it
     runs one agent on every node of the allocation, as `pj run` does (``slurm=False``: local mode
@@ -137,10 +138,11 @@ class LocalCluster:
     def __init__(
         self,
         nodes: int | None = None,
-        cores: int | None = None,
+        cores: int | Sequence[int] | None = None,
         gpus: int | None = None,
         workdir: str | os.PathLike[str] | None = None,
         *,
+        names: Sequence[str] | None = None,
         slurm: bool | None = None,
         start_timeout: float = 60.0,
         **master_options: object,
@@ -148,7 +150,7 @@ class LocalCluster:
         if nodes is not None and nodes < 1:
             raise ValueError(f"nodes: at least 1, not {nodes}")
         env = os.environ
-        self.layout = startup.choose_layout(env, slurm, nodes, cores, gpus)  # SlurmModeError
+        self.layout = startup.choose_layout(env, slurm, nodes, cores, gpus, names)  # SlurmModeError, ValueError
         options = startup.master_options(self.layout, env, master_options)  # TypeError, ValueError
         self.start_timeout = start_timeout
         self._procs = _Processes(exit_timeout=self.exit_timeout)
@@ -247,7 +249,7 @@ class LocalCluster:
             waited = time.monotonic() - start
             if waited > self.start_timeout:
                 have = sorted(n.name for n in res.nodes) if res is not None else []
-                logs = "agent-*.log, srun.log" if self.slurm else "agent-node*.log"
+                logs = "agent-*.log, srun.log" if self.slurm else "agent-*.log"
                 raise CampaignError(f"{len(have)} of {want} agents joined within {self.start_timeout:g} s "
                                     f"({', '.join(have) or 'none'}); see {self.workdir}/{{{logs}}}")
             time.sleep(poll_interval(waited))

@@ -93,8 +93,17 @@ class Layout:
 
     alloc: slurm.Allocation | None = None
     nodes: int | None = None  # local mode only, like cores and gpus
-    cores: int | None = None
+    cores: int | None = None  # every node's; None when node_cores differ
     gpus: int | None = None
+    node_cores: tuple[int, ...] = ()  # cores per node, when given per node
+    names: tuple[str, ...] = ()  # the agents' names, when given (default node0, node1...)
+
+    def agent(self, index: int) -> tuple[str, int]:
+        """The name and cores of local agent ``index``."""
+        name = self.names[index] if self.names else f"node{index}"
+        cores = self.node_cores[index] if self.node_cores else self.cores
+        assert cores is not None
+        return name, cores
 
     @property
     def expected(self) -> int:
@@ -104,21 +113,43 @@ class Layout:
     def describe(self) -> str:
         if self.alloc is not None:
             return f"{self.alloc.describe()}, one agent per node"
+        if self.cores is None:
+            return f"{self.nodes} agent(s) of {'+'.join(map(str, self.node_cores))} cores"
         return f"{self.nodes} agent(s) x {self.cores} cores"
 
 
 def choose_layout(
-    env: Mapping[str, str], slurm_mode: bool | None, nodes: int | None, cores: int | None, gpus: int | None
+    env: Mapping[str, str], slurm_mode: bool | None, nodes: int | None, cores: int | Sequence[int] | None,
+    gpus: int | None, names: Sequence[str] | None = None,
 ) -> Layout:
     """Slurm mode (``slurm_mode`` None: when $SLURM_JOB_ID is set) or local mode, each with its
-    checks; raises slurm.SlurmModeError for bad usage, before anything starts."""
+    checks; raises slurm.SlurmModeError for bad usage, before anything starts. ``cores`` may be a
+    list (one entry per node) and ``names`` name the local agents; ValueError when they disagree."""
+    per_node = tuple(cores) if cores is not None and not isinstance(cores, int) else ()
     if slurm.wants_slurm(env, slurm_mode):
         alloc = slurm.allocation(env)
-        slurm.refuse_local_options(alloc, nodes, cores, gpus)
+        given = per_node[0] if per_node else cores if isinstance(cores, int) else None
+        slurm.refuse_local_options(alloc, nodes, given, gpus)
+        if names:
+            raise slurm.SlurmModeError("names: only for local mode; in Slurm mode the agents take their nodes' names")
         slurm.srun_argv(Path("."), alloc, env)  # a bad $PJ_SRUN_ARGS: before anything starts
         return Layout(alloc=alloc)
-    return Layout(nodes=nodes if nodes is not None else 1, cores=cores if cores is not None else default_cores(),
-                  gpus=gpus)
+    if per_node:
+        if nodes is not None and nodes != len(per_node):
+            raise ValueError(f"cores: {len(per_node)} entries (one per node) for nodes={nodes}")
+        if any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in per_node):
+            raise ValueError(f"cores: whole numbers of at least 1 per node, not {list(per_node)}")
+        nodes = len(per_node)
+    count = nodes if nodes is not None else len(names) if names else 1
+    if names is not None:
+        if len(names) != count or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"names: {count} distinct node names, one per node, not {list(names)}")
+    if per_node:
+        uniform = per_node[0] if len(set(per_node)) == 1 else None
+    else:
+        uniform = cores if isinstance(cores, int) else default_cores()
+    return Layout(nodes=count, cores=uniform, gpus=gpus, node_cores=per_node if uniform is None else (),
+                  names=tuple(names or ()))
 
 
 def master_flags(options: Mapping[str, object]) -> list[str]:
@@ -204,12 +235,15 @@ def start_agents(
     if layout.alloc is not None:
         argv = srun_cmd(workdir, layout.alloc, env)
         return [spawn("srun", "the agents' srun", argv, workdir / slurm.SRUN_LOG)]
-    assert layout.nodes is not None and layout.cores is not None
-    return [
-        spawn(f"node{i}", f"the agent node{i}", agent_cmd(workdir, i, layout.cores, layout.gpus),
-              workdir / f"agent-node{i}.log")
-        for i in range(layout.nodes)
-    ]
+    assert layout.nodes is not None
+    children = []
+    for i in range(layout.nodes):
+        name, cores = layout.agent(i)
+        argv = agent_cmd(workdir, i, cores, layout.gpus)
+        if layout.names:  # the agent's own name in place of node<i>
+            argv[argv.index("--name") + 1] = name
+        children.append(spawn(name, f"the agent {name}", argv, workdir / f"agent-{name}.log"))
+    return children
 
 
 def wait_ready(master: Child, workdir: Path, timeout: float) -> MasterAddress:
