@@ -4,6 +4,10 @@
                `/bin/true` job submitted (c.client()) and waited for, then the block's exit (close)
   cluster-qcg  QCG-PilotJob's `LocalManager(['--nodes', '4', '--wd', TMP])`, `submit(Jobs().add(
                name='t', exec='/bin/true'))`, `wait4all()`, `finish()`
+  qcgapi-pj    ONE QCG-PilotJob API script (LocalManager on 4 cores; 1000 `/bin/true` jobs and one
+  qcgapi-qcg   job of 1000 iterations submitted, wait4all, status of every job, finish) run on
+               PJ (`from pj.qcg import ...`) and on QCG-PilotJob (`from qcg.pilotjob.api...`): the
+               script is the same but for its two import lines
 
 Each runs in a fresh interpreter (PJ's, QCG's venv) in its own empty directory; the clock starts
 after the API's import and stops when the pilot has been closed. Also reported: the time until the
@@ -20,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CLUSTER_SYSTEMS = ("cluster-pj", "cluster-qcg")
+CLUSTER_SYSTEMS = ("cluster-pj", "cluster-qcg", "qcgapi-pj", "qcgapi-qcg")
+QCGAPI_TASKS = 2000
 CLUSTER_EXTRAS = ("ready_s", "process_wall_s")
 
 DRIVERS = {
@@ -54,9 +59,33 @@ print(json.dumps({"ready": t1 - t0, "total": t2 - t0, "state": state}), flush=Tr
 }
 
 
+QCGAPI_SCRIPT = r'''
+import json, os, time
+{imports}
+os.mkdir("wd")
+t0 = time.perf_counter()
+m = LocalManager(["--nodes", "4", "--wd", os.path.abspath("wd")])
+jobs = Jobs()
+for i in range(1000):
+    jobs.add(name=f"j{i}", exec="/bin/true")
+jobs.add(name="sweep", exec="/bin/true", args=["${it}"], iteration=1000)
+ids = m.submit(jobs)
+m.wait4all()
+states = {j["data"]["status"] for j in m.status(ids)["jobs"].values()}
+m.finish()
+t2 = time.perf_counter()
+print(json.dumps({"ready": 0.0, "total": t2 - t0, "state": "SUCCEED" if states == {"SUCCEED"} else str(states)}))
+'''
+DRIVERS["qcgapi-pj"] = QCGAPI_SCRIPT.replace("{imports}", "from pj.qcg import LocalManager, Jobs")
+DRIVERS["qcgapi-qcg"] = QCGAPI_SCRIPT.replace(
+    "{imports}", "from qcg.pilotjob.api.manager import LocalManager\nfrom qcg.pilotjob.api.job import Jobs")
+
+
 def cluster_label(s: str) -> str:
     return {"cluster-pj": "cluster-pj (LocalCluster 1x4, 1 job, close)",
-            "cluster-qcg": "cluster-qcg (LocalManager 4 cores, 1 job, finish)"}[s]
+            "cluster-qcg": "cluster-qcg (LocalManager 4 cores, 1 job, finish)",
+            "qcgapi-pj": f"qcgapi-pj (a QCG API script, {QCGAPI_TASKS} tasks, on pj.qcg)",
+            "qcgapi-qcg": "qcgapi-qcg (the same script on QCG-PilotJob)"}[s]
 
 
 def run_cluster(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
@@ -65,7 +94,7 @@ def run_cluster(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
     run_dir.mkdir()
     driver = run_dir / "driver.py"
     driver.write_text(DRIVERS[system])
-    python = Path(ctx["pj"]).parent / "python" if system == "cluster-pj" else Path(ctx["qcg"]).parent / "python"
+    python = Path(ctx["pj"] if system.endswith("-pj") else ctx["qcg"]).parent / "python"
     cmd = [str(python), str(driver)]
     rc, wall, cpu = tools.timed(cmd, run_dir, run_dir / "output.log", a.timeout)
     out: dict[str, Any] = {}
@@ -85,15 +114,16 @@ def run_cluster(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
     if not a.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     total = out["total"]
-    return {"system": system, "round": rnd, "tasks": 1, "wall_s": total, "cpu_s": cpu,
-            "tasks_per_s": 1 / total, "rc": rc, "ok": True, "problem": None, "cmd": cmd,
+    tasks = QCGAPI_TASKS if system.startswith("qcgapi") else 1
+    return {"system": system, "round": rnd, "tasks": tasks, "wall_s": total, "cpu_s": cpu,
+            "tasks_per_s": tasks / total, "rc": rc, "ok": True, "problem": None, "cmd": cmd,
             "ready_s": out["ready"], "process_wall_s": wall}
 
 
 def print_cluster(summary: dict[str, dict]) -> None:
     """Ready time and wall (clock started after the import) of each, and the ratio qcg/pj."""
     lines = []
-    for s in CLUSTER_SYSTEMS:
+    for s in CLUSTER_SYSTEMS[:2]:
         m = summary.get(s)
         if m:
             lines.append(f"  {s}: ready {m['ready_s_median']:.3f} s, ready + 1 job + close "
@@ -102,6 +132,10 @@ def print_cluster(summary: dict[str, dict]) -> None:
     if all(s in summary for s in CLUSTER_SYSTEMS):
         x = summary["cluster-qcg"]["wall_median"] / summary["cluster-pj"]["wall_median"]
         lines.append(f"  cluster-qcg/cluster-pj wall: {x:.1f}x (>1: pj faster)")
+    if "qcgapi-pj" in summary and "qcgapi-qcg" in summary:
+        pj, qcg = summary["qcgapi-pj"]["wall_median"], summary["qcgapi-qcg"]["wall_median"]
+        lines.append(f"  the same QCG API script, {QCGAPI_TASKS} tasks: pj.qcg {pj:.2f} s, QCG-PilotJob "
+                     f"{qcg:.2f} s: {qcg / pj:.1f}x (>1: pj faster)")
     if lines:
         print("\npilot from Python (medians):")
         print("\n".join(lines))
