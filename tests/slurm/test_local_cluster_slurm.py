@@ -45,3 +45,29 @@ def test_local_cluster_uses_every_node_of_the_allocation(tmp_path: Path, slurm_t
     assert out["refused"].startswith("--nodes 2: only for local mode")
     assert out["codes"] == {"master": 0, "srun": 0}  # the master and the agents' srun ended cleanly
     assert sorted(p.name for p in (tmp_path / "W").glob("agent-*.log")) == [f"agent-{n}.log" for n in out["nodes"]]
+
+
+QCG_SCRIPT = """
+import json
+from pj.qcg import Jobs, LocalManager  # a QCG-PilotJob script: only this import is PJ's
+
+m = LocalManager()
+res = m.resources()
+ids = m.submit(Jobs().add(name="wide", script="srun sh -c 'echo $SLURMD_NODENAME' | sort -u > wide.out", numNodes=2, numCores=1))
+state = m.wait4(ids)
+info = m.info_parsed("wide")["wide"]
+m.finish()
+print(json.dumps({"res": res, "state": state, "nodes": sorted(info.nodes)}))
+"""
+
+
+def test_qcg_local_manager_uses_the_allocation(tmp_path: Path, slurm_tools: SimpleNamespace) -> None:
+    t = slurm_tools
+    t.need_cluster(nodes=2)
+    (tmp_path / "script.py").write_text(QCG_SCRIPT)
+    r = t.salloc_run(["-N2", "--exclusive", "--time=2"], [sys.executable, "script.py"], cwd=tmp_path, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["res"]["total_nodes"] == 2 and out["res"]["used_cores"] == 0
+    assert out["state"] == {"wide": "SUCCEED"} and len(out["nodes"]) == 2
+    assert sorted((tmp_path / "wide.out").read_text().split()) == out["nodes"]  # one step over both nodes
