@@ -15,29 +15,33 @@ a timeout), 2 bad usage or input, 130 interrupted. Every error is one line on st
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pj.common.fastexit import exit_now
-from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
+from pj.common.workdir import WORKDIR_ENV
 
-from .convert import BAD_STATES, STATES, JobInfo
-from .errors import InvalidJobError, PJError, PJTimeout, UnknownJobError, one_line
-from .formats import fmt_bytes, fmt_history, fmt_iterations, fmt_shares, table
-from .progress import fmt_counts, fmt_duration
+from .commands import (
+    UsageError,
+    _connect,
+    _print_lines,
+    _say,
+    cmd_cancel,
+    cmd_finish,
+    cmd_info,
+    cmd_list,
+    cmd_resources,
+    cmd_status,
+    cmd_wait,
+)
+from .convert import STATES
+from .errors import InvalidJobError, PJError, UnknownJobError
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
-    from .api import Client
-
-
-class UsageError(Exception):
-    """Bad usage or input: one line, exit 2."""
+    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,14 +50,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- shared helpers
-
-
-def _out() -> TextIO:
-    return sys.stdout
-
-
-def _say(msg: str) -> None:
-    print(f"pj: {one_line(msg)}", file=sys.stderr)
 
 
 def _guard(body: Callable[[], int]) -> int:
@@ -112,21 +108,6 @@ def _add_connection(p: argparse.ArgumentParser, workdir: bool = True) -> None:
                    help="seconds each call may take (default 30)")
 
 
-def _connect(args: argparse.Namespace) -> Client:
-    from .api import Client
-
-    workdir = getattr(args, "workdir", None)
-    master = getattr(args, "master", None)
-    token_file = getattr(args, "token_file", None)
-    env_wd, env_master = os.environ.get(WORKDIR_ENV), os.environ.get(MASTER_ENV)
-    if workdir is None and master is None and not env_wd and not env_master:
-        raise UsageError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR --token-file F")
-    if master is not None and token_file is None and workdir is None and not env_wd:
-        raise UsageError(f"--master {master} needs the token: add --token-file F or --workdir DIR")
-    return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0),
-                  tls_cert=getattr(args, "tls_cert", None))
-
-
 def _seconds_for(option: str) -> Callable[[str], float]:
     """A timeout for ``option``: plain seconds ("90", "1.5") or a duration ("10m", "1h30m", "1:30:00")."""
 
@@ -161,182 +142,6 @@ def _count(lo: int) -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def _state_list(values: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for v in values:
-        for part in v.split(","):
-            name = part.strip().upper().removeprefix("JOB_STATE_")
-            if name not in STATES:
-                raise UsageError(f"--state: unknown state {part.strip()!r}; use one of {', '.join(STATES)}")
-            out.append(name)
-    return out
-
-
-def _json(obj: Any) -> None:
-    json.dump(obj, _out(), indent=2)
-    _out().write("\n")
-
-
-def _asdict(obj: Any) -> Any:
-    return dataclasses.asdict(obj)
-
-
-def _print_lines(lines: Sequence[str]) -> None:
-    out = _out()
-    for line in lines:
-        out.write(line + "\n")
-
-
-# ---------------------------------------------------------------- pj subcommands
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        st = c.status()
-    if args.json:
-        _json(_asdict(st))
-        return 0
-    up = fmt_duration(max(time.time() - st.started_at, 0.0)) if st.started_at > 0 else "?"
-    _print_lines([
-        f"master  {st.address or c.address}, up {up}" + (", finishing" if st.finishing else ""),
-        f"nodes   {st.nodes}, cores {st.cores_used}/{st.cores_total} in use",
-        f"jobs    {st.jobs_total}, {st.jobs_unfinished} unfinished"
-        + (f": {fmt_counts(st.jobs, ', ')}" if st.jobs else ""),
-        f"tasks   {fmt_counts(st.tasks, ', ') or '-'}",
-        *(f"notice  {one_line(n)}" for n in st.notices),
-    ])
-    return 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    states = _state_list(args.state) if args.state else None
-    with _connect(args) as c:
-        jobs = list(c.list(states=states))
-    if args.json:
-        _json([_asdict(j) for j in jobs])
-        return 0
-    if not jobs:
-        _out().write("no jobs\n")
-        return 0
-    rows = [
-        [j.name, j.state, fmt_iterations(j.iterations_done, j.iterations, j.iterations_failed), one_line(j.reason)]
-        for j in jobs
-    ]
-    _print_lines(table(["NAME", "STATE", "ITERATIONS", "REASON"], rows))
-    return 0
-
-
-def _info_lines(info: JobInfo) -> list[str]:
-    s = info.summary
-    lines = [f"job {s.name}", f"  state       {s.state}"]
-    if s.iterations:
-        lines.append(f"  iterations  {s.iterations_done}/{s.iterations} done, {s.iterations_failed} failed")
-    if s.reason:
-        lines.append(f"  reason      {one_line(s.reason)}")
-    lines.append(f"  history     {fmt_history(info.history)}")
-    if info.tasks:
-        rows = [
-            [
-                t.name,
-                t.state,
-                "-" if t.exit_code is None else str(t.exit_code),
-                fmt_shares(t.shares),
-                one_line(t.reason),
-            ]
-            for t in info.tasks
-        ]
-        lines.append("  tasks")
-        lines += ["    " + line for line in table(["TASK", "STATE", "EXIT", "WHERE", "REASON"], rows)]
-    return lines
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        infos = c.info(args.names, with_tasks=args.tasks)
-    if args.json:
-        _json([_asdict(i) for i in infos])
-        return 0
-    lines: list[str] = []
-    for i, info in enumerate(infos):
-        if i:
-            lines.append("")
-        lines += _info_lines(info)
-    _print_lines(lines)
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        res = c.cancel(args.names)
-    if res.canceled:
-        _out().write(f"canceled: {' '.join(res.canceled)}\n")
-    if res.already_finished:
-        _out().write(f"already finished: {' '.join(res.already_finished)}\n")
-    return 0
-
-
-def cmd_wait(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        try:
-            final = c.wait(args.names or None, timeout=args.timeout)
-        except PJTimeout as e:
-            _say(str(e))
-            return 1
-    counts: dict[str, int] = {}
-    for state in final.values():
-        counts[state] = counts.get(state, 0) + 1
-    out = _out()
-    out.write(f"{len(final)} jobs finished" + (f": {fmt_counts(counts, ', ')}" if final else "") + "\n")
-    bad = [(n, s) for n, s in final.items() if s != "SUCCEED"]
-    if bad:
-        _print_lines(["  " + line for line in table(["NAME", "STATE"], [[n, s] for n, s in bad[:20]])])
-        if len(bad) > 20:
-            out.write(f"  ... and {len(bad) - 20} more (pj list --state {','.join(BAD_STATES)})\n")
-    return 0 if not bad else 1
-
-
-def cmd_finish(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        c.finish(drain=not args.cancel)
-        addr = c.address
-    if args.cancel:
-        _out().write(f"the master at {addr} cancels every job and stops\n")
-    else:
-        _out().write(f"the master at {addr} stops once every job has ended\n")
-    return 0
-
-
-def cmd_resources(args: argparse.Namespace) -> int:
-    with _connect(args) as c:
-        res = c.resources()
-    if args.json:
-        _json(_asdict(res))
-        return 0
-    rows = [
-        [
-            n.name,
-            "yes" if n.online else "no",
-            f"{n.cores_free}/{n.cores}",
-            f"{n.gpus_free}/{len(n.gpus)}" if n.gpus else "-",
-            fmt_bytes(n.memory_bytes),
-        ]
-        for n in res.nodes
-    ]
-    known = {n.name for n in res.nodes}
-    rows += [[name, "missing", "-", "-", "-"] for name in res.nodes_missing if name not in known]
-    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY"], rows) if rows else []
-    expected = f" of {res.nodes_expected} expected" if res.nodes_expected else ""
-    online = sum(1 for n in res.nodes if n.online)
-    missing = ""
-    if res.nodes_missing:
-        from pj.common.hostlist import compress
-
-        missing = f", {len(res.nodes_missing)} missing ({compress(res.nodes_missing)})"
-    lines.append(f"{online} node(s) online{expected}{missing}, {sum(n.cores_free for n in res.nodes)} cores free")
-    _print_lines(lines)
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
