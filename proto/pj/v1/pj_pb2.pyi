@@ -135,7 +135,7 @@ class NodeShare(_message.Message):
     def __init__(self, node: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
-    __slots__ = ("name", "iteration", "has_iteration", "state", "exit_code", "reason", "shares", "history")
+    __slots__ = ("name", "iteration", "has_iteration", "state", "exit_code", "reason", "shares", "history", "cpu_user_s", "cpu_system_s", "max_rss_kb", "stderr_tail")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ITERATION_FIELD_NUMBER: _ClassVar[int]
     HAS_ITERATION_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,10 @@ class TaskInfo(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
+    CPU_USER_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_SYSTEM_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_RSS_KB_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
     name: str
     iteration: int
     has_iteration: bool
@@ -152,7 +156,11 @@ class TaskInfo(_message.Message):
     reason: str
     shares: _containers.RepeatedCompositeFieldContainer[NodeShare]
     history: _containers.RepeatedCompositeFieldContainer[StateChange]
-    def __init__(self, name: _Optional[str] = ..., iteration: _Optional[int] = ..., has_iteration: _Optional[bool] = ..., state: _Optional[_Union[JobState, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[NodeShare, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ...) -> None: ...
+    cpu_user_s: float
+    cpu_system_s: float
+    max_rss_kb: int
+    stderr_tail: str
+    def __init__(self, name: _Optional[str] = ..., iteration: _Optional[int] = ..., has_iteration: _Optional[bool] = ..., state: _Optional[_Union[JobState, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., shares: _Optional[_Iterable[_Union[NodeShare, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., cpu_user_s: _Optional[float] = ..., cpu_system_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ..., stderr_tail: _Optional[str] = ...) -> None: ...
 
 class JobSummary(_message.Message):
     __slots__ = ("name", "state", "reason", "iterations", "iterations_done", "iterations_failed")
@@ -381,7 +389,7 @@ class TaskStarted(_message.Message):
     def __init__(self, task_id: _Optional[int] = ..., pid: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
 
 class TaskExited(_message.Message):
-    __slots__ = ("task_id", "exit_code", "time", "error", "cpu_user_s", "cpu_system_s", "max_rss_kb")
+    __slots__ = ("task_id", "exit_code", "time", "error", "cpu_user_s", "cpu_system_s", "max_rss_kb", "stderr_tail")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -389,6 +397,7 @@ class TaskExited(_message.Message):
     CPU_USER_S_FIELD_NUMBER: _ClassVar[int]
     CPU_SYSTEM_S_FIELD_NUMBER: _ClassVar[int]
     MAX_RSS_KB_FIELD_NUMBER: _ClassVar[int]
+    STDERR_TAIL_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     exit_code: int
     time: float
@@ -396,7 +405,8 @@ class TaskExited(_message.Message):
     cpu_user_s: float
     cpu_system_s: float
     max_rss_kb: int
-    def __init__(self, task_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., time: _Optional[float] = ..., error: _Optional[str] = ..., cpu_user_s: _Optional[float] = ..., cpu_system_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ...) -> None: ...
+    stderr_tail: str
+    def __init__(self, task_id: _Optional[int] = ..., exit_code: _Optional[int] = ..., time: _Optional[float] = ..., error: _Optional[str] = ..., cpu_user_s: _Optional[float] = ..., cpu_system_s: _Optional[float] = ..., max_rss_kb: _Optional[int] = ..., stderr_tail: _Optional[str] = ...) -> None: ...
 
 class AgentEvents(_message.Message):
     __slots__ = ("started", "exited", "withdrawn")
