@@ -4,6 +4,7 @@
                 [--node-timeout T] [--missing-nodes continue|fail] [--heartbeat-timeout T]
                 [--crash-limit N] [--resume] [--tls] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
+    pj top [--once] [--interval S]
     pj-submit [--workdir DIR] FILE
     pj-submit [--workdir DIR] [--name N] [--cores C] ... -- CMD ARGS...
 
@@ -235,6 +236,9 @@ def pj_parser() -> _Parser:
     q = query("finish", cmd_finish, "let the master stop once the jobs have ended")
     q.add_argument("--cancel", action="store_true", help="cancel the jobs that run or wait instead")
     query("resources", cmd_resources, "the nodes (agents) and their free cores and GPUs", json_opt=True)
+    from .top import add_parser as add_top  # pj top: its options and its code live in top.py
+
+    add_top(sub, _add_connection)
     return p
 
 
@@ -246,7 +250,7 @@ def pj_main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = pj_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         if not getattr(args, "func", None):
-            raise UsageError("give a command: run, status, list, info, cancel, wait, finish or resources")
+            raise UsageError("give a command: run, status, list, info, cancel, wait, finish, resources or top")
         return int(args.func(args))
 
     rc = _guard(body)
