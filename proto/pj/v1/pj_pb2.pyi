@@ -215,7 +215,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address", "notices")
+    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address", "notices", "waiting")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class StatusReply(_message.Message):
     FINISHING_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[StateCount]
     tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
     jobs_total: int
@@ -238,7 +239,16 @@ class StatusReply(_message.Message):
     finishing: bool
     address: str
     notices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ...) -> None: ...
+    waiting: _containers.RepeatedCompositeFieldContainer[ReasonCount]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ..., waiting: _Optional[_Iterable[_Union[ReasonCount, _Mapping]]] = ...) -> None: ...
+
+class ReasonCount(_message.Message):
+    __slots__ = ("kind", "count")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    count: int
+    def __init__(self, kind: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ("names", "with_tasks")
