@@ -40,6 +40,7 @@ from .commands import (
 )
 from .convert import STATES
 from .errors import InvalidJobError, PJError, UnknownJobError
+from .report.command import add_parser as add_report_parser
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
     pass
@@ -236,6 +237,7 @@ def pj_parser() -> _Parser:
     q = query("finish", cmd_finish, "let the master stop once the jobs have ended")
     q.add_argument("--cancel", action="store_true", help="cancel the jobs that run or wait instead")
     query("resources", cmd_resources, "the nodes (agents) and their free cores and GPUs", json_opt=True)
+    add_report_parser(sub)  # pj report KIND: reads DIR/jobs.jsonl (client/report/)
     from .top import add_parser as add_top  # pj top: its options and its code live in top.py
 
     add_top(sub, _add_connection)
