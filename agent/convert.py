@@ -45,6 +45,7 @@ def exited_to_pb(r: ReportExited) -> pj_pb2.TaskExited:
         cpu_user_s=r.cpu_user_s,
         cpu_system_s=r.cpu_system_s,
         max_rss_kb=r.max_rss_kb,
+        stderr_tail=r.stderr_tail,
     )
 
 

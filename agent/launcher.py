@@ -30,7 +30,12 @@ Two ways to start a task, the same result:
   naming a file of the agent's own (hostfiles.py: one file per distinct content); a task
   without one pays a single attribute test.
 - Reaping: ``reap()`` collects every ended child with wait4(WNOHANG); the shell
-  calls it on SIGCHLD.
+  calls it on SIGCHLD. wait4 gives the task's rusage: CPU time and peak RSS of its main
+  process and of the descendants that process waited for (a child it never waited for, or one
+  that left for a session of its own and was reparented, is not counted).
+- Stderr tails (tails.py): a task without a stderr file writes its stderr into an unnamed file
+  (O_TMPFILE) the launcher holds; ``ended`` reads the last 4 KB of it, or of the task's stderr
+  file, only when the task failed, and drops the file.
 - Marking: every task gets ``PJ_TASK_ID=<id>`` and ``PJ_AGENT_PID=<agent pid>`` in its
   environment (one dict store per spawn: the agent's pid is in the base environment). A task's
   processes that left its group (setsid, double fork) keep them.
@@ -50,10 +55,12 @@ import signal
 import stat
 from collections.abc import Iterable, Mapping
 
+from . import explain
 from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
 from .spawn import FileActions, Libc, Request, Result, Spawner
-from .state import EXIT_CANNOT_START, EXIT_NOT_EXECUTABLE, Exited, TaskSpec
+from .state import EXIT_CANNOT_START, Exited, TaskSpec
+from .tails import Captures, default_dirs, pick_dir, read_tail
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -87,7 +94,10 @@ class Launcher:
         base_env: Mapping[str, str] | None = None,
         hostfiles: Hostfiles | None = None,
         spawn_threads: int = 0,
+        capture_dir: str | None = None,
     ) -> None:
+        """``capture_dir``: where tasks without a stderr file write it (None: the first of $TMPDIR,
+        /tmp, /dev/shm, /var/tmp that takes unnamed files; "": not captured, /dev/null)."""
         self.resources = resources
         self.hostfiles = hostfiles if hostfiles is not None else Hostfiles()
         # A snapshot: a task's environment is this dict with Launch.env laid over it (one C-level merge).
@@ -110,6 +120,8 @@ class Launcher:
             (os.POSIX_SPAWN_DUP2, self._devnull, 2),
         )
         _seal_inherited_fds()
+        self.captures = Captures(pick_dir(default_dirs()) if capture_dir is None else pick_dir([capture_dir]))
+        self._stderr_files: dict[int, str] = {}  # task id -> its stderr file, for its tail
         # Spawner threads (spawn.py): None where libc lacks a binding or spawn_threads is 0; the
         # loop's thread then spawns with os.posix_spawn (``spawn``).
         libc = Libc.load() if spawn_threads > 0 else None
@@ -129,6 +141,7 @@ class Launcher:
         for actions in self._wd_actions.values():
             actions.close()
         self._wd_actions.clear()
+        self.captures.close_all()
         self.unbind()
         self.hostfiles.close()
         if self._devnull >= 0:
@@ -166,6 +179,15 @@ class Launcher:
             if exe in self._which.values():
                 self._which = {k: p for k, p in self._which.items() if p != exe}
             raise self._explain(e, spec, exe) from None
+
+    def ended(self, task_id: int, tail: bool) -> str:
+        """The task's exit was handled: its stderr tail when ``tail`` (it failed), else ""."""
+        text = self.captures.close(task_id, tail)
+        if self._stderr_files:
+            path = self._stderr_files.pop(task_id, None)
+            if path is not None and tail:
+                text = read_tail(path)
+        return text
 
     def _task_vars(self, spec: TaskSpec) -> dict[str, str]:
         """What a task's environment lays over the agent's: Launch.env, CUDA_VISIBLE_DEVICES (unless
@@ -261,7 +283,7 @@ class Launcher:
 
     def _spawn_actions(self, spec: TaskSpec, wd: bytes) -> tuple[FileActions, bool]:
         """The file actions: chdir, then stdin/stdout/stderr; shared per wd when there is no stdio."""
-        plain = not (spec.stdin or spec.stdout or spec.stderr)
+        plain = not (spec.stdin or spec.stdout or spec.stderr or self.captures.directory)
         if plain:
             cached = self._wd_actions.get(wd)
             if cached is not None:
@@ -314,9 +336,15 @@ class Launcher:
             ) from None
 
     def _file_actions(self, spec: TaskSpec) -> tuple[tuple[object, ...], ...] | list[tuple[object, ...]]:
-        if not (spec.stdin or spec.stdout or spec.stderr):
-            return self._null_actions
+        """stdin, stdout, stderr; a task without a stderr file gets a capture file for its tail."""
+        if spec.stderr:
+            self._stderr_files[spec.task_id] = spec.stderr
+            capture = -1
+        else:
+            capture = self.captures.open(spec.task_id)
         null = self._devnull
+        if not (spec.stdin or spec.stdout) and capture < 0 and not spec.stderr:
+            return self._null_actions
         acts: list[tuple[object, ...]] = [
             (os.POSIX_SPAWN_OPEN, 0, spec.stdin, os.O_RDONLY, 0)
             if spec.stdin
@@ -330,7 +358,7 @@ class Launcher:
         elif spec.stderr:
             acts.append((os.POSIX_SPAWN_OPEN, 2, spec.stderr, _OUT_FLAGS, 0o644))
         else:
-            acts.append((os.POSIX_SPAWN_DUP2, null, 2))
+            acts.append((os.POSIX_SPAWN_DUP2, capture if capture >= 0 else null, 2))
         return acts
 
     def _which_exe(self, name: str, path_var: str, wd: str) -> str:
@@ -355,7 +383,7 @@ class Launcher:
                 if cacheable:
                     self._which[key] = cand
                 return cand
-        raise SpawnError(EXIT_CANNOT_START, f"cannot start {name}: command not found in PATH={path_var}")
+        raise SpawnError(*explain.not_found(name, wd, path_var))
 
     def _explain(self, e: OSError, spec: TaskSpec, exe: str) -> SpawnError:
         """posix_spawn gives an errno only; find which path it was about (failure path only)."""
@@ -363,15 +391,11 @@ class Launcher:
             if not path:
                 continue
             name = ("stdin", "stdout", "stderr")[fd]
-            problem = _open_problem(path, fd == 0)
+            problem = explain.open_problem(path, fd == 0)
             if problem:
                 return SpawnError(EXIT_CANNOT_START, f"cannot open {name} {path}: {problem}")
         where = exe if exe.startswith("/") else os.path.join(spec.wd or os.getcwd(), exe)
-        if e.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR, errno.EPERM):
-            if os.path.isdir(where):
-                return SpawnError(EXIT_NOT_EXECUTABLE, f"cannot execute {where}: it is a directory")
-            return SpawnError(EXIT_NOT_EXECUTABLE, f"cannot execute {where}: {os.strerror(e.errno)}")
-        return SpawnError(EXIT_CANNOT_START, f"cannot execute {where}: {os.strerror(e.errno or errno.EIO)}")
+        return SpawnError(*explain.exec_failed(e.errno or errno.EIO, os.path.normpath(where)))
 
     # ------------------------------------------------------------ signals, reaping
 
@@ -509,27 +533,6 @@ def _seal_inherited_fds() -> None:
                 pass  # the listing's own descriptor, already closed
 
 
-def _open_problem(path: str, read: bool) -> str:
-    """Why ``path`` cannot be opened for reading (stdin) or writing (stdout/stderr); '' if it can."""
-    try:
-        if read:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            os.close(fd)
-            return ""
-        if os.path.exists(path):
-            return (
-                ""
-                if os.access(path, os.W_OK) and not os.path.isdir(path)
-                else ("it is a directory" if os.path.isdir(path) else "permission denied")
-            )
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            return f"directory {parent} does not exist"
-        return "" if os.access(parent, os.W_OK | os.X_OK) else f"directory {parent} is not writable"
-    except OSError as e:
-        return e.strerror or str(e)
-
-
 # Fake pids for --dry-run: above any real pid (pid_max is at most 2**22), so never signalled.
 _DRY_PID0 = 1 << 30
 
@@ -547,7 +550,7 @@ class DryLauncher(Launcher):
         base_env: Mapping[str, str] | None = None,
         hostfiles: Hostfiles | None = None,
     ) -> None:
-        super().__init__(resources, base_env, hostfiles)
+        super().__init__(resources, base_env, hostfiles, capture_dir="")
         self._next_pid = _DRY_PID0
         self._ended: list[Exited] = []
 

@@ -12,6 +12,7 @@ a later reconnect can deliver what ended while the master was away.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +43,7 @@ from .state import (
     Warn,
     WithdrawTask,
 )
+from .tails import TRIM_INTERVAL_S
 
 log = structlog.get_logger("pj.agent")
 
@@ -117,6 +119,7 @@ class Runner:
         self._requests: list[Request] = []
         self._flush: asyncio.TimerHandle | None = None  # sends started reports that waited too long
         self._early: dict[int, Exited] = {}
+        self._trim_timer: asyncio.TimerHandle | None = None  # bounds the stderr capture files
 
     # ------------------------------------------------------------ life cycle
 
@@ -125,9 +128,14 @@ class Runner:
         self._loop = loop
         if self.launcher.spawner is not None:
             self.launcher.spawner.set_wake(functools.partial(loop.call_soon_threadsafe, self.on_spawned))
+        if self.launcher.captures.directory:
+            self._trim_timer = loop.call_later(TRIM_INTERVAL_S, self._trim_captures)
         self.on_sigchld()
 
     def detach(self) -> None:
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -218,7 +226,12 @@ class Runner:
             if t is Spawn:
                 self._spawns.append(a.spec)  # type: ignore[union-attr]
             elif t is ReportExited:
-                self.outbox.exited.append(a)  # type: ignore[arg-type]
+                # Every exit drops the task's stderr capture; a failed one's tail goes with it.
+                r: ReportExited = a  # type: ignore[assignment]
+                text = self.launcher.ended(r.task_id, r.tail)
+                if text:
+                    r = dataclasses.replace(r, stderr_tail=text)
+                self.outbox.exited.append(r)
             elif t is ReportStarted:
                 self.outbox.started.append(a)  # type: ignore[arg-type]
             elif t is Signal:
@@ -326,6 +339,16 @@ class Runner:
             early.clear()
         if events:
             self.feed(events)
+
+    def _trim_captures(self) -> None:
+        """Every TRIM_INTERVAL_S: what tasks wrote to their stderr capture beyond its tail is
+        punched out (tails.py), so a task writing gigabytes there costs no disk or memory."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._trim_timer = loop.call_later(TRIM_INTERVAL_S, self._trim_captures)
+        if len(self.launcher.captures):
+            trimmed = self.launcher.captures.trim()
+            if trimmed:
+                log.debug("trimmed stderr captures", files=trimmed)
 
     def _flush_exits(self) -> None:
         self._exit_flush = None

@@ -165,6 +165,9 @@ class ReportStarted:
 
 @dataclass(frozen=True, slots=True)
 class ReportExited:
+    """A task ended. ``tail``: it ran and failed, so the shell attaches its stderr's last 4 KB
+    (``stderr_tail``) before the report goes out; the rusage is wait4's."""
+
     task_id: int
     exit_code: int
     time: float
@@ -172,6 +175,8 @@ class ReportExited:
     cpu_user_s: float = 0.0
     cpu_system_s: float = 0.0
     max_rss_kb: int = 0
+    tail: bool = False
+    stderr_tail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +405,9 @@ class AgentState:
             error = self._walltime_reason(task, code)
             if code == 0:  # it caught SIGTERM and exited cleanly: still not a success
                 code = -SIGTERM
-        out.append(ReportExited(tid, code, now, error, ev.cpu_user_s, ev.cpu_system_s, ev.max_rss_kb))
+        # A failed task's stderr tail is wanted (not a canceled one's: the master keeps none).
+        tail = code != 0 and task.stop_reason is not StopReason.CANCEL and task.stop_reason is not StopReason.SHUTDOWN
+        out.append(ReportExited(tid, code, now, error, ev.cpu_user_s, ev.cpu_system_s, ev.max_rss_kb, tail))
         # Whatever the task left in its group dies with it (harmless ESRCH when nothing is left);
         # a task being stopped loses what left the group as well.
         if task.stop_reason is None:

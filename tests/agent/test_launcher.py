@@ -124,7 +124,9 @@ def test_stdout_and_stderr_to_one_file(launcher: Launcher, reaper: Reaper, tmp_p
     assert both.read_text() == "one\ntwo\nthree\n"
 
 
-def test_default_streams_are_dev_null(launcher: Launcher, reaper: Reaper, tmp_path: Path) -> None:
+def test_default_streams_are_dev_null_and_stderr_an_unnamed_capture(
+    launcher: Launcher, reaper: Reaper, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     e = run(
         launcher,
@@ -134,7 +136,25 @@ def test_default_streams_are_dev_null(launcher: Launcher, reaper: Reaper, tmp_pa
         f"readlink /proc/self/fd/0 /proc/self/fd/2 > {out}; cat; echo x; echo y >&2",
     )
     assert e.exit_code == 0
-    assert out.read_text().split() == ["/dev/null", "/dev/null"]
+    stdin, stderr = out.read_text().split("\n")[:2]
+    assert stdin == "/dev/null"
+    # stderr: an O_TMPFILE in the capture directory, which has no name ("(deleted)" to readlink).
+    assert launcher.captures.directory and stderr.startswith(launcher.captures.directory.rstrip("/") + "/")
+    assert stderr.endswith("(deleted)")
+    assert launcher.ended(1, tail=True) == "y" and len(launcher.captures) == 0
+    assert launcher.ended(1, tail=True) == ""  # dropped once: nothing left to read
+
+
+def test_without_a_capture_directory_stderr_is_dev_null(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    lch = Launcher(detect(), base_env={"PATH": "/usr/bin:/bin"}, capture_dir="")
+    try:
+        pid = lch.spawn(TaskSpec(1, ("/bin/sh", "-c", f"readlink /proc/self/fd/2 > {tmp_path / 'err'}; exit 1")))
+        assert Reaper(lch).wait(pid).exit_code == 1
+        assert (tmp_path / "err").read_text().split() == ["/dev/null"]
+        assert lch.ended(1, tail=True) == ""
+    finally:
+        lch.close()
 
 
 def test_stdin_from_a_file(launcher: Launcher, reaper: Reaper, tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_walltime_terms_kills_and_says_why() -> None:
     assert core.handle(Tick(), T0 + 12) == [Signal(4, 400, KILL, strays=True)]
     out = core.handle(Exited(400, -KILL, 9.0, 0.5, 10), T0 + 12.1)
     assert out[0] == ReportExited(
-        4, -KILL, T0 + 12.1, "walltime 10s exceeded: killed (SIGTERM, then SIGKILL after 2s)", 9.0, 0.5, 10
+        4, -KILL, T0 + 12.1, "walltime 10s exceeded: killed (SIGTERM, then SIGKILL after 2s)", 9.0, 0.5, 10,
+        tail=True,  # a walltime kill FAILS: its stderr tail is wanted
     )
 
 
@@ -122,7 +123,7 @@ def test_walltime_exit_is_never_a_success() -> None:
     core.handle(Tick(), T0 + 2)
     out = core.handle(Exited(400, 0), T0 + 2.5)  # it trapped SIGTERM and exited 0
     assert out[0] == ReportExited(
-        4, -TERM, T0 + 2.5, "walltime 1.5s exceeded: SIGTERM sent, then it exited with code 0"
+        4, -TERM, T0 + 2.5, "walltime 1.5s exceeded: SIGTERM sent, then it exited with code 0", tail=True
     )
 
 
