@@ -7,9 +7,11 @@ from typing import Any
 
 from pj.v1 import pj_pb2 as pb
 
+from . import usage
 from .launch import TaskLaunch
 from .model import ONE, Dependency, Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
 from .pool import Node
+from .reconcile import Exit
 from .registry import Job, Task
 
 
@@ -221,7 +223,18 @@ def summary_to_pb(job: Job) -> pb.JobSummary:
     )
 
 
+def usage_from_pb(e: pb.TaskExited) -> bytes:
+    """A TaskExited's CPU times and peak memory, packed as the registry keeps them."""
+    return usage.pack(e.cpu_user_s, e.cpu_system_s, e.max_rss_kb)
+
+
+def exit_from_pb(e: pb.TaskExited) -> Exit:
+    """An exit a returning agent's Register names (reconcile.py)."""
+    return (e.task_id, e.exit_code, e.error, usage_from_pb(e), e.stderr_tail)
+
+
 def task_to_pb(task: Task) -> pb.TaskInfo:
+    used = usage.unpack(task.usage)
     msg = pb.TaskInfo(
         name=task.name,
         iteration=task.iteration or 0,
@@ -230,6 +243,10 @@ def task_to_pb(task: Task) -> pb.TaskInfo:
         reason=task.reason,
         shares=[pb.NodeShare(node=s.node, cores=s.cores, gpus=s.gpus) for s in task.allocation],
         history=_history(task.history),
+        cpu_user_s=used.cpu_user_s,
+        cpu_system_s=used.cpu_system_s,
+        max_rss_kb=used.max_rss_kb,
+        stderr_tail=task.stderr_tail,
     )
     if task.exit_code is not None:
         msg.exit_code = task.exit_code

@@ -371,10 +371,13 @@ class Core:
         if job.state == State.SCHEDULED:
             self._job_state(job, State.EXECUTING, now)
 
-    def task_exited(self, task_id: int, exit_code: int, error: str, now: float) -> None:
+    def task_exited(self, task_id: int, exit_code: int, error: str, now: float, usage: bytes = b"",
+                    stderr_tail: str = "") -> None:
+        """``usage``: its CPU time and peak memory, packed (usage.py); ``stderr_tail``: kept if it FAILED."""
         task = self.running.get(task_id)
         if task is None:
             return  # already ended (node lost, duplicate report): nothing to do
+        task.usage = usage
         now = max(now, task.history[-1][1])
         if task.state == State.SCHEDULED and not error:
             self.task_started(task_id, now)  # its start and its end came in one batch
@@ -387,6 +390,7 @@ class Core:
                 code = None  # it never started (the agent held it, waiting for its cores)
         else:
             state, reason = State.FAILED, _exit_reason(exit_code, error)
+            task.stderr_tail = stderr_tail
             if self._retry(task, exit_code, reason, now):
                 return
         self._end_task(task, state, code, reason, now)
@@ -421,7 +425,8 @@ class Core:
         started = next((t for s, t in task.history if s == State.EXECUTING), None)
         nodes = tuple(s.node for s in task.allocation)
         job.attempts.setdefault(task.iteration, []).append(
-            Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost)
+            Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost, task.usage,
+                    task.stderr_tail)
         )
 
     def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:

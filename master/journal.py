@@ -4,7 +4,9 @@ What it keeps (enough to rebuild the registry with ``restore.py``):
 
 - ``batches``: each accepted Submit, as the SubmitRequest's bytes (specs and base dir) and the time;
 - ``tasks``: each task that reached its final state (job, iteration, state, exit code, reason,
-  times, nodes/cores/GPUs); a retried attempt is not kept, only the attempt that ended the task;
+  times, nodes/cores/GPUs, CPU user/system seconds, peak RSS in KB, a FAILED task's stderr tail);
+  a retried attempt is not kept, only the attempt that ended the task. A journal made before the
+  last four columns existed gets them (0 and "") when it is opened;
 - ``jobs``: each job that reached its final state (state, reason, times);
 - ``requests``: the users' cancel and finish requests;
 - ``placements``: each task placed on nodes (task id, job, iteration, nodes/cores/GPUs), ``open``
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from pj.v1 import pj_pb2 as pb
 
-from . import convert
+from . import convert, usage
 from .model import NodeShare, State
 from .registry import Job, Task
 from .restore import Batch, History, JobRecord, Placement, RequestRecord, TaskRecord
@@ -45,7 +47,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY, time REAL NOT NULL, request BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     seq INTEGER PRIMARY KEY, job TEXT NOT NULL, iteration INTEGER, state INTEGER NOT NULL,
-    exit_code INTEGER, reason TEXT NOT NULL, times TEXT NOT NULL, alloc TEXT NOT NULL);
+    exit_code INTEGER, reason TEXT NOT NULL, times TEXT NOT NULL, alloc TEXT NOT NULL,
+    cpu_user_s REAL NOT NULL DEFAULT 0, cpu_system_s REAL NOT NULL DEFAULT 0,
+    max_rss_kb INTEGER NOT NULL DEFAULT 0, stderr_tail TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY, name TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
     times TEXT NOT NULL);
@@ -56,6 +60,13 @@ CREATE TABLE IF NOT EXISTS placements (
     task_id INTEGER PRIMARY KEY, job TEXT NOT NULL, iteration INTEGER, alloc TEXT NOT NULL,
     open INTEGER NOT NULL DEFAULT 1);
 """
+# Columns added to ``tasks`` since version 1 was first written: an older journal gets them on open.
+_TASK_COLUMNS = (
+    ("cpu_user_s", "REAL NOT NULL DEFAULT 0"),
+    ("cpu_system_s", "REAL NOT NULL DEFAULT 0"),
+    ("max_rss_kb", "INTEGER NOT NULL DEFAULT 0"),
+    ("stderr_tail", "TEXT NOT NULL DEFAULT ''"),
+)
 
 
 class JournalError(RuntimeError):
@@ -133,6 +144,10 @@ class Journal:
                 raise JournalError(f"{path}: SQLite cannot use WAL mode here (got {mode})")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
+            for name, decl in _TASK_COLUMNS:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {decl}")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (VERSION,))
             (version,) = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
         except sqlite3.Error as e:
@@ -185,8 +200,8 @@ class Journal:
                 db.executemany("UPDATE placements SET open=0 WHERE task_id=?", [(i,) for i in closed])
             if tasks:
                 db.executemany(
-                    "INSERT INTO tasks (job, iteration, state, exit_code, reason, times, alloc) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks (job, iteration, state, exit_code, reason, times, alloc, cpu_user_s, "
+                    "cpu_system_s, max_rss_kb, stderr_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             t.job.spec.name,
@@ -196,6 +211,8 @@ class Journal:
                             t.reason,
                             _times(t.history),
                             _alloc(t),
+                            *(usage.unpack(t.usage) if t.usage else usage.ZERO),
+                            t.stderr_tail,
                         )
                         for t in tasks
                     ],
@@ -223,10 +240,11 @@ class Journal:
             tasks = [
                 TaskRecord(
                     job, it, State(state), code, reason, _history(times),
-                    _allocation(alloc),
+                    _allocation(alloc), usage.pack(user, system, rss), tail,
                 )
-                for job, it, state, code, reason, times, alloc in db.execute(
-                    "SELECT job, iteration, state, exit_code, reason, times, alloc FROM tasks ORDER BY seq"
+                for job, it, state, code, reason, times, alloc, user, system, rss, tail in db.execute(
+                    "SELECT job, iteration, state, exit_code, reason, times, alloc, cpu_user_s, cpu_system_s, "
+                    "max_rss_kb, stderr_tail FROM tasks ORDER BY seq"
                 )
             ]
             jobs = [

@@ -70,6 +70,16 @@ class Standbys:
                 d = self.heads[key] = {}
             d[task.id] = task
 
+    def waits_on(self, task_id: int) -> tuple[Task, int] | None:
+        """For a standby: the task that holds the share it waits for, and its place in that share's
+        line (1: next); None for any other task. Read-only: for reports (why.py)."""
+        before = self.behind.get(task_id)
+        if before is None:
+            return None
+        while before.id in self.behind:
+            before = self.behind[before.id]
+        return before, self.places[task_id]
+
     def share_for(self, request: Request, pool: Pool) -> Allocation | None:
         """The share of the oldest running task a standby with ``request`` can wait on, or None.
         The next ``link`` makes the standby wait on that task."""

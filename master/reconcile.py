@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 INTERRUPTED_RESTART = "interrupted: no agent ran it after the master restarted"
 INTERRUPTED_RETURN = "interrupted: its agent came back without it"
 
-Exit = tuple[int, int, str]  # (task id, exit code, error)
+Exit = tuple[int, int, str, bytes, str]  # (task id, exit code, error, usage packed, stderr tail)
 
 
 class WrongCampaign(ValueError):
@@ -118,7 +118,7 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
            now: float) -> None:
     """Match what the agent on ``name`` says against the tasks the core has running there."""
     still = set(running)
-    exits = {tid: (code, error) for tid, code, error in ended}
+    exits = {e[0]: e for e in ended}
     mine = [t for t in core.running.values() if t.allocation and t.allocation[0].node == name]
     cancels = core._out.cancels
     orphans = core.recon.orphans
@@ -126,8 +126,8 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
         was_orphan = task.id in orphans
         orphans.discard(task.id)
         if task.id in exits:
-            code, error = exits[task.id]
-            core.task_exited(task.id, code, error, now)
+            _, code, error, used, tail = exits[task.id]
+            core.task_exited(task.id, code, error, now, used, tail)
         elif task.id in still and task.id not in bad:
             if task.state == State.SCHEDULED:
                 core.task_started(task.id, now)

@@ -23,6 +23,8 @@ class Attempt(NamedTuple):
     ended: float
     task_id: int
     lost: bool = False  # it ended because a node it ran on was lost
+    usage: bytes = b""  # CPU time and peak memory, packed (usage.py); b"": not measured
+    stderr_tail: str = ""  # a FAILED attempt's last 4 KB of stderr
 
 
 _stamps: dict[State, tuple[State, float]] = {}
@@ -40,7 +42,9 @@ def _stamp(state: State, now: float) -> tuple[State, float]:
 class Task:
     """One run of a job: the job itself, or one of its iterations."""
 
-    __slots__ = ("allocation", "exit_code", "history", "id", "iteration", "job", "reason", "state")
+    __slots__ = (
+        "allocation", "exit_code", "history", "id", "iteration", "job", "reason", "state", "stderr_tail", "usage",
+    )
 
     def __init__(self, task_id: int, job: Job, iteration: int | None, now: float) -> None:
         self.id = task_id
@@ -51,6 +55,8 @@ class Task:
         self.allocation: Allocation = ()
         self.exit_code: int | None = None
         self.reason = ""
+        self.usage = b""  # what it used, packed (usage.py), once it has ended
+        self.stderr_tail = ""  # the last 4 KB of its stderr, when it FAILED
 
     @property
     def name(self) -> str:

@@ -1,4 +1,9 @@
-"""The campaign report, DIR/jobs.jsonl: one JSON object per job and per iteration that ran or was omitted."""
+"""The campaign report, DIR/jobs.jsonl: one JSON object per job and per iteration that ran or was omitted.
+
+Each task's line (a job without iterations: the job's line) and each entry of its "attempts" carry
+what it used (``cpu_user_s``, ``cpu_system_s``, ``max_rss_kb``: 0 until it has ended or when nothing
+was measured) and, for a FAILED one, ``stderr_tail`` (the last 4 KB of its stderr).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from . import usage
 from .model import State
-from .registry import Job, Task
+from .registry import Attempt, Job, Task
 
 _rounded: dict[tuple[State, float], tuple[str, float]] = {}  # history entry -> (state name, time)
 
@@ -40,18 +46,26 @@ def _attempts(task: Task) -> list[dict[str, Any]] | None:
         return None
     if earlier[-1].task_id == task.id:  # queued again, never placed since: it is its own last attempt
         earlier = earlier[:-1]
-    out: list[dict[str, Any]] = [
-        {"state": a.state.name, "exit_code": a.exit_code, "reason": a.reason, "nodes": list(a.nodes),
-         "started": None if a.started is None else round(a.started, 6), "ended": round(a.ended, 6)}
-        for a in earlier
-    ]
+    out: list[dict[str, Any]] = [_attempt(a) for a in earlier]
     started = next((t for s, t in task.history if s == State.EXECUTING), None)
     ended = task.history[-1][1] if task.state.final else None
-    out.append({"state": task.state.name, "exit_code": task.exit_code, "reason": task.reason,
-                "nodes": [s.node for s in task.allocation],
-                "started": None if started is None else round(started, 6),
-                "ended": None if ended is None else round(ended, 6)})
+    last = {"state": task.state.name, "exit_code": task.exit_code, "reason": task.reason,
+            "nodes": [s.node for s in task.allocation],
+            "started": None if started is None else round(started, 6),
+            "ended": None if ended is None else round(ended, 6), **usage.as_dict(task.usage)}
+    if task.stderr_tail:
+        last["stderr_tail"] = task.stderr_tail
+    out.append(last)
     return out
+
+
+def _attempt(a: Attempt) -> dict[str, Any]:
+    rec = {"state": a.state.name, "exit_code": a.exit_code, "reason": a.reason, "nodes": list(a.nodes),
+           "started": None if a.started is None else round(a.started, 6), "ended": round(a.ended, 6),
+           **usage.as_dict(a.usage)}
+    if a.stderr_tail:
+        rec["stderr_tail"] = a.stderr_tail
+    return rec
 
 
 def task_record(task: Task) -> dict[str, Any]:
@@ -66,7 +80,10 @@ def task_record(task: Task) -> dict[str, Any]:
         "nodes": nodes,
         "cores": cores,
         "times": _history(task.history),
+        **usage.as_dict(task.usage),
     }
+    if task.stderr_tail:
+        rec["stderr_tail"] = task.stderr_tail
     if gpus:
         rec["gpus"] = gpus
     attempts = _attempts(task)
@@ -87,7 +104,10 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
         task = job.tasks.get(None)
         if task is not None:
             t = task_record(task)
-            rec.update(exit_code=t["exit_code"], nodes=t["nodes"], cores=t["cores"], task_times=t["times"])
+            rec.update(exit_code=t["exit_code"], nodes=t["nodes"], cores=t["cores"], task_times=t["times"],
+                       cpu_user_s=t["cpu_user_s"], cpu_system_s=t["cpu_system_s"], max_rss_kb=t["max_rss_kb"])
+            if "stderr_tail" in t:
+                rec["stderr_tail"] = t["stderr_tail"]
             if task.reason and not rec["reason"]:
                 rec["reason"] = task.reason
             if "gpus" in t:

@@ -42,6 +42,8 @@ class TaskRecord:
     reason: str
     history: History
     allocation: Allocation = ()
+    usage: bytes = b""  # CPU times and peak memory, packed (usage.py)
+    stderr_tail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,8 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
     task.exit_code = rec.exit_code
     task.reason = rec.reason
     task.allocation = rec.allocation
+    task.usage = rec.usage
+    task.stderr_tail = rec.stderr_tail
     return task
 
 

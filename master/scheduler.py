@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .model import Allocation, Request
 from .registry import Job
@@ -54,6 +54,13 @@ class ReadyQueue:
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
+
+    def lineup(self, shape: Shape) -> Iterator[tuple[Job, int | None]]:
+        """The work queued for ``shape``, in the order passes take it, leaving out jobs canceled or
+        ended meanwhile (a pass drops them as it meets them). Read-only: for reports (why.py)."""
+        for _, job, it in self.queues.get(shape, ()):
+            if not job.cancel_requested and not job.state.final:
+                yield job, it
 
     def schedule(self, allocate: Allocate, place: Place, room: Callable[[], bool], now: float,
                  hold: float | None = None) -> int:

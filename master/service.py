@@ -237,7 +237,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
         old = m.agents.get(reg.node)
         if old is not None:
             await self._replace(old, reg, context)
-        ended = [(e.task_id, e.exit_code, e.error) for e in reg.ended]
+        ended = [convert.exit_from_pb(e) for e in reg.ended]
         try:
             m.core.node_joined(convert.node_from_pb(reg), m.now(), reg.campaign, list(reg.running), ended)
         except WrongCampaign as e:
@@ -320,7 +320,8 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 for s in msg.events.started:
                     core.task_started(s.task_id, s.time if 0 < s.time < now else now)
                 for e in msg.events.exited:
-                    core.task_exited(e.task_id, e.exit_code, e.error, e.time if 0 < e.time < now else now)
+                    core.task_exited(e.task_id, e.exit_code, e.error, e.time if 0 < e.time < now else now,
+                                     convert.usage_from_pb(e), e.stderr_tail)
                 for tid in msg.events.withdrawn:
                     core.task_withdrawn(tid, now)
                 m.poke()

@@ -79,13 +79,13 @@ def test_an_exit_while_cut_off_is_applied_and_a_duplicate_is_ignored() -> None:
     c = Crashed(spec("a"), spec("b", it=1))
     core = c.resume()
     a, b = c.ids["a"], c.ids["b:0"]
-    core.node_joined(node(), c.t, CAMPAIGN, running=[b], ended=[(a, 0, "")])
+    core.node_joined(node(), c.t, CAMPAIGN, running=[b], ended=[(a, 0, "", b"", "")])
     assert core.registry.jobs["a"].state == State.SUCCEED
     assert core.pool.free_cores == 3  # only b holds a core
     core.task_exited(b, 1, "", c.t + 1)
     assert core.registry.jobs["b"].state == State.FAILED
     core.node_disconnected("n0", c.t + 2)
-    core.node_joined(node(), c.t + 3, CAMPAIGN, ended=[(a, 0, ""), (b, 0, "")])  # sent again: ignored
+    core.node_joined(node(), c.t + 3, CAMPAIGN, ended=[(a, 0, "", b"", ""), (b, 0, "", b"", "")])  # sent again: ignored
     assert core.registry.jobs["b"].state == State.FAILED and core.pool.free_cores == 4
     assert core.task_counts[State.SUCCEED] == 1 and core.task_counts[State.FAILED] == 1
 

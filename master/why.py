@@ -1,0 +1,410 @@
+"""Why a job is not running: reasons computed when a user asks (Info, List, Status), never on a pass.
+
+Pure and read-only: it looks at the core through its public attributes and read-only accessors
+(``ReadyQueue.lineup``, ``Standbys.waits_on``, the pool's nodes, ``Arrivals``) and changes nothing.
+One ``Why`` serves one call: what it learns (each shape's queue by one pass, the tasks placed by
+one pass over ``Core.running``, the nodes' free cores, each request's fit) is kept for that call,
+so a List page of 1000 jobs costs one pass per shape on the page, not one per job.
+
+Every unfinished job that is not simply running gets a reason and a *kind* (``KINDS``: the keys
+of ``StatusReply.waiting``, what ``pj status`` counts):
+
+- ``dependencies``: whole-job dependencies not ended yet (named, a few, then "and N more"), or
+  iterations waiting for their own iteration of another job (``after: ["sim:${it}"]``);
+- ``too big``: no node that has joined (or is online) could ever hold it; in service mode (no
+  ``--expect-nodes``) with the fix: start a bigger agent, or cancel the job;
+- ``nodes``: no node has joined yet, or the expected nodes have not all joined (which, how many,
+  until when) and those that did are too small, or an iteration scheduler waits for the run's size;
+- ``retry``: queued again after a failed attempt (attempt k of n, after what, where);
+- ``free cores``: ready, in line for free cores (or GPUs) behind K jobs of its resource shape;
+- ``standby``: placed on a busy node's share (prefetch), started when the task there ends;
+- ``agent``: placed on a node whose agent is cut off, or restored after a master restart and
+  waiting for its agent to come back;
+- ``starting``: placed, its agent has not yet said it started;
+- ``canceling``: canceled, waiting for its tasks to stop.
+
+A job whose iterations partly run says how many run, are done and wait, and why the rest wait.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from .expect import show
+from .model import Dependency, Request, State
+
+if TYPE_CHECKING:
+    from .core import Core
+    from .registry import Job, Task
+
+KINDS = ("dependencies", "too big", "nodes", "retry", "free cores", "standby", "agent", "starting", "canceling")
+NAMED = 3  # dependencies named in a reason, then "and N more"
+
+Line = dict["Job", list[int]]  # job -> [distinct jobs ahead of it, iterations queued]
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _secs(s: float) -> str:
+    return f"{max(s, 0.0):.0f} s"
+
+
+class Why:
+    """Reasons for one call (an Info, a List page, a Status) at ``now``."""
+
+    def __init__(self, core: Core, now: float) -> None:
+        self.core = core
+        self.now = now
+        self._lines: dict[tuple[int, int, int], Line] = {}
+        self._active: dict[Job, list[Task]] | None = None
+        self._fits: dict[int, bool] = {}
+        self._unsized: set[Job] | None = None
+        self._free: dict[tuple[int, int], int] = {}
+        self._nodes: list[tuple[int, int]] | None = None
+
+    # ------------------------------------------------------------------ facts, kept for the call
+
+    def _placed(self, job: Job) -> list[Task]:
+        """The job's tasks placed and not final (one pass over ``Core.running`` per call)."""
+        if self._active is None:
+            active: dict[Job, list[Task]] = {}
+            for task in self.core.running.values():
+                got = active.get(task.job)
+                if got is None:
+                    active[task.job] = [task]
+                else:
+                    got.append(task)
+            self._active = active
+        return self._active.get(job, [])
+
+    def _line(self, job: Job) -> Line:
+        shape = job.spec.request.shape
+        line = self._lines.get(shape)
+        if line is None:
+            line = self._lines[shape] = {}
+            for j, it in self.core.queue.lineup(shape):
+                entry = line.get(j)
+                iters = j.spec.iterations
+                n = iters.stop - j.next_it if it is None and iters is not None else 1
+                if entry is None:
+                    line[j] = [len(line), n]
+                else:
+                    entry[1] += n
+        return line
+
+    def _fit(self, req: Request) -> bool:
+        known = self._fits.get(id(req))  # the requests outlive the call: ids stay theirs
+        if known is None:
+            known = self._fits[id(req)] = self.core.pool.can_ever_fit(req)
+        return known
+
+    def _is_unsized(self, job: Job) -> bool:
+        if not self.core.unsized:
+            return False
+        if self._unsized is None:
+            self._unsized = set(self.core.unsized)
+        return job in self._unsized
+
+    def _online(self) -> list[tuple[int, int]]:
+        """(cores, GPUs) of every node online."""
+        if self._nodes is None:
+            self._nodes = [(n.total_cores, len(n.gpus)) for n in self.core.pool.online()]
+        return self._nodes
+
+    def _free_nodes(self, cores: int, gpus: int) -> int:
+        """How many nodes taking new work have ``cores`` cores and ``gpus`` GPUs free now."""
+        got = self._free.get((cores, gpus))
+        if got is None:
+            got = self._free[(cores, gpus)] = sum(
+                1 for n in self.core.pool.online()
+                if not n.paused and len(n.free_cores) >= cores and len(n.free_gpus) >= gpus
+            )
+        return got
+
+    def _counts(self, job: Job, placed: list[Task]) -> tuple[int, int, int]:
+        """(iterations not placed nor done, of which queued, of which waiting for their own
+        iteration of another job). Only for a job past its whole-job dependencies and sizing."""
+        rest = job.total - job.done - len(placed)
+        if rest <= 0:
+            return 0, 0, 0
+        if job.iter_deps == 0:
+            return rest, rest, 0
+        entry = self._line(job).get(job)
+        queued = min(entry[1], rest) if entry is not None else 0
+        return rest, queued, rest - queued
+
+    def _again(self, job: Job) -> list[int | None]:
+        """Iterations (None: the job's one task) queued again after an attempt that ended."""
+        if not job.attempts:
+            return []
+        out = []
+        for it, atts in job.attempts.items():
+            t = job.tasks.get(it)
+            if t is not None and t.state.final and atts and atts[-1].task_id == t.id:
+                out.append(it)
+        return out
+
+    def _waiting_for_nodes(self) -> bool:
+        return not self._online() or self.core.arrivals.waiting
+
+    # ------------------------------------------------------------------ kinds (Status)
+
+    def kind(self, job: Job) -> str:
+        """The kind of reason of an unfinished job ("" when it runs, or has ended)."""
+        if job.state.final:
+            return ""
+        placed = self._placed(job)
+        if job.cancel_requested:
+            return "canceling"
+        if job.total - job.done - len(placed) > 0:
+            if not self._fit(job.spec.request):
+                return "nodes" if self._waiting_for_nodes() else "too big"
+            if job.pending:
+                return "dependencies"
+            if self._is_unsized(job):
+                return "nodes"
+            _, queued, deps = self._counts(job, placed)
+            if queued:
+                return "retry" if self._again(job) else "free cores"
+            if deps:
+                return "dependencies"
+        kinds = {self._task_kind(t) for t in placed}
+        if "" in kinds or not kinds:
+            return ""
+        return next(k for k in ("standby", "agent", "starting") if k in kinds)
+
+    def counts(self) -> dict[str, int]:
+        """Unfinished jobs by the kind of their reason (jobs that run are not counted)."""
+        got: Counter[str] = Counter()
+        for job in self.core.registry:
+            if job.state._value_ < State.SUCCEED:
+                kind = self.kind(job)
+                if kind:
+                    got[kind] += 1
+        return {k: got[k] for k in KINDS if got[k]}
+
+    def _task_kind(self, task: Task) -> str:
+        core = self.core
+        node = task.allocation[0].node if task.allocation else ""
+        if task.id in core.recon.orphans or node in core.recon.disconnected:
+            return "agent"
+        if task.state == State.EXECUTING:
+            return ""
+        if core.standbys.waits_on(task.id) is not None:
+            return "standby"
+        return "starting"
+
+    # ------------------------------------------------------------------ reasons (Info, List)
+
+    def reason(self, job: Job) -> str:
+        """What a user sees as the job's reason: why it does not run (or not all of it), with the
+        first failure so far of a job whose iterations still run; an ended job's own reason."""
+        if job.state.final:
+            return job.reason
+        text = self.explain(job)
+        if job.reason:  # an iteration that failed while others go on
+            return f"{text}; first failure: {job.reason}" if text else job.reason
+        return text
+
+    def explain(self, job: Job) -> str:
+        """Why the unfinished ``job`` does not run, or not all of it ("" when it all runs)."""
+        if job.state.final:
+            return ""
+        placed = self._placed(job)
+        if job.cancel_requested:
+            return f"being canceled: waiting for {_n(len(placed), 'task')} to stop"
+        many = job.spec.iterations is not None
+        waits: list[str] = []
+        counted = False  # a part of the reason counts iterations
+        rest = job.total - job.done - len(placed)
+        if rest > 0:
+            req = job.spec.request
+            if not self._fit(req):
+                waits.append(self._too_big(req))
+            if job.pending:
+                waits.append(self._deps(job))
+            elif self._is_unsized(job):
+                sizing = req.sizing
+                name = sizing.name if sizing is not None else "iteration scheduler"
+                waits.append(f"its iteration scheduler ({name}) sizes it once the run's nodes are known: "
+                             + self._nodes_text())
+            else:
+                _, queued, deps = self._counts(job, placed)
+                if queued and self._fit(req):
+                    waits.append(self._queued(job, queued, many))
+                    counted = True
+                elif queued and (again := self._again(job)):
+                    waits.append(self._retry(job, again))
+                if deps:
+                    counted = True
+                    names = ", ".join(str(d) for d in job.spec.after if d.per_iteration)
+                    waits.append(f"{deps} waiting for {names}")
+        if not many:
+            return "; ".join(waits + [t for t in map(self._placed_text, placed) if t])
+        if not waits and all(not self._task_kind(t) for t in placed):
+            return ""
+        tally = self._tally(job, placed)
+        if not tally and not counted:
+            return "; ".join(waits)
+        return f"{_n(job.total, 'iteration')}: " + "; ".join(([tally] if tally else []) + waits)
+
+    # ------------------------------------------------------------------ the words
+
+    def _deps(self, job: Job) -> str:
+        reg = self.core.registry
+        names: list[str] = []
+        for dep in job.spec.after:
+            if dep.per_iteration:
+                continue
+            state = self._unmet(dep, reg.jobs[dep.job]) if dep.job in reg else None
+            if state is not None:
+                names.append(f"{dep} ({state})")
+                if len(names) > NAMED:
+                    break
+        more = max(job.pending, len(names)) - NAMED
+        shown = ", ".join(names[:NAMED])
+        return f"waiting for {shown}" + (f" and {more} more" if more > 0 else "")
+
+    def _unmet(self, dep: Dependency, target: Job) -> str | None:
+        """The state of what ``dep`` waits for, or None when it has ended."""
+        if dep.iteration is None:
+            return None if target.final else target.state.name
+        t = target.tasks.get(dep.iteration)
+        if t is None:
+            return None if target.final else State.QUEUED.name
+        if t.state.final and dep.iteration not in self._again(target):
+            return None
+        return t.state.name if not t.state.final else State.QUEUED.name
+
+    def _too_big(self, req: Request) -> str:
+        core = self.core
+        nodes = self._online()
+        service = core.expect is None
+        cmin, gpus, need = req.cores.min, req.gpus, req.nodes.min
+        if not nodes:
+            if core.arrivals.waiting or not service:
+                return f"no node has joined yet: {self._nodes_text()}"
+            return f"no agent has joined yet; start one with pj-agent --workdir DIR --cores {cmin} or more" + (
+                f" and --gpus listing {gpus} or more GPUs" if gpus else "")
+        what = _n(gpus, "GPU") if gpus and cmin == 1 else _n(cmin, "core") + (f" and {_n(gpus, 'GPU')}" if gpus else "")
+        largest = f"largest: {_n(max(c for c, _ in nodes), 'core')}" + (
+            f", most GPUs: {max(g for _, g in nodes)}" if gpus else "")
+        joined = service or core.arrivals.waiting
+        ok = sum(1 for c, g in nodes if c >= cmin and g >= gpus)
+        if need == 1:
+            who = "agent that has joined" if service else "node that has joined" if joined else "node online"
+            text = f"no {who} has {what} ({largest})"
+        else:
+            group = f"{len(nodes)} agent(s) that have joined" if joined else f"{len(nodes)} node(s) online"
+            text = f"needs {need} nodes with {what} each; {f'only {ok}' if ok else 'none'} of the {group} {'has' if ok == 1 else 'have'} " \
+                   f"that ({largest})"
+        if core.arrivals.waiting:
+            return f"{text}; {self._nodes_text()}"
+        if service:
+            more = need - ok
+            agents = "an agent" if need == 1 else f"{_n(more, 'more agent')}"
+            opts = " and ".join(([f"--cores {cmin} or more"] if cmin > 1 or not gpus else [])
+                                + ([f"--gpus listing {gpus} or more GPUs"] if gpus else []))
+            return f"{text}; start {agents} with {opts}, or cancel the job"
+        return f"{text}; it waits for a lost node to come back, or cancel the job"
+
+    def _nodes_text(self) -> str:
+        """The expected nodes still missing (which, how many, until when), or what a service lacks."""
+        arr = self.core.arrivals
+        e = arr.expect
+        if e is None:
+            return "no agent has joined yet; start one with pj-agent" if not self._online() else "the run has nodes"
+        if not arr.waiting:
+            return f"{len(self._online())} of {e.count} expected nodes online"
+        missing = arr.missing()
+        names = f" ({show(missing)})" if missing else ""
+        left = _secs((arr.deadline or self.now) - self.now)
+        return (f"{e.count - len(arr.joined)} of {e.count} expected nodes not joined yet{names}; "
+                f"the wait for them ends in {left}")
+
+    def _queued(self, job: Job, queued: int, many: bool) -> str:
+        req = job.spec.request
+        entry = self._line(job).get(job)
+        ahead = entry[0] if entry is not None else 0
+        cmin, gpus, need = req.cores.min, req.gpus, req.nodes.min
+        head = f"{queued} " if many else ""
+        if ahead == 0 and self._free_nodes(cmin, gpus) >= need:
+            text = f"{head}ready: placed on the next scheduling pass"
+        else:
+            short = "GPUs" if gpus and self._free_nodes(cmin, 0) >= need else "cores"
+            where = f"behind {_n(ahead, 'job')} of its shape" if ahead else ", next in line of its shape"
+            pool = self.core.pool
+            nodes = [n for n in pool.online() if not n.paused]
+            most = max((len(n.free_cores) for n in nodes), default=0)
+            free = f"free now: {_n(pool.free_cores, 'core')}, at most {most} on a node" if most else "no core free now"
+            if gpus:
+                free += f", at most {max((len(n.free_gpus) for n in nodes), default=0)} GPUs on a node"
+            text = f"{head}waiting for free {short}{where if ahead == 0 else ' ' + where} (needs {req.describe()}; {free})"
+        again = self._again(job)
+        if again:
+            text = f"{self._retry(job, again)}; {text}"
+        if self.core.arrivals.waiting:
+            text += f"; {self._nodes_text()}"
+        return text
+
+    def _retry(self, job: Job, again: list[int | None]) -> str:
+        it = again[0]
+        assert job.attempts is not None
+        last = job.attempts[it][-1]
+        used = job.retried.get(it, 0) if job.retried else 0
+        n = job.spec.retries
+        suffix = f" (retry {used} of {n} follows)"
+        where = f" on {', '.join(last.nodes)}" if last.nodes else ""
+        if last.reason.endswith(suffix):
+            what = f"attempt {used + 1} of {n + 1}, after {last.reason[: -len(suffix)]}{where}"
+            head = "held for a retry"
+        else:  # queued again without using a retry (its node's agent came back without it...)
+            what = f"after {last.reason}" + (f" (was on {', '.join(last.nodes)})" if last.nodes else "")
+            head = "queued again"
+        if job.spec.iterations is None:
+            return f"{head}: {what}"
+        name = f"{job.name}:{it}"
+        others = f" and {len(again) - 1} more" if len(again) > 1 else ""
+        return f"{len(again)} {head} ({name}: {what}{others})"
+
+    def _placed_text(self, task: Task) -> str:
+        """Why a placed task does not run ("" when it runs); for a job's only task."""
+        kind = self._task_kind(task)
+        if not kind:
+            return ""
+        core = self.core
+        node = task.allocation[0].node if task.allocation else "?"
+        if kind == "agent":
+            if task.id in core.recon.orphans:
+                left = core.recon.orphan_deadline
+                until = f" for {_secs(left - self.now)} more (then it is queued again)" if left else ""
+                return f"placed on {node} before the master restarted: waiting for its agent to come back{until}"
+            lost = core.recon.disconnected.get(node, self.now)
+            doing = "running" if task.state == State.EXECUTING else "placed"
+            return f"{doing} on {node}, whose agent is cut off: the node is lost in {_secs(lost - self.now)} " \
+                   "unless it comes back"
+        if kind == "standby":
+            got = core.standbys.waits_on(task.id)
+            assert got is not None
+            holder, place = got
+            if place > 1:
+                return f"on standby on {node}: starts there after {holder.name} and {_n(place - 1, 'standby')} before it"
+            return f"on standby on {node}: starts there when {holder.name} ends"
+        return f"placed on {node}: its agent has not said it started yet"
+
+    def _tally(self, job: Job, placed: list[Task]) -> str:
+        kinds = Counter(self._task_kind(t) for t in placed)
+        parts = [f"{kinds['']} running"] if kinds[""] else []
+        words = {"standby": "on standby", "agent": "on cut-off nodes", "starting": "starting"}
+        parts += [f"{kinds[k]} {w}" for k, w in words.items() if kinds[k]]
+        if job.done:
+            parts.append(f"{job.done} done")
+        return ", ".join(parts)
+
+
+def counts(core: Core, now: float) -> dict[str, int]:
+    """Unfinished jobs by the kind of their reason, in ``KINDS`` order (for ``StatusReply.waiting``)."""
+    return Why(core, now).counts()
