@@ -8,9 +8,11 @@ and a terminal size into lines. ``top.py`` feeds it and draws.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .convert import BAD_STATES, FINAL_STATES, JobSummary, NodeResources, WatchEvent, sort_counts
 from .errors import one_line
@@ -257,6 +259,11 @@ def _fraction(n: NodeResources) -> float:
     return max(parts) if parts else 0.0
 
 
+def _natural(name: str) -> list[Any]:
+    """"n10" after "n9"."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
 def node_lines(nodes: Sequence[NodeResources], width: int) -> list[str]:
     """One line per node: its busy cores and GPUs as bars."""
     name_w = min(max((len(n.name) for n in nodes), default=4), 24)
@@ -266,7 +273,7 @@ def node_lines(nodes: Sequence[NodeResources], width: int) -> list[str]:
     cw = max(4, min(max_cores, room if room > 4 else 4, 40))
     gw = max(2, min(max_gpus, 8))
     out = []
-    for n in nodes:
+    for n in sorted(nodes, key=lambda n: _natural(n.name)):
         cores, gpus = _busy(n)
         line = f"  {n.name[:name_w]:<{name_w}}  {bar(cores, n.cores, cw)} {cores}/{n.cores} cores"
         if n.gpus:
@@ -311,7 +318,7 @@ def _nodes_summary(s: Snapshot) -> str:
     cores = sum(n.cores for n in online)
     busy = sum(_busy(n)[0] for n in online)
     gpus = sum(len(n.gpus) for n in online)
-    line = f"nodes   {len(online)} online, cores {busy}/{cores} busy" + (f" ({busy / cores:.0%})" if cores else "")
+    line = f"nodes   {len(online)} online" + (f", cores {busy}/{cores} busy ({busy / cores:.0%})" if cores else "")
     if gpus:
         line += f", GPUs {sum(_busy(n)[1] for n in online)}/{gpus} busy"
     offline = len(s.nodes) - len(online)

@@ -139,7 +139,7 @@ def test_a_frame_as_a_user_sees_it() -> None:
         "  node n3 did not register within 60 s",
     ]
     first = render(Snapshot(address="a:1"), width=100)
-    assert first[1] == "jobs    (waiting for the master's first message)"
+    assert first[1:] == ["jobs    (waiting for the master's first message)", "nodes   0 online"]
     done = render(snap(jobs_unfinished=0, ended="campaign ended: all 20 jobs succeeded", keys="q quits"))
     assert "ETA done" in done[3] and done[-2:] == ["campaign ended: all 20 jobs succeeded", "q quits"]
     assert "ETA -" in render(snap(eta=None))[3]
