@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
 
-from .convert import BAD_STATES, STATES, JobInfo
+from .convert import BAD_STATES, STATES, WAITING, JobInfo
 from .errors import PJTimeout, one_line
 from .formats import fmt_bytes, fmt_history, fmt_iterations, fmt_shares, table
 from .progress import fmt_counts, fmt_duration
@@ -81,9 +81,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"jobs    {st.jobs_total}, {st.jobs_unfinished} unfinished"
         + (f": {fmt_counts(st.jobs, ', ')}" if st.jobs else ""),
         f"tasks   {fmt_counts(st.tasks, ', ') or '-'}",
+        *([f"waiting {fmt_waiting(st.waiting)}"] if st.waiting else []),
         *(f"notice  {one_line(n)}" for n in st.notices),
     ])
     return 0
+
+
+def fmt_waiting(counts: dict[str, int]) -> str:
+    """``120 for dependencies, 40 for free cores, 1 too big for any node`` (jobs per kind of reason)."""
+    return ", ".join(f"{n} {WAITING.get(kind, kind)}" for kind, n in counts.items())
 
 
 def _state_list(values: Sequence[str]) -> list[str]:
@@ -224,4 +230,3 @@ def cmd_resources(args: argparse.Namespace) -> int:
     lines.append(f"{online} node(s) online{expected}{missing}, {sum(n.cores_free for n in res.nodes)} cores free")
     _print_lines(lines)
     return 0
-

@@ -19,6 +19,19 @@ FINAL_STATES: frozenset[str] = frozenset({"SUCCEED", "FAILED", "CANCELED", "OMIT
 BAD_STATES: tuple[str, ...] = ("FAILED", "OMITTED", "CANCELED")
 
 
+# What each kind of reason in ``Status.waiting`` means, as `pj status` says it (master/why.py).
+WAITING: dict[str, str] = {
+    "dependencies": "for dependencies",
+    "free cores": "for free cores",
+    "retry": "held for a retry",
+    "too big": "too big for any node",
+    "nodes": "for nodes to join",
+    "standby": "on standby behind a running task",
+    "agent": "for a cut-off agent",
+    "starting": "being started",
+    "canceling": "being canceled",
+}
+
 _STATE_NAMES: dict[int, str] = {}  # value -> name, filled on first use (a Watch names every job)
 
 
@@ -132,6 +145,8 @@ class Status:
     finishing: bool
     address: str
     notices: tuple[str, ...] = ()  # run-level notices so far, oldest first (a node that never came...)
+    # unfinished jobs that do not (all) run, by the kind of reason (``WAITING``), as the master orders them
+    waiting: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,7 @@ def status(m: pj_pb2.StatusReply) -> Status:
         finishing=m.finishing,
         address=m.address,
         notices=tuple(m.notices),
+        waiting={r.kind: int(r.count) for r in m.waiting if r.count},
     )
 
 

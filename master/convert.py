@@ -212,11 +212,12 @@ def add_summaries(into: Any, jobs: Iterable[Job]) -> None:
         )
 
 
-def summary_to_pb(job: Job) -> pb.JobSummary:
+def summary_to_pb(job: Job, reason: str | None = None) -> pb.JobSummary:
+    """``reason``: what to say in place of the job's own (why.py: why an unfinished job waits)."""
     return pb.JobSummary(
         name=job.name,
         state=int(job.state),  # type: ignore[arg-type]
-        reason=job.reason,
+        reason=job.reason if reason is None else reason,
         iterations=job.total if job.spec.iterations is not None else 0,
         iterations_done=job.done,
         iterations_failed=job.failed,
@@ -253,8 +254,8 @@ def task_to_pb(task: Task) -> pb.TaskInfo:
     return msg
 
 
-def info_to_pb(job: Job, with_tasks: bool) -> pb.JobInfo:
-    msg = pb.JobInfo(summary=summary_to_pb(job), history=_history(job.history))
+def info_to_pb(job: Job, with_tasks: bool, reason: str | None = None) -> pb.JobInfo:
+    msg = pb.JobInfo(summary=summary_to_pb(job, reason), history=_history(job.history))
     if with_tasks or job.spec.iterations is None:
         msg.tasks.extend(task_to_pb(t) for t in job.tasks.values())
     return msg
@@ -270,6 +271,10 @@ def node_to_pb(node: Node) -> pb.NodeResources:
         memory_bytes=node.info.memory_bytes,
         online=node.online,
     )
+
+
+def reasons_to_pb(counts: dict[str, int]) -> list[pb.ReasonCount]:
+    return [pb.ReasonCount(kind=k, count=n) for k, n in counts.items()]
 
 
 def counts_to_pb(counts: dict[State, int]) -> list[pb.StateCount]:

@@ -22,7 +22,7 @@ from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
-from . import convert
+from . import convert, why
 from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
@@ -119,6 +119,7 @@ class PilotJobService(rpc.PilotJobServicer):
             finishing=core.finishing,
             address=self.m.address,
             notices=self.m.notices,
+            waiting=convert.reasons_to_pb(why.counts(core, self.m.now())),
         )
 
     async def _jobs(self, names: list[str], context: grpc.aio.ServicerContext) -> list[Job]:
@@ -133,7 +134,8 @@ class PilotJobService(rpc.PilotJobServicer):
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoReply:
         jobs = await self._jobs(list(request.names), context)
-        return pb.InfoReply(jobs=[convert.info_to_pb(j, request.with_tasks) for j in jobs])
+        whys = why.Why(self.m.core, self.m.now())
+        return pb.InfoReply(jobs=[convert.info_to_pb(j, request.with_tasks, whys.reason(j)) for j in jobs])
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:
         size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
@@ -145,10 +147,11 @@ class PilotJobService(rpc.PilotJobServicer):
         out: list[pb.JobSummary] = []
         jobs = list(self.m.core.registry.jobs.values())
         i = start
+        whys = why.Why(self.m.core, self.m.now())  # what it learns of the queue serves the whole page
         while i < len(jobs) and len(out) < size:
             job = jobs[i]
             if not states or job.state in states:
-                out.append(convert.summary_to_pb(job))
+                out.append(convert.summary_to_pb(job, whys.reason(job)))
             i += 1
         return pb.ListReply(jobs=out, next_page_token=str(i) if i < len(jobs) else "")
 

@@ -480,7 +480,11 @@ def test_a_too_big_job_waits_for_the_expected_nodes_then_fails(cluster_factory: 
     assert ok(pj("wait", "--workdir", wd, "small")).startswith("1 jobs finished: SUCCEED 1")
     # Only 1 of 2 expected nodes: the missing one might be big enough, so the job waits.
     queued = pj_json("list", "--workdir", wd, "--state", "QUEUED")
-    assert [(j["name"], j["reason"]) for j in queued] == [("huge", ""), ("post", "")]
+    assert [j["name"] for j in queued] == ["huge", "post"]
+    assert queued[0]["reason"].startswith(
+        "no node that has joined has 3 cores (largest: 2 cores); 1 of 2 expected nodes not joined yet; "
+        "the wait for them ends in "), queued[0]
+    assert queued[1]["reason"] == "waiting for huge (QUEUED)"
     assert ok(pj("resources", "--workdir", wd)).splitlines()[-1].startswith("1 node(s) online of 2 expected")
     c.add_agent("little", 1)
     with Client(wd) as cl:
