@@ -365,7 +365,8 @@ def render(s: Snapshot, width: int = 100, height: int | None = None) -> list[str
                 notes.pop(0)  # the oldest notice
         lines = body(nodes)[: max(room, 0)] + tail
         lines = lines[-height:] if len(lines) > height else lines
-    return [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+    keep = s.ended if height is None else None  # a frame that stays on screen keeps its last word whole
+    return [line if len(line) <= width or line == keep else line[: width - 1] + "…" for line in lines]
 
 
 def ended_line(v: View) -> str:

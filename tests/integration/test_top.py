@@ -156,6 +156,10 @@ def test_live_view_under_tmux_changes_and_q_quits(cluster_factory: Any, tmux: Tm
         later = tmux.screen_when(lambda s: (tasks_done(s) or 0) > (n0 or 0), 20)
         assert later, f"the counts did not change:\n{tmux.screen()}"
         assert all(len(line) < 100 for line in later.splitlines())
+        tmux.tmux("resize-window", "-t", "t", "-x", "50", "-y", "12")  # the frame follows the window
+        small = tmux.screen_when(lambda s: s.count("\n") <= 12 and "  node0  [" in s and "q quits" in s, 10)
+        assert small and all(len(line) < 50 for line in small.splitlines()), tmux.screen()
+        assert re.search(r"^jobs    .{30,}(…|_)$", small, re.M), small  # redrawn: cut to the new width by pj top
         tmux.type("q")
         after = tmux.screen_when(lambda s: "rc=0" in s.split("\n"), 10)
         assert after, tmux.screen()
@@ -179,3 +183,21 @@ def test_under_tmux_the_end_of_the_campaign_is_said_and_kept(cluster_factory: An
     assert "rc=1" in after.split("\n")  # a job failed
     assert "campaign ended: 5 jobs: SUCCEED 4, FAILED 1" in after  # the final frame stays on the normal screen
     assert "  bad  FAILED  exit code 7" in after and "q quits" not in after
+
+
+def test_a_pipe_says_when_the_master_goes_away(cluster_factory: Any) -> None:
+    c = cluster_factory(nodes=1, cores=1)
+    with c.client() as pj:
+        pj.submit(sleepers(1, 60))
+    top = subprocess.Popen([PJ, "top", "--workdir", str(c.workdir), "--interval", "0.2"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=user_env())  # fmt: skip
+    try:
+        assert top.stdout is not None
+        assert top.stdout.readline().startswith("pj top  master ")  # it runs
+        c.master.kill()
+        out, err = top.communicate(timeout=20)
+    finally:
+        if top.poll() is None:
+            top.kill()
+    assert top.returncode == 1 and err == ""
+    assert out.rstrip().splitlines()[-1].startswith("the master went away before every job had ended: ")

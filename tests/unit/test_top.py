@@ -143,6 +143,9 @@ def test_a_frame_as_a_user_sees_it() -> None:
     done = render(snap(jobs_unfinished=0, ended="campaign ended: all 20 jobs succeeded", keys="q quits"))
     assert "ETA done" in done[3] and done[-2:] == ["campaign ended: all 20 jobs succeeded", "q quits"]
     assert "ETA -" in render(snap(eta=None))[3]
+    why = "the master went away before every job had ended: " + "x" * 80
+    assert render(snap(ended=why), 100)[-1] == why  # a frame left on screen keeps its last word whole
+    assert render(snap(ended=why), 100, 30)[-1] == why[:99] + "…"
 
 
 def test_bars() -> None:
