@@ -9,7 +9,7 @@ Nothing has a name, so nothing is left behind, even when the agent is killed. At
 the tail is read (``pread`` of the last 4 KB) only if it failed, then the descriptor is closed
 and the file is gone. Measured on a 2-CPU VM (ext4 /tmp): an O_TMPFILE open + close costs the
 agent's loop ~11 us per task and per-task spawn file actions ~6 us, against ~48 us to create a
-named file on ext4 and ~20-30 us for a pipe with a reader in the event loop (which would also
+named file on ext4 and ~22 us for a pipe with a reader in the event loop (which would also
 make a task block on stderr whenever the agent is slow to read, and die of SIGPIPE if it goes).
 
 Bounded: ``trim()`` (every TRIM_INTERVAL_S, off the hot path: one fstat per running task) punches

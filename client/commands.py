@@ -19,7 +19,7 @@ from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
 
 from .convert import BAD_STATES, STATES, WAITING, JobInfo
 from .errors import PJTimeout, one_line
-from .formats import fmt_bytes, fmt_history, fmt_iterations, fmt_shares, table
+from .formats import fmt_bytes, fmt_cpu, fmt_history, fmt_iterations, fmt_rss, fmt_shares, table, tail_lines
 from .progress import fmt_counts, fmt_duration
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
@@ -136,13 +136,31 @@ def _info_lines(info: JobInfo) -> list[str]:
                 t.state,
                 "-" if t.exit_code is None else str(t.exit_code),
                 fmt_shares(t.shares),
+                fmt_cpu(t.cpu_user_s, t.cpu_system_s),
+                fmt_rss(t.max_rss_kb),
                 one_line(t.reason),
             ]
             for t in info.tasks
         ]
         lines.append("  tasks")
-        lines += ["    " + line for line in table(["TASK", "STATE", "EXIT", "WHERE", "REASON"], rows)]
+        lines += ["    " + line for line in table(["TASK", "STATE", "EXIT", "WHERE", "CPU", "MAX RSS", "REASON"], rows)]
+        lines += _tail_lines(info)
     return lines
+
+
+TAILS_SHOWN = 5  # failed tasks whose stderr tail `pj info` prints (--json has every one)
+TAIL_LINES = 20  # lines of each
+
+
+def _tail_lines(info: JobInfo) -> list[str]:
+    failed = [t for t in info.tasks if t.stderr_tail]
+    out: list[str] = []
+    for t in failed[:TAILS_SHOWN]:
+        out.append(f"  stderr of {t.name} (its end):")
+        out += tail_lines(t.stderr_tail, TAIL_LINES)
+    if len(failed) > TAILS_SHOWN:
+        out.append(f"  ... and the stderr of {len(failed) - TAILS_SHOWN} more failed tasks (pj info --json)")
+    return out
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -230,3 +248,4 @@ def cmd_resources(args: argparse.Namespace) -> int:
     lines.append(f"{online} node(s) online{expected}{missing}, {sum(n.cores_free for n in res.nodes)} cores free")
     _print_lines(lines)
     return 0
+

@@ -111,6 +111,11 @@ class TaskInfo:
     reason: str = ""
     shares: tuple[NodeShare, ...] = ()
     history: tuple[StateChange, ...] = ()
+    # What it used, as its agent measured it at its end (0 until then, or when nothing was measured).
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+    stderr_tail: str = ""  # a FAILED task's last 4 KB of stderr
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,10 @@ def task_info(m: pj_pb2.TaskInfo) -> TaskInfo:
         reason=m.reason,
         shares=tuple(node_share(s) for s in m.shares),
         history=tuple(state_change(h) for h in m.history),
+        cpu_user_s=m.cpu_user_s,
+        cpu_system_s=m.cpu_system_s,
+        max_rss_kb=int(m.max_rss_kb),
+        stderr_tail=m.stderr_tail,
     )
 
 

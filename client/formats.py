@@ -72,3 +72,30 @@ def fmt_iterations(done: int, total: int, failed: int) -> str:
     if not total:
         return "-"
     return f"{done}/{total}" + (f" ({failed} failed)" if failed else "")
+
+
+def fmt_cpu(user_s: float, system_s: float) -> str:
+    """CPU seconds, user + system: "0.31s"; "-" when nothing was measured."""
+    total = user_s + system_s
+    if total <= 0:
+        return "-"
+    return f"{total:.2f}s" if total < 100 else f"{total:.0f}s"
+
+
+def fmt_rss(max_rss_kb: int) -> str:
+    return fmt_bytes(max_rss_kb * 1024)
+
+
+def tail_lines(text: str, limit: int, indent: str = "    ") -> list[str]:
+    """The last ``limit`` lines of a stderr tail, indented, control characters but tabs shown as '?'
+    (a terminal must not be driven by a task's output); a first line saying how many were left out."""
+    lines = text.rstrip("\n").split("\n") if text.strip() else []
+    shown = lines[-limit:] if limit > 0 else lines
+    out = [f"{indent}... ({len(lines) - len(shown)} earlier lines)"] if len(shown) < len(lines) else []
+    for line in shown:
+        out.append(indent + "".join(c if _printable(c) else "?" for c in line.rstrip("\r")))
+    return out
+
+
+def _printable(c: str) -> bool:
+    return c == "\t" or (c >= " " and not ("\x7f" <= c <= "\x9f"))  # no C0/C1 controls, no DEL

@@ -12,10 +12,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .convert import BAD_STATES, FINAL_STATES, JobSummary, WatchEvent, sort_counts
-from .errors import one_line
+from .errors import PJError, one_line
+from .formats import tail_lines
+
+if TYPE_CHECKING:  # importing api pulls in grpc
+    from .api import Client
+
+TAIL_LINES_SHOWN = 6  # lines of the first failed task's stderr tail in pj run's summary
+TAIL_MAX_ITERATIONS = 10_000  # a job with more: its tasks are not fetched for the summary's tail
 
 
 def fmt_duration(seconds: float) -> str:
@@ -170,6 +177,7 @@ class Summary:
     workdir: Path
     outcome: str = "finished"  # finished | interrupted | failed
     logs: tuple[str, ...] = ("master.log",)  # names (or patterns) in the workdir
+    tail: tuple[str, str] | None = None  # the first failed task with a stderr tail: (name, tail)
 
     @property
     def all_succeeded(self) -> bool:
@@ -190,6 +198,25 @@ class Summary:
             width = max(len(j.name) for j in self.bad)
             for j in self.bad:
                 out.append(f"  {j.name:<{width}}  {j.state:<8}  {one_line(j.reason) or '-'}")
+        if self.tail is not None:
+            name, text = self.tail
+            out.append(f"stderr of {name} (its last lines):")
+            out += tail_lines(text, TAIL_LINES_SHOWN)
         out.append(f"report: {self.workdir / 'jobs.jsonl'}")
         out.append("logs:   " + ", ".join(str(self.workdir / name) for name in self.logs))
         return out
+
+
+def first_tail(client: Client, bad: list[JobSummary], tries: int = 3) -> tuple[str, str] | None:
+    """The first FAILED task with a stderr tail among the first ``tries`` FAILED jobs of ``bad``
+    (one Info each; a job of more than TAIL_MAX_ITERATIONS iterations is passed over)."""
+    failed = [j for j in bad if j.state == "FAILED" and j.iterations <= TAIL_MAX_ITERATIONS][:tries]
+    for job in failed:
+        try:
+            (info,) = client.info([job.name], with_tasks=job.iterations > 0)
+        except (PJError, ValueError):
+            continue
+        for task in info.tasks:
+            if task.stderr_tail:
+                return task.name, task.stderr_tail
+    return None

@@ -34,7 +34,7 @@ from . import slurm, startup
 from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
 from .errors import InvalidJobError, PJError, one_line
 from .procs import CampaignError, Child, kill_all, wait_all
-from .progress import Progress, Summary, Tracker
+from .progress import Progress, Summary, Tracker, first_tail
 from .startup import AGENT_WAIT_MASTER, AgentCmd, MasterCmd, SrunCmd, agent_argv, master_argv
 
 if TYPE_CHECKING:  # api pulls in grpc: imported once the master and agents are starting (_run)
@@ -359,7 +359,9 @@ class Campaign:
                 bad.append(j)
                 if len(bad) >= MAX_BAD_SHOWN:
                     break
-            return self._summary("finished", st.jobs, st.tasks, bad, bad_total)
+            summary = self._summary("finished", st.jobs, st.tasks, bad, bad_total)
+            summary.tail = first_tail(self.client, bad)
+            return summary
         except PJError:
             return self._tracker_summary("finished")
 
