@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from .model import Allocation, Request
 from .registry import Job
@@ -55,12 +55,19 @@ class ReadyQueue:
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
-    def lineup(self, shape: Shape) -> Iterator[tuple[Job, int | None]]:
-        """The work queued for ``shape``, in the order passes take it, leaving out jobs canceled or
-        ended meanwhile (a pass drops them as it meets them). Read-only: for reports (why.py)."""
-        for _, job, it in self.queues.get(shape, ()):
-            if not job.cancel_requested and not job.state.final:
-                yield job, it
+    def line(self, shape: Shape) -> tuple[dict[Job, int], dict[Job, int]]:
+        """The jobs queued for ``shape`` in the order passes take them: each job's place (how many
+        jobs are ahead of it), and how many entries the jobs with more than one have. Jobs canceled
+        or ended meanwhile are left out (a pass drops them as it meets them). One pass over that
+        shape's queue; read-only: for reports (why.py), never on a pass."""
+        place: dict[Job, int] = {}
+        more: dict[Job, int] = {}
+        for _, job, _ in self.queues.get(shape, ()):
+            if job in place:
+                more[job] = more.get(job, 1) + 1
+            elif not job.cancel_requested and job.state._value_ < 4:  # not final (inlined: a pass per entry)
+                place[job] = len(place)
+        return place, more
 
     def schedule(self, allocate: Allocate, place: Place, room: Callable[[], bool], now: float,
                  hold: float | None = None) -> int:

@@ -29,6 +29,7 @@ A job whose iterations partly run says how many run, are done and wait, and why 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .expect import show
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 KINDS = ("dependencies", "too big", "nodes", "retry", "free cores", "standby", "agent", "starting", "canceling")
 NAMED = 3  # dependencies named in a reason, then "and N more"
 
-Line = dict["Job", list[int]]  # job -> [distinct jobs ahead of it, iterations queued]
+Line = tuple[dict["Job", int], dict["Job", int]]  # ReadyQueue.line: (job -> jobs ahead, job -> entries if > 1)
 
 
 def _n(count: int, word: str) -> str:
@@ -60,14 +61,14 @@ class Why:
         self.now = now
         self._lines: dict[tuple[int, int, int], Line] = {}
         self._active: dict[Job, list[Task]] | None = None
-        self._fits: dict[int, bool] = {}
+        self._fits: dict[tuple[int, int, int], bool] = {}
         self._unsized: set[Job] | None = None
         self._free: dict[tuple[int, int], int] = {}
         self._nodes: list[tuple[int, int]] | None = None
 
     # ------------------------------------------------------------------ facts, kept for the call
 
-    def _placed(self, job: Job) -> list[Task]:
+    def _placed(self, job: Job) -> Sequence[Task]:
         """The job's tasks placed and not final (one pass over ``Core.running`` per call)."""
         if self._active is None:
             active: dict[Job, list[Task]] = {}
@@ -78,27 +79,24 @@ class Why:
                 else:
                     got.append(task)
             self._active = active
-        return self._active.get(job, [])
+        return self._active.get(job, ())
 
     def _line(self, job: Job) -> Line:
+        """(each queued job's place in the line of ``job``'s shape, entries of jobs with several),
+        by one pass over that shape's queue per call."""
         shape = job.spec.request.shape
         line = self._lines.get(shape)
         if line is None:
-            line = self._lines[shape] = {}
-            for j, it in self.core.queue.lineup(shape):
-                entry = line.get(j)
-                iters = j.spec.iterations
-                n = iters.stop - j.next_it if it is None and iters is not None else 1
-                if entry is None:
-                    line[j] = [len(line), n]
-                else:
-                    entry[1] += n
+            line = self._lines[shape] = self.core.queue.line(shape)
         return line
 
     def _fit(self, req: Request) -> bool:
-        known = self._fits.get(id(req))  # the requests outlive the call: ids stay theirs
+        """Whether the request would fit the nodes online if they were idle (``Pool.can_ever_fit``,
+        which looks only at the request's shape: one verdict per shape and call)."""
+        shape = req.shape
+        known = self._fits.get(shape)
         if known is None:
-            known = self._fits[id(req)] = self.core.pool.can_ever_fit(req)
+            known = self._fits[shape] = self.core.pool.can_ever_fit(req)
         return known
 
     def _is_unsized(self, job: Job) -> bool:
@@ -124,7 +122,7 @@ class Why:
             )
         return got
 
-    def _counts(self, job: Job, placed: list[Task]) -> tuple[int, int, int]:
+    def _counts(self, job: Job, placed: Sequence[Task]) -> tuple[int, int, int]:
         """(iterations not placed nor done, of which queued, of which waiting for their own
         iteration of another job). Only for a job past its whole-job dependencies and sizing."""
         rest = job.total - job.done - len(placed)
@@ -132,8 +130,8 @@ class Why:
             return 0, 0, 0
         if job.iter_deps == 0:
             return rest, rest, 0
-        entry = self._line(job).get(job)
-        queued = min(entry[1], rest) if entry is not None else 0
+        place, more = self._line(job)  # (iterations with their own dependencies are queued one by one)
+        queued = min(more.get(job, 1), rest) if job in place else 0
         return rest, queued, rest - queued
 
     def _again(self, job: Job) -> list[int | None]:
@@ -154,25 +152,27 @@ class Why:
 
     def kind(self, job: Job) -> str:
         """The kind of reason of an unfinished job ("" when it runs, or has ended)."""
-        if job.state.final:
+        if job.state._value_ >= State.SUCCEED:
             return ""
         placed = self._placed(job)
         if job.cancel_requested:
             return "canceling"
-        if job.total - job.done - len(placed) > 0:
+        if job.total - job.done > len(placed):
             if not self._fit(job.spec.request):
                 return "nodes" if self._waiting_for_nodes() else "too big"
             if job.pending:
                 return "dependencies"
-            if self._is_unsized(job):
+            if self.core.unsized and self._is_unsized(job):
                 return "nodes"
             _, queued, deps = self._counts(job, placed)
             if queued:
-                return "retry" if self._again(job) else "free cores"
+                return "retry" if job.attempts and self._again(job) else "free cores"
             if deps:
                 return "dependencies"
+        if not placed:
+            return ""
         kinds = {self._task_kind(t) for t in placed}
-        if "" in kinds or not kinds:
+        if "" in kinds:
             return ""
         return next(k for k in ("standby", "agent", "starting") if k in kinds)
 
@@ -327,8 +327,7 @@ class Why:
 
     def _queued(self, job: Job, queued: int, many: bool) -> str:
         req = job.spec.request
-        entry = self._line(job).get(job)
-        ahead = entry[0] if entry is not None else 0
+        ahead = self._line(job)[0].get(job, 0)
         cmin, gpus, need = req.cores.min, req.gpus, req.nodes.min
         head = f"{queued} " if many else ""
         if ahead == 0 and self._free_nodes(cmin, gpus) >= need:
@@ -395,7 +394,7 @@ class Why:
             return f"on standby on {node}: starts there when {holder.name} ends"
         return f"placed on {node}: its agent has not said it started yet"
 
-    def _tally(self, job: Job, placed: list[Task]) -> str:
+    def _tally(self, job: Job, placed: Sequence[Task]) -> str:
         kinds = Counter(self._task_kind(t) for t in placed)
         parts = [f"{kinds['']} running"] if kinds[""] else []
         words = {"standby": "on standby", "agent": "on cut-off nodes", "starting": "starting"}

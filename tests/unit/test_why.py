@@ -295,8 +295,8 @@ def test_asking_changes_nothing_and_one_pass_per_shape_serves_a_page() -> None:
     assert why.reason(jobs[1500]) == (
         "waiting for free cores behind 1499 jobs of its shape (needs 1 core(s) on 1 node(s); no core free now)")
     scans = []
-    lineup = r.core.queue.lineup
-    r.core.queue.lineup = lambda shape: (scans.append(shape), lineup(shape))[1]  # type: ignore[method-assign]
+    line = r.core.queue.line
+    r.core.queue.line = lambda shape: (scans.append(shape), line(shape))[1]  # type: ignore[method-assign]
     assert [why.reason(j) for j in jobs[1:4]] == [
         f"waiting for free cores{w} (needs 1 core(s) on 1 node(s); no core free now)"
         for w in (", next in line of its shape", " behind 1 job of its shape", " behind 2 jobs of its shape")]
