@@ -63,6 +63,19 @@ def test_the_resend_window_is_bounded_in_age_and_count() -> None:
     assert w.recent(1300.0) == [] and len(w) == 0
 
 
+def test_the_resend_window_bounds_the_stderr_tails_it_keeps() -> None:
+    w = SentExits(max_age_s=120, max_count=5, max_tail_bytes=10)
+    failed = [ReportExited(i, 1, 1000.0, stderr_tail="abcd", tail=True) for i in range(1, 5)]
+    w.add(failed, now=1000.0)
+    assert [r.stderr_tail for r in w.recent(1000.0)] == ["abcd", "abcd", "", ""]  # 8 of 10 bytes held
+    assert w.tail_bytes == 8
+    w.add([_exit(i) for i in range(10, 14)], now=1001.0)  # the first three go (count): their tails too
+    assert w.tail_bytes == 0
+    w.add([ReportExited(20, 1, 1002.0, stderr_tail="0123456789")], now=1002.0)
+    assert w.recent(1002.0)[-1].stderr_tail == "0123456789" and w.tail_bytes == 10
+    assert w.recent(1200.0) == [] and w.tail_bytes == 0
+
+
 def test_reconnect_timeout_option(tmp_path: Path) -> None:
     (tmp_path / "master.json").write_text(json.dumps({"address": "127.0.0.1:1"}))
     (tmp_path / "token").write_text("t\n")
