@@ -127,12 +127,21 @@ def report_path(workdir: str | None) -> Path:
 
 _STR = r'"((?:[^"\\]|\\.)*)"'
 _TIMES = r'\{([^{}]*)\}'
+_RUSAGE = r'(?:,"cpu_user_s":([-0-9.e+]+),"cpu_system_s":([-0-9.e+]+),"max_rss_kb":(\d+))?'
 _TASK = re.compile(
     r'\{"name":' + _STR + r',"job":' + _STR + r',"iteration":[^,]*,"state":"([A-Z_]+)","exit_code":(-?\d+|null),'
-    r'"reason":' + _STR + r',"nodes":\[[^\]]*\],"cores":\{([^{}]*)\},"times":' + _TIMES
+    r'"reason":' + _STR + r',"nodes":\[[^\]]*\],"cores":\{([^{}]*)\},"times":' + _TIMES + _RUSAGE
+)
+# the commonest task line: one node, the four states of a task that ran (the generic one covers the rest)
+_TASK1 = re.compile(
+    r'\{"name":' + _STR + r',"job":' + _STR + r',"iteration":[^,]*,"state":"([A-Z_]+)","exit_code":(-?\d+|null),'
+    r'"reason":' + _STR + r',"nodes":\[[^\]]*\],"cores":\{"([^"\\]+)":\[([0-9,]*)\]\},'
+    r'"times":\{"QUEUED":([^,]+),"SCHEDULED":([^,]+),"EXECUTING":([^,]+),"([A-Z_]+)":([^,}]+)\}' + _RUSAGE
 )
 _JOB = re.compile(r'\{"name":' + _STR + r',"state":"([A-Z_]+)","reason":' + _STR + r',"times":' + _TIMES)
-_JOB_TASK = re.compile(r',"exit_code":(-?\d+|null),"nodes":\[[^\]]*\],"cores":\{([^{}]*)\},"task_times":' + _TIMES)
+_JOB_TASK = re.compile(
+    r',"exit_code":(-?\d+|null),"nodes":\[[^\]]*\],"cores":\{([^{}]*)\},"task_times":' + _TIMES + _RUSAGE
+)
 _CORES = re.compile(r'"([^"\\]+)":\[([0-9,]*)\]')
 
 
@@ -164,22 +173,49 @@ def _cores(raw: str) -> dict[str, list[int]] | None:
     return {n: [int(x) for x in ids.split(",")] if ids else [] for n, ids in found}
 
 
-def _extras(task: TaskLine, rest: str) -> None:
-    """The fields after the ones the fast path reads (``rest`` is ``,"k":v,...}``)."""
+def _extras(task: TaskLine, user: str | None, system: str | None, rss: str | None, rest: str) -> None:
+    """The rusage the expression read, then the fields after it (``rest`` is ``,"k":v,...}``)."""
+    if user is not None:
+        task.cpu_user_s = float(user)
+        task.cpu_system_s = float(system)  # type: ignore[arg-type]  # the three come together
+        task.max_rss_kb = int(rss)  # type: ignore[arg-type]
     if rest != "}":
-        _apply_extras(task, json.loads("{" + rest[1:]))
+        obj = json.loads("{" + rest[1:])
+        if user is not None and any(k in obj for k in ("cpu_user_s", "cpu_system_s", "max_rss_kb")):
+            raise _Bad("a field twice")  # let json.loads judge the whole line
+        _apply_extras(task, obj, keep_rusage=user is not None)
+
+
+def _task1(m: re.Match[str], text: str) -> TaskLine:
+    """The TaskLine of a line that ``_TASK1`` matched (the hot path: a million of these take seconds)."""
+    name, job, state, code, reason, node, ids, queued, scheduled, started, end_state, ended, user, system, rss = (
+        m.groups())  # fmt: skip
+    times = {"QUEUED": float(queued), "SCHEDULED": float(scheduled), "EXECUTING": float(started),
+             end_state: float(ended)}  # fmt: skip
+    task = TaskLine(job if "\\" not in job else _text(job), name if "\\" not in name else _text(name), state,
+                    None if code == "null" else int(code), reason if "\\" not in reason else _text(reason),
+                    {node: [int(ids)] if "," not in ids else [int(x) for x in ids.split(",")] if ids else []},
+                    times)  # fmt: skip
+    if user is not None and len(text) == m.end() + 1:  # rusage, then the line's end: nothing more to read
+        task.cpu_user_s, task.cpu_system_s, task.max_rss_kb = float(user), float(system), int(rss)
+    else:
+        _extras(task, user, system, rss, text[m.end() :])
+    return task
 
 
 def _fast(text: str) -> list[Record] | None:
+    m = _TASK1.match(text)
+    if m is not None:
+        return [_task1(m, text)]
     m = _TASK.match(text)
     if m is not None:
-        name, job, state, code, reason, cores_raw, times_raw = m.groups()
+        name, job, state, code, reason, cores_raw, times_raw, user, system, rss = m.groups()
         cores = _cores(cores_raw)
         if cores is None:
             return None
         task = TaskLine(_text(job), _text(name), state, None if code == "null" else int(code), _text(reason),
                         cores, _times(times_raw))  # fmt: skip
-        _extras(task, text[m.end() :])
+        _extras(task, user, system, rss, text[m.end() :])
         return [task]
     m = _JOB.match(text)
     if m is None:
@@ -194,15 +230,17 @@ def _fast(text: str) -> list[Record] | None:
             return None
         return [JobLine(name, state, _text(reason), _times(times_raw), iterations)]
     jl = JobLine(name, state, _text(reason), _times(times_raw), None)
+    if rest == ',"exit_code":null,"nodes":[],"cores":{}}':  # never placed (OMITTED, too big, canceled early)
+        return [jl]
     t = _JOB_TASK.match(rest)
     if t is None:
         return None  # no task, or an unusual layout: json.loads decides
-    code, cores_raw, task_times = t.groups()
+    code, cores_raw, task_times, user, system, rss = t.groups()
     cores = _cores(cores_raw)
     if cores is None:
         return None
     task = TaskLine(name, name, state, None if code == "null" else int(code), jl.reason, cores, _times(task_times))
-    _extras(task, rest[t.end() :])
+    _extras(task, user, system, rss, rest[t.end() :])
     return [jl, task]
 
 
@@ -238,16 +276,17 @@ def _cores_of(obj: dict[str, Any]) -> dict[str, list[int]]:
     return {str(k): list(v) for k, v in cores.items()}
 
 
-def _apply_extras(task: TaskLine, obj: dict[str, Any]) -> None:
+def _apply_extras(task: TaskLine, obj: dict[str, Any], keep_rusage: bool = False) -> None:
     task.gpus = _field(obj, "gpus", dict, "an object of node -> GPU ids", optional=True)
     attempts = _field(obj, "attempts", list, "a list of attempts", optional=True)
     if attempts is not None and not all(isinstance(a, dict) for a in attempts):
         raise _Bad('"attempts" holds something that is not an object')
     task.attempts = attempts
-    for key in ("cpu_user_s", "cpu_system_s"):
-        value = _field(obj, key, (int, float), "seconds", optional=True)
-        setattr(task, key, None if value is None else float(value))
-    task.max_rss_kb = _field(obj, "max_rss_kb", int, "kilobytes", optional=True)
+    if not keep_rusage:
+        for key in ("cpu_user_s", "cpu_system_s"):
+            value = _field(obj, key, (int, float), "seconds", optional=True)
+            setattr(task, key, None if value is None else float(value))
+        task.max_rss_kb = _field(obj, "max_rss_kb", int, "kilobytes", optional=True)
     task.stderr_tail = _field(obj, "stderr_tail", str, "text", optional=True)
 
 
@@ -291,6 +330,7 @@ def records(path: Path) -> Iterator[Record]:
         f = open(path, "rb")  # closed by the with below, also when the consumer stops early
     except OSError as e:
         raise ReportError(f"{path}: cannot read ({e.strerror})") from None
+    match1 = _TASK1.match
     with f:
         for lineno, raw in enumerate(f, 1):
             if raw[-1:] != b"\n":
@@ -301,6 +341,13 @@ def records(path: Path) -> Iterator[Record]:
                 raise ReportError(f"{path} line {lineno}: not UTF-8 text; the report is damaged "
                                   "(the master rewrites it whole when a campaign ends)") from None
             text = text.rstrip("\r\n")
+            m = match1(text)
+            if m is not None:  # the commonest line, without parse_line's layers
+                try:
+                    yield _task1(m, text)
+                    continue
+                except (ValueError, _Bad):
+                    pass  # json.loads judges it below
             if not text.strip():
                 continue
             try:

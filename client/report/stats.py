@@ -128,7 +128,8 @@ class Stats:
             self.last_end = end
 
     def task(self, task: TaskLine) -> None:
-        self.tasks[task.state] = self.tasks.get(task.state, 0) + 1
+        state, times = task.state, task.times
+        self.tasks[state] = self.tasks.get(state, 0) + 1
         sizes = self.node_cores
         ncores = 0
         for node, ids in task.cores.items():
@@ -137,7 +138,8 @@ class Stats:
                 top = max(ids) + 1
                 if sizes.get(node, 0) < top:
                     sizes[node] = top
-        start, end = task_span(task)
+        start = times.get("EXECUTING")  # task_span, inline: this runs for every task
+        end = times.get(state) if state in FINAL_STATES else None
         if end is not None and end > self.last_end:
             self.last_end = end
         if start is not None:
