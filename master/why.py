@@ -222,18 +222,21 @@ class Why:
         rest = job.total - job.done - len(placed)
         if rest > 0:
             req = job.spec.request
-            if not self._fit(req):
+            fit = self._fit(req)
+            if not fit:
                 waits.append(self._too_big(req))
             if job.pending:
                 waits.append(self._deps(job))
             elif self._is_unsized(job):
+                if not fit:  # the too-big reason says what the run lacks
+                    return "; ".join(waits)
                 sizing = req.sizing
                 name = sizing.name if sizing is not None else "iteration scheduler"
                 waits.append(f"its iteration scheduler ({name}) sizes it once the run's nodes are known: "
                              + self._nodes_text())
             else:
                 _, queued, deps = self._counts(job, placed)
-                if queued and self._fit(req):
+                if queued and fit:
                     waits.append(self._queued(job, queued, many))
                     counted = True
                 elif queued and (again := self._again(job)):
