@@ -79,7 +79,7 @@ def _error(path: Path) -> str:
 
 
 def test_bad_lines_name_the_file_the_line_and_the_field(tmp_path: Path) -> None:
-    bad = LINES[:2] + ['{"name":"a:1","job":"a","state":"FAILED",'] + LINES[3:]
+    bad = [*LINES[:2], '{"name":"a:1","job":"a","state":"FAILED",', *LINES[3:]]
     msg = _error(write_report(tmp_path / "a", bad))
     assert msg.startswith(f"{tmp_path / 'a' / 'jobs.jsonl'} line 3: not JSON")
     msg = _error(write_report(tmp_path / "b", [LINES[0], '{"name":"x","job":"a","reason":""}']))
