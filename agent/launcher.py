@@ -69,7 +69,7 @@ HOSTFILE_ENV = "PJ_HOSTFILE"
 TASK_ENV = "PJ_TASK_ID"
 AGENT_ENV = "PJ_AGENT_PID"
 SLURM_HOSTFILE_ENV = "SLURM_HOSTFILE"
-_ACTIONS_KEPT = 1024  # file actions cached per working directory (tasks without stdio)
+_ACTIONS_KEPT = 1024  # file actions cached per working directory and capture file (tasks without stdio)
 
 
 def _b(text: str) -> bytes:
@@ -96,8 +96,8 @@ class Launcher:
         spawn_threads: int = 0,
         capture_dir: str | None = None,
     ) -> None:
-        """``capture_dir``: where tasks without a stderr file write it (None: the first of $TMPDIR,
-        /tmp, /dev/shm, /var/tmp that takes unnamed files; "": not captured, /dev/null)."""
+        """``capture_dir``: where tasks without a stderr file write it (None: the first of
+        tails.default_dirs() that takes unnamed files; "": not captured, /dev/null)."""
         self.resources = resources
         self.hostfiles = hostfiles if hostfiles is not None else Hostfiles()
         # A snapshot: a task's environment is this dict with Launch.env laid over it (one C-level merge).
@@ -120,7 +120,8 @@ class Launcher:
             (os.POSIX_SPAWN_DUP2, self._devnull, 2),
         )
         _seal_inherited_fds()
-        self.captures = Captures(pick_dir(default_dirs()) if capture_dir is None else pick_dir([capture_dir]))
+        self.captures = Captures(pick_dir(default_dirs()) if capture_dir is None else pick_dir([capture_dir]),
+                                 self._capture_closed)
         self._stderr_files: dict[int, str] = {}  # task id -> its stderr file, for its tail
         # Spawner threads (spawn.py): None where libc lacks a binding or spawn_threads is 0; the
         # loop's thread then spawns with os.posix_spawn (``spawn``).
@@ -129,7 +130,10 @@ class Launcher:
         self.spawner = Spawner(libc, spawn_threads, self._agent_cpus) if libc is not None else None
         self._base_envb = {k: _b(f"{k}={v}") for k, v in self._base_env.items()}
         self._masks: dict[frozenset[int], ctypes.Array[ctypes.c_ulong]] = {}
-        self._wd_actions: dict[bytes, FileActions] = {}
+        # Spawn file actions of tasks without stdio, by (wd, capture descriptor or -1): capture
+        # files are reused (tails.Captures), so a few descriptors serve every such task.
+        self._wd_actions: dict[tuple[bytes, int], FileActions] = {}
+        self._capture_wds: dict[int, list[bytes]] = {}  # capture descriptor -> the wds cached with it
         self._wds: set[str] = set()  # working directories known to exist (made if missing)
 
     def close(self) -> None:
@@ -138,10 +142,10 @@ class Launcher:
         if self.spawner is not None:
             self.spawner.close()
             self.spawner = None
+        self.captures.close_all()
         for actions in self._wd_actions.values():
             actions.close()
         self._wd_actions.clear()
-        self.captures.close_all()
         self.unbind()
         self.hostfiles.close()
         if self._devnull >= 0:
@@ -281,11 +285,20 @@ class Launcher:
         if len(self._wds) < 65536:
             self._wds.add(wd)
 
+    def _capture_closed(self, fd: int) -> None:
+        """A capture file was closed: no cached file actions may name its descriptor any more."""
+        for wd in self._capture_wds.pop(fd, ()):
+            acts = self._wd_actions.pop((wd, fd), None)
+            if acts is not None:
+                acts.close()
+
     def _spawn_actions(self, spec: TaskSpec, wd: bytes) -> tuple[FileActions, bool]:
-        """The file actions: chdir, then stdin/stdout/stderr; shared per wd when there is no stdio."""
-        plain = not (spec.stdin or spec.stdout or spec.stderr or self.captures.directory)
+        """The file actions: chdir, then stdin/stdout/stderr; without stdio, shared per wd and
+        capture file (the launch of a task that owns that capture file is the only one using them)."""
+        plain = not (spec.stdin or spec.stdout or spec.stderr)
+        key = (wd, self.captures.open(spec.task_id) if plain else -1)
         if plain:
-            cached = self._wd_actions.get(wd)
+            cached = self._wd_actions.get(key)
             if cached is not None:
                 return cached, True
         acts = FileActions(self._libc)  # type: ignore[arg-type]
@@ -300,7 +313,9 @@ class Launcher:
             acts.close()
             raise
         if plain and len(self._wd_actions) < _ACTIONS_KEPT:
-            self._wd_actions[wd] = acts
+            self._wd_actions[key] = acts
+            if key[1] >= 0:
+                self._capture_wds.setdefault(key[1], []).append(wd)
             return acts, True
         return acts, False
 

@@ -338,6 +338,8 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
         launcher: Launcher = DryLauncher(cfg.resources, base_env, Hostfiles(cfg.name))
     else:
         launcher = Launcher(cfg.resources, base_env, Hostfiles(cfg.name), cfg.spawn_threads)
+        log.info("stderr of tasks without a stderr file: unnamed files for their tails",
+                 directory=launcher.captures.directory or "none: /dev/null, no tails")
     runner = Runner(state, launcher)
     stop = asyncio.Event()
     stopped_by: list[int] = []

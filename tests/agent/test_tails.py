@@ -111,3 +111,40 @@ def test_launcher_tail_from_the_stderr_file_only_when_failed(launcher: Launcher,
         while not any(e.pid == pid for e in launcher.reap()):
             time.sleep(0.005)
         assert launcher.ended(tid, tail=code != 0) == ("" if code == 0 else f"said-{tid}")
+
+
+def test_empty_captures_are_reused_and_written_ones_closed(tmp_path: Path) -> None:
+    closed: list[int] = []
+    caps = tails.Captures(tails.pick_dir([str(tmp_path)]), closed.append)
+    a = caps.open(1)
+    assert caps.close(1, tail=True) == "" and closed == []  # nothing written: kept for the next task
+    assert caps.open(2) == a
+    os.write(a, b"oops\n")
+    assert caps.close(2, tail=True) == "oops" and closed == [a]  # written: closed, the file is gone
+    b = caps.open(3)
+    assert os.fstat(b).st_size == 0
+    caps.close_all()
+    assert closed == [a, b] and len(caps) == 0
+
+
+def test_cached_spawn_actions_follow_the_capture_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    lch = Launcher(detect(), base_env={"PATH": "/usr/bin:/bin"}, spawn_threads=1)
+    if lch.spawner is None:
+        pytest.skip("no libc posix_spawn bindings here")
+    try:
+        def one(tid: int, script: str) -> str:
+            pid = _spawn(lch, TaskSpec(tid, ("/bin/sh", "-c", script), wd=str(tmp_path)))
+            while not any(e.pid == pid for e in lch.reap()):
+                time.sleep(0.005)
+            return lch.ended(tid, tail=True)
+
+        assert one(1, "exit 0") == "" and one(2, "exit 0") == ""
+        assert len(lch._wd_actions) == 1  # one capture file, one cached set of actions
+        (fd,) = {k[1] for k in lch._wd_actions}
+        assert one(3, "echo failed >&2; exit 1") == "failed"
+        assert lch._wd_actions == {} and fd not in lch._capture_wds  # its descriptor was closed
+        assert one(4, "echo again >&2; exit 1") == "again"  # a fresh capture file, no stale tail
+    finally:
+        lch.close()
+        lch.reap()
