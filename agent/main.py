@@ -50,7 +50,7 @@ from pj.common.fastexit import exit_now
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 from pj.v1 import pj_pb2
 
-from . import convert, slurm
+from . import convert, slurm, tails
 from .hostfiles import Hostfiles
 from .launcher import DryLauncher, Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
@@ -340,6 +340,10 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
         launcher = Launcher(cfg.resources, base_env, Hostfiles(cfg.name), cfg.spawn_threads)
         log.info("stderr of tasks without a stderr file: unnamed files for their tails",
                  directory=launcher.captures.directory or "none: /dev/null, no tails")
+        wanted = os.environ.get(tails.DIR_ENV, "")
+        if wanted and launcher.captures.directory != wanted:
+            log.warning(f"{tails.DIR_ENV}={wanted}: no unnamed file (O_TMPFILE) can be made there; set it to a "
+                        "node-local directory on tmpfs, ext4 or xfs", using=launcher.captures.directory or "/dev/null")
     runner = Runner(state, launcher)
     stop = asyncio.Event()
     stopped_by: list[int] = []
