@@ -55,6 +55,12 @@ class ReadyQueue:
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
 
+    @property
+    def pushes(self) -> int:
+        """How many entries were ever pushed. With a shape's queue length it tells whether that
+        queue changed (a pass only takes from a queue's head): for reports (why.py)."""
+        return self._seq - self._front
+
     def line(self, shape: Shape) -> tuple[dict[Job, int], dict[Job, int]]:
         """The jobs queued for ``shape`` in the order passes take them: each job's place (how many
         jobs are ahead of it), and how many entries the jobs with more than one have. Jobs canceled

@@ -85,6 +85,7 @@ def _ref(job: Job | None) -> JobRef | None:
 class PilotJobService(rpc.PilotJobServicer):
     def __init__(self, master: Master) -> None:
         self.m = master
+        self.lines = why.Lines()  # the queue's lines as last seen, for reasons (kept while it does not move)
 
     async def Submit(self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext) -> pb.SubmitReply:
         core = self.m.core
@@ -119,7 +120,7 @@ class PilotJobService(rpc.PilotJobServicer):
             finishing=core.finishing,
             address=self.m.address,
             notices=self.m.notices,
-            waiting=convert.reasons_to_pb(why.counts(core, self.m.now())),
+            waiting=convert.reasons_to_pb(why.counts(core, self.m.now(), self.lines)),
         )
 
     async def _jobs(self, names: list[str], context: grpc.aio.ServicerContext) -> list[Job]:
@@ -134,7 +135,7 @@ class PilotJobService(rpc.PilotJobServicer):
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoReply:
         jobs = await self._jobs(list(request.names), context)
-        whys = why.Why(self.m.core, self.m.now())
+        whys = why.Why(self.m.core, self.m.now(), self.lines)
         return pb.InfoReply(jobs=[convert.info_to_pb(j, request.with_tasks, whys.reason(j)) for j in jobs])
 
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:
@@ -147,7 +148,7 @@ class PilotJobService(rpc.PilotJobServicer):
         out: list[pb.JobSummary] = []
         jobs = list(self.m.core.registry.jobs.values())
         i = start
-        whys = why.Why(self.m.core, self.m.now())  # what it learns of the queue serves the whole page
+        whys = why.Why(self.m.core, self.m.now(), self.lines)  # one pass per shape serves the page
         while i < len(jobs) and len(out) < size:
             job = jobs[i]
             if not states or job.state in states:

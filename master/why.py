@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 KINDS = ("dependencies", "too big", "nodes", "retry", "free cores", "standby", "agent", "starting", "canceling")
 NAMED = 3  # dependencies named in a reason, then "and N more"
 
+Shape = tuple[int, int, int]
 Line = tuple[dict["Job", int], dict["Job", int]]  # ReadyQueue.line: (job -> jobs ahead, job -> entries if > 1)
 
 
@@ -53,13 +54,39 @@ def _secs(s: float) -> str:
     return f"{max(s, 0.0):.0f} s"
 
 
-class Why:
-    """Reasons for one call (an Info, a List page, a Status) at ``now``."""
+class Lines:
+    """Each shape's line (``ReadyQueue.line``) as last seen, kept between calls (the servicer holds
+    one): a List paging through 100 000 queued jobs while nothing moves makes one pass per shape,
+    not one per page. A line is reused while nothing was pushed (``ReadyQueue.pushes``), its shape's
+    queue has the same length (a pass only takes from the head) and no job has ended
+    (``Core.unfinished``); a job being canceled while some of its tasks still run counts as ahead
+    in its line until it ends."""
 
-    def __init__(self, core: Core, now: float) -> None:
+    def __init__(self) -> None:
+        self._kept: dict[Shape, tuple[tuple[int, int, int], Line]] = {}
+
+    def get(self, core: Core, shape: Shape) -> Line:
+        queue = core.queue
+        key = (queue.pushes, len(queue.queues.get(shape, ())), core.unfinished)
+        kept = self._kept.get(shape)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        line = queue.line(shape)
+        stale = [s for s, (k, _) in self._kept.items() if k[0] != key[0]]
+        for s in stale:  # pushed to since: never of use again
+            del self._kept[s]
+        self._kept[shape] = (key, line)
+        return line
+
+
+class Why:
+    """Reasons for one call (an Info, a List page, a Status) at ``now``; ``lines``: kept between
+    calls (a fresh one per call without)."""
+
+    def __init__(self, core: Core, now: float, lines: Lines | None = None) -> None:
         self.core = core
         self.now = now
-        self._lines: dict[tuple[int, int, int], Line] = {}
+        self._lines = lines if lines is not None else Lines()
         self._active: dict[Job, list[Task]] | None = None
         self._fits: dict[tuple[int, int, int], bool] = {}
         self._unsized: set[Job] | None = None
@@ -83,12 +110,8 @@ class Why:
 
     def _line(self, job: Job) -> Line:
         """(each queued job's place in the line of ``job``'s shape, entries of jobs with several),
-        by one pass over that shape's queue per call."""
-        shape = job.spec.request.shape
-        line = self._lines.get(shape)
-        if line is None:
-            line = self._lines[shape] = self.core.queue.line(shape)
-        return line
+        by one pass over that shape's queue while it does not change (``Lines``)."""
+        return self._lines.get(self.core, job.spec.request.shape)
 
     def _fit(self, req: Request) -> bool:
         """Whether the request would fit the nodes online if they were idle (``Pool.can_ever_fit``,
@@ -407,6 +430,6 @@ class Why:
         return ", ".join(parts)
 
 
-def counts(core: Core, now: float) -> dict[str, int]:
+def counts(core: Core, now: float, lines: Lines | None = None) -> dict[str, int]:
     """Unfinished jobs by the kind of their reason, in ``KINDS`` order (for ``StatusReply.waiting``)."""
-    return Why(core, now).counts()
+    return Why(core, now, lines).counts()

@@ -9,7 +9,7 @@ from pj.master.core import Core
 from pj.master.expect import Expectation
 from pj.master.model import Dependency, Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
 from pj.master.restore import Batch, Placement, restore
-from pj.master.why import KINDS, Why, counts
+from pj.master.why import KINDS, Lines, Why, counts
 
 
 def spec(name: str, cores: int = 1, nodes: int = 1, gpus: int = 0, it: int | None = None,
@@ -303,6 +303,28 @@ def test_asking_changes_nothing_and_one_pass_per_shape_serves_a_page() -> None:
     assert scans == []  # the page reused the pass made for jobs[1500]
     assert before == ([(s, len(q)) for s, q in r.core.queue.queues.items()], r.core.pool.free_cores,
                       dict(r.core.job_counts))
+
+
+def test_lines_kept_between_calls_serve_while_the_queue_does_not_move() -> None:
+    r = Run(node("n0", 1))
+    r.submit(*[spec(f"j{i}") for i in range(10)])
+    scans: list[object] = []
+    line = r.core.queue.line
+    r.core.queue.line = lambda shape: (scans.append(shape), line(shape))[1]  # type: ignore[method-assign]
+    lines = Lines()
+
+    def ahead(name: str) -> str:
+        return Why(r.core, r.t, lines).reason(r.core.registry.jobs[name]).split(" (")[0]
+
+    assert ahead("j9") == "waiting for free cores behind 8 jobs of its shape" and len(scans) == 1
+    assert ahead("j5") == "waiting for free cores behind 4 jobs of its shape" and len(scans) == 1  # another page
+    r.core.cancel(["j2"], r.t)  # a job ended: its place is given up
+    assert ahead("j9") == "waiting for free cores behind 7 jobs of its shape" and len(scans) == 2
+    r.end("j0")  # the pass takes j1 from the head
+    assert ahead("j9") == "waiting for free cores behind 6 jobs of its shape" and len(scans) == 3
+    r.submit(spec("late"))
+    assert ahead("late") == "waiting for free cores behind 7 jobs of its shape" and len(scans) == 4
+    assert ahead("j3") == "waiting for free cores, next in line of its shape" and len(scans) == 4
 
 
 def test_the_core_never_computes_reasons() -> None:
