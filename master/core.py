@@ -39,6 +39,7 @@ class Outbox:
     placed: list[Task] = field(default_factory=list)  # tasks placed on nodes (for the journal)
     unplaced: list[int] = field(default_factory=list)  # placed task ids queued again, not final (journal)
     finished: list[Job] = field(default_factory=list)  # jobs that reached their final state (for the journal)
+    attempts: list[tuple[Task, Attempt, bool]] = field(default_factory=list)  # kept, used a retry (journal)
     stop: bool = False
     wake_at: float | None = None  # call step() again at this time even if nothing else happens
 
@@ -410,24 +411,24 @@ class Core:
         task.exit_code = exit_code
         # This attempt's record ends FAILED; the next attempt gets a new task (and id) for the iteration.
         self._task_state(task, State.FAILED, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)")
-        self._keep_attempt(task, now, lost)
+        self._keep_attempt(task, now, lost, retried=True)
         job.started -= 1
         self.queue.push(job, task.iteration)
         self._out.changed[job.name] = job
         return True
 
-    @staticmethod
-    def _keep_attempt(task: Task, now: float, lost: bool) -> None:
-        """Remember the ended attempt of a task about to be queued again (its Task is replaced)."""
+    def _keep_attempt(self, task: Task, now: float, lost: bool, retried: bool = False) -> None:
+        """Remember the ended attempt of a task about to be queued again (its Task is replaced);
+        ``retried``: it used one of the job's retries (both kept in the journal too)."""
         job = task.job
         if job.attempts is None:
             job.attempts = {}
         started = next((t for s, t in task.history if s == State.EXECUTING), None)
         nodes = tuple(s.node for s in task.allocation)
-        job.attempts.setdefault(task.iteration, []).append(
-            Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost, task.usage,
-                    task.stderr_tail)
-        )
+        kept = Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost, task.usage,
+                       task.stderr_tail)
+        job.attempts.setdefault(task.iteration, []).append(kept)
+        self._out.attempts.append((task, kept, retried))
 
     def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
         if self.running.pop(task.id, None) is not None:

@@ -5,8 +5,13 @@ What it keeps (enough to rebuild the registry with ``restore.py``):
 - ``batches``: each accepted Submit, as the SubmitRequest's bytes (specs and base dir) and the time;
 - ``tasks``: each task that reached its final state (job, iteration, state, exit code, reason,
   times, nodes/cores/GPUs, CPU user/system seconds, peak RSS in KB, a FAILED task's stderr tail);
-  a retried attempt is not kept, only the attempt that ended the task. A journal made before the
+  an earlier attempt of a retried task is in ``attempts``. A journal made before the
   last four columns existed gets them (0 and "") when it is opened;
+- ``attempts``: each earlier attempt of a task, ended and queued again (a retry, a lost node, an
+  interruption): job, iteration, task id, state, exit code, reason, nodes/cores/GPUs, start and end,
+  whether a node was lost under it and whether it used a retry, CPU seconds, peak RSS, stderr tail.
+  A resumed master gives them back (retry budgets and crash counts go on; the report lists them);
+  the table is made on open in a journal that predates it;
 - ``jobs``: each job that reached its final state (state, reason, times);
 - ``requests``: the users' cancel and finish requests;
 - ``placements``: each task placed on nodes (task id, job, iteration, nodes/cores/GPUs), ``open``
@@ -36,8 +41,8 @@ from pj.v1 import pj_pb2 as pb
 
 from . import convert, usage
 from .model import NodeShare, State
-from .registry import Job, Task
-from .restore import Batch, History, JobRecord, Placement, RequestRecord, TaskRecord
+from .registry import Attempt, Job, Task
+from .restore import AttemptRecord, Batch, History, JobRecord, Placement, RequestRecord, TaskRecord
 
 FILENAME = "journal.db"
 VERSION = "1"
@@ -50,6 +55,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     exit_code INTEGER, reason TEXT NOT NULL, times TEXT NOT NULL, alloc TEXT NOT NULL,
     cpu_user_s REAL NOT NULL DEFAULT 0, cpu_system_s REAL NOT NULL DEFAULT 0,
     max_rss_kb INTEGER NOT NULL DEFAULT 0, stderr_tail TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY, job TEXT NOT NULL, iteration INTEGER, task_id INTEGER NOT NULL,
+    state INTEGER NOT NULL, exit_code INTEGER, reason TEXT NOT NULL, alloc TEXT NOT NULL, started REAL,
+    ended REAL NOT NULL, lost INTEGER NOT NULL, retried INTEGER NOT NULL, cpu_user_s REAL NOT NULL,
+    cpu_system_s REAL NOT NULL, max_rss_kb INTEGER NOT NULL, stderr_tail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY, name TEXT NOT NULL, state INTEGER NOT NULL, reason TEXT NOT NULL,
     times TEXT NOT NULL);
@@ -182,10 +192,11 @@ class Journal:
         )
 
     def record(self, tasks: list[Task], jobs: list[Job], placed: Iterable[Task] = (),
-               unplaced: Iterable[int] = ()) -> None:
-        """What one dispatcher pass placed, queued again and ended, in one transaction."""
-        placed, unplaced = list(placed), list(unplaced)
-        if not tasks and not jobs and not placed and not unplaced:
+               unplaced: Iterable[int] = (), attempts: Iterable[tuple[Task, Attempt, bool]] = ()) -> None:
+        """What one dispatcher pass placed, queued again and ended, in one transaction (``attempts``:
+        the ended attempts kept as tasks were queued again, each with whether it used a retry)."""
+        placed, unplaced, attempts = list(placed), list(unplaced), list(attempts)
+        if not tasks and not jobs and not placed and not unplaced and not attempts:
             return
         db = self.db
         db.execute("BEGIN")
@@ -215,6 +226,18 @@ class Journal:
                             t.stderr_tail,
                         )
                         for t in tasks
+                    ],
+                )
+            if attempts:
+                db.executemany(
+                    "INSERT INTO attempts (job, iteration, task_id, state, exit_code, reason, alloc, started, ended, "
+                    "lost, retried, cpu_user_s, cpu_system_s, max_rss_kb, stderr_tail) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (t.job.spec.name, t.iteration, a.task_id, a.state._value_, a.exit_code, a.reason, _alloc(t),
+                         a.started, a.ended, int(a.lost), int(retried),
+                         *(usage.unpack(a.usage) if a.usage else usage.ZERO), a.stderr_tail)
+                        for t, a, retried in attempts
                     ],
                 )
             if jobs:
@@ -260,6 +283,23 @@ class Journal:
         except (sqlite3.Error, ValueError) as e:
             raise JournalError(f"{self.path}: cannot read the journal ({e})") from e
         return batches, tasks, jobs, requests
+
+    def attempts(self) -> list[AttemptRecord]:
+        """The earlier attempts of tasks, in the order they ended."""
+        try:
+            return [
+                AttemptRecord(job, it, Attempt(
+                    State(state), code, reason, tuple(s.node for s in _allocation(alloc)), started, ended, tid,
+                    bool(lost), usage.pack(user, system, rss), tail,
+                ), bool(retried))
+                for job, it, tid, state, code, reason, alloc, started, ended, lost, retried, user, system, rss, tail
+                in self.db.execute(
+                    "SELECT job, iteration, task_id, state, exit_code, reason, alloc, started, ended, lost, retried, "
+                    "cpu_user_s, cpu_system_s, max_rss_kb, stderr_tail FROM attempts ORDER BY seq"
+                )
+            ]
+        except (sqlite3.Error, ValueError) as e:
+            raise JournalError(f"{self.path}: cannot read the journal ({e})") from e
 
     def placements(self) -> list[Placement]:
         """The tasks placed and not final (open), and the highest task id ever placed (open or not)

@@ -244,7 +244,8 @@ def open_journal(workdir: Path, core: Core, resume: bool, node_timeout: float = 
     core.campaign = jour.campaign()
     if resume:
         batches, tasks, jobs, requests = jour.load()
-        restore(core, batches, tasks, jobs, requests, time.time(), jour.placements(), node_timeout)
+        restore(core, batches, tasks, jobs, requests, time.time(), jour.placements(), node_timeout,
+                jour.attempts())
         log.info("campaign resumed", campaign=core.campaign, batches=len(batches), jobs=len(core.registry),
                  finished=len(core.registry) - core.unfinished, unfinished=core.unfinished,
                  orphans=len(core.recon.orphans))

@@ -12,6 +12,10 @@ The replay runs in four steps, on a fresh core:
 4. every final job gets its journaled state, reason and history back, then the cancel and finish
    requests are replayed.
 
+Before step 2, each task's earlier attempts (those queued again: a retry, a lost node, an
+interruption) are put back on their job (``AttemptRecord``), with the retries they used: a resumed
+master continues each task's retry budget and crash count, and the report lists every attempt.
+
 What was queued when the master died is left queued: it runs again. A task that was placed then
 (journaled in ``placements``, not final) is an *orphan*: back in its job with its allocation, in
 state SCHEDULED, holding no core until its node registers; ``reconcile.py`` then adopts it, applies
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from . import reconcile
 from .core import Core
 from .model import TRANSITIONS, Allocation, JobSpec, State
-from .registry import Job, Task
+from .registry import Attempt, Job, Task
 
 History = tuple[tuple[State, float], ...]
 
@@ -44,6 +48,16 @@ class TaskRecord:
     allocation: Allocation = ()
     usage: bytes = b""  # CPU times and peak memory, packed (usage.py)
     stderr_tail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """An ended attempt of a task that was queued again, as journaled."""
+
+    job: str
+    iteration: int | None
+    attempt: Attempt
+    retried: bool  # it used one of its job's retries (an interrupted attempt did not)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +104,16 @@ def restore(
     now: float,
     placements: Sequence[Placement] = (),
     orphan_timeout: float = 60.0,
+    attempts: Iterable[AttemptRecord] = (),
 ) -> None:
     """Replay a journal into ``core`` (fresh, no node yet). The Outbox keeps the changed jobs, but
     not the ended tasks and finished jobs: those are in the journal already. ``placements``: the
     tasks placed and not final; those whose node has not registered ``orphan_timeout`` seconds after
-    ``now`` are queued again."""
+    ``now`` are queued again. ``attempts``: the earlier attempts of tasks, in the order they ended."""
     for batch in batches:
         core.submit(batch.specs, batch.time)
+    for arec in attempts:
+        restore_attempt(core, arec)
     core._next_task_id = max(core._next_task_id, 1 + max((p.task_id for p in placements), default=0))
     restored = [(t, rec) for rec in tasks if (t := restore_task(core, rec, now)) is not None]
     for p in placements:
@@ -117,6 +134,26 @@ def restore(
     out.finished.clear()
     out.placed.clear()
     out.unplaced.clear()
+    out.attempts.clear()
+
+
+def restore_attempt(core: Core, rec: AttemptRecord) -> None:
+    """Give a task (iteration) back an earlier attempt, and the retry it used."""
+    job = core.registry.get(rec.job)
+    if job is None:
+        return
+    it_range = job.spec.iterations
+    if (rec.iteration is None) != (it_range is None):
+        return
+    if it_range is not None and rec.iteration not in range(it_range.start, it_range.stop):
+        return
+    if job.attempts is None:
+        job.attempts = {}
+    job.attempts.setdefault(rec.iteration, []).append(rec.attempt)
+    if rec.retried:
+        if job.retried is None:
+            job.retried = {}
+        job.retried[rec.iteration] = job.retried.get(rec.iteration, 0) + 1
 
 
 def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:

@@ -237,7 +237,7 @@ class Master:
             out = self.core.step(self.now())
             if self.journal is not None:
                 # one transaction per pass, before any news
-                self.journal.record(out.ended, out.finished, out.placed, out.unplaced)
+                self.journal.record(out.ended, out.finished, out.placed, out.unplaced, out.attempts)
             wake_at = out.wake_at
             self._route(out)
             if out.stop:
