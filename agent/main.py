@@ -50,7 +50,7 @@ from pj.common.fastexit import exit_now
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 from pj.v1 import pj_pb2
 
-from . import convert, slurm, tails
+from . import convert, guard, slurm, tails
 from .hostfiles import Hostfiles
 from .launcher import DryLauncher, Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
@@ -334,6 +334,18 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
     state = AgentState(kill_grace=cfg.kill_grace)
     # In Slurm mode the agent's environment describes its own step; tasks get the allocation's.
     base_env = slurm.task_env(os.environ) if cfg.slurm_step else None
+    watchdog = None
+    if not cfg.dry_run:  # no task outlives its agent unsupervised (guard.py)
+        try:
+            mark, watchdog, swept = guard.arm(cfg.name, guard.scope_of(cfg.master.workdir, cfg.master.address),
+                                              cfg.kill_grace)
+        except (guard.AgentAlive, OSError) as e:
+            log.error("cannot start: " + str(e), node=cfg.name)
+            return EXIT_LINK
+        if swept:
+            log.warning("stopped the processes a dead agent of this node left", pids=[p.pid for p in swept])
+        base_env = dict(os.environ if base_env is None else base_env)
+        base_env[guard.NODE_ENV] = mark
     if cfg.dry_run:
         launcher: Launcher = DryLauncher(cfg.resources, base_env, Hostfiles(cfg.name))
     else:
@@ -391,6 +403,8 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
         runner.detach()
         hub.close()
         launcher.close()
+        if watchdog is not None:
+            watchdog.close()
     if outcome is Outcome.SHUTDOWN:
         log.info("agent done")
         if own_process:  # every task has ended and was reported, the link is closed

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import nodeloss
 from .model import NodeShare, State
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def rejoin(core: Core, name: str, campaign: str, now: float) -> bool:
         del core.recon.disconnected[name]
         core.pool.unpause(name)
         return True
-    core.node_left(name, now)
+    nodeloss.replaced(core, name, now)
     return False
 
 
@@ -146,8 +147,9 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
         )
 
 
-def requeue(core: Core, task: Task, reason: str, now: float) -> None:
-    """Queue an interrupted task again: the attempt is kept, no retry is used."""
+def requeue(core: Core, task: Task, reason: str, now: float, lost: bool = False) -> None:
+    """Queue an interrupted task again: the attempt is kept, no retry is used; ``lost``: the attempt
+    counts towards the crash limit (its agent died under it)."""
     job = task.job
     if job.cancel_requested:
         core._end_task(task, State.CANCELED, None, job.cancel_reason, now)
@@ -155,7 +157,7 @@ def requeue(core: Core, task: Task, reason: str, now: float) -> None:
     del core.running[task.id]
     core._release(task)
     core._task_state(task, State.FAILED, now, reason)
-    core._keep_attempt(task, now, False)
+    core._keep_attempt(task, now, lost)
     core._out.unplaced.append(task.id)
     job.started -= 1
     core.queue.push(job, task.iteration)
@@ -171,7 +173,7 @@ def due(core: Core, now: float) -> None:
     for name, deadline in list(recon.disconnected.items()):
         if now >= deadline:
             core._out.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
-            core.node_left(name, now)
+            nodeloss.node_lost(core, name, now)
     if recon.orphan_deadline is not None and now >= recon.orphan_deadline:
         recon.orphan_deadline = None
         orphans, recon.orphans = recon.orphans, set()

@@ -188,10 +188,13 @@ def test_a_node_that_does_not_come_back_within_the_grace_is_lost() -> None:
 def test_a_fresh_agent_on_a_disconnected_node_means_the_old_one_died() -> None:
     r = Live(retries=0)
     r.core.node_disconnected("n0", 10.0)
-    r.core.node_joined(node(cores=2), 11.0, "")
+    r.core.node_joined(node(cores=2), 11.0, "")  # the new agent stopped what the dead one left (guard.py)
     job = r.core.registry.jobs["a"]
-    assert job.state == State.FAILED and job.tasks[None].reason == "node lost: n0"
+    # Queued again without a retry (it has none), the attempt counted as a crash.
+    (attempt,) = job.attempts[None]  # type: ignore[index]
+    assert attempt.lost and attempt.reason.startswith("interrupted: its agent on n0 died") and not job.final
     assert r.core.pool.free_cores == 2 and not r.core.is_disconnected("n0")
+    assert launched(r.core, 12.0) == ["a:"]
 
 
 def test_the_journal_keeps_placements_the_campaign_and_the_highest_id(tmp_path: Path) -> None:

@@ -1,0 +1,68 @@
+"""A node's agent is gone: what becomes of the tasks placed there. Pure (hooks in reconcile.py).
+
+- A task that never started (SCHEDULED: no started report came; a standby the agent held, or a
+  launch it may not have spawned) goes back to the front of the queue as if never placed: no
+  retry used, no crash counted, no attempt kept (``prefetch.withdrawn``). Its dependents wait.
+- A task that ran on a node declared lost (``node_lost``: its agent did not come back within the
+  grace) is retried as before (``Core.node_left``: a retry used, a crash counted).
+- A node whose agent died and whose *new* agent registers (``replaced``: it registers without a
+  campaign while the node is disconnected): the new agent has stopped, before registering, every
+  process its dead predecessor left on the node (agent/guard.py), so the tasks that ran there are
+  over: each is queued again without using a retry (``interrupted``), its attempt counted towards
+  the crash limit (an agent killed by its task's memory must not be killed forever).
+- A multi-node task runs on its first node's agent: when another of its nodes is lost, the copy
+  still running there is canceled, so that it never runs beside its next attempt.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import prefetch, reconcile
+from .model import State
+
+if TYPE_CHECKING:
+    from .core import Core
+    from .registry import Task
+
+
+def _on(core: Core, name: str) -> list[Task]:
+    return [t for t in core.running.values() if any(s.node == name for s in t.allocation)]
+
+
+def _unstarted(core: Core, name: str, now: float) -> list[Task]:
+    """Queue again, free, the tasks of ``name`` that never started; the others, in placement order."""
+    rest = []
+    for task in _on(core, name):
+        if task.state == State.SCHEDULED:
+            prefetch.withdrawn(core, task.id, now)
+        else:
+            rest.append(task)
+            first = task.allocation[0].node
+            if first != name:  # its process runs on another node's agent: stop that copy
+                core._out.cancels.setdefault(first, []).append(task.id)
+    return rest
+
+
+def node_lost(core: Core, name: str, now: float) -> None:
+    """The node is lost (its agent did not come back): unstarted tasks free, the others retried."""
+    _unstarted(core, name, now)
+    core.node_left(name, now)
+
+
+def replaced(core: Core, name: str, now: float) -> None:
+    """A new agent registers for ``name`` whose old agent died: its tasks there were stopped."""
+    core.recon.disconnected.pop(name, None)
+    reason = f"interrupted: its agent on {name} died (a new agent took the node)"
+    for task in _unstarted(core, name, now):
+        if task.allocation[0].node != name:
+            continue  # canceled on its first node; node_left retries it
+        job = task.job
+        earlier = job.attempts.get(task.iteration, ()) if job.attempts else ()
+        crashes = 1 + sum(1 for a in earlier if a.lost)
+        if core.crash_limit and crashes >= core.crash_limit and not job.cancel_requested:
+            core._end_task(task, State.FAILED, None,
+                           f"crash limit: {crashes} nodes were lost while it ran (last: {name})", now)
+        else:
+            reconcile.requeue(core, task, reason, now, lost=True)
+    core.node_left(name, now)
