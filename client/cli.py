@@ -147,8 +147,17 @@ def _count(lo: int) -> Callable[[str], int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pj.common import perms
+
     from .run import Campaign
 
+    if args.share_group:  # the workdir, its logs and what the master and agents write there (perms.py)
+        os.environ[perms.SHARE_ENV] = "group"
+    try:
+        perms.modes()
+    except perms.ShareError as e:
+        print(f"pj run: {e}", file=sys.stderr)
+        return 2
     return Campaign(
         args.file,
         workdir=getattr(args, "workdir", None),
@@ -210,6 +219,9 @@ def pj_parser() -> _Parser:
                       "know yet are submitted")
     r.add_argument("--tls", action="store_true",
                    help="the master serves TCP over TLS with a certificate made for this run; agents pin it")
+    r.add_argument("--share-group", action="store_true",
+                   help="let the workdir's group read it (directories 0750, files 0640; also PJ_SHARE=group); "
+                   "default: the owner alone (0700, 0600)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     r.set_defaults(func=cmd_run)
 

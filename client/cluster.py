@@ -161,7 +161,8 @@ class LocalCluster:
         try:
             resume = bool(master_options.get("resume"))
             self.workdir = startup.prepare_workdir(
-                Path(workdir).absolute() if workdir is not None else None, Path.cwd(), self.layout, resume)
+                Path(workdir).absolute() if workdir is not None else None, Path.cwd(), self.layout, resume,
+                True if master_options.get("share_group") else None)
             with _interrupts_held():
                 self._procs.master = startup.start_master(self.workdir, options)
                 self._procs.agents = startup.start_agents(self.workdir, self.layout, env)

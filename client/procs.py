@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pj.common import perms
+
 LOG_TAIL_LINES = 15
 
 
@@ -125,7 +127,7 @@ def kill_all(children: Sequence[Child]) -> list[Child]:
 def spawn(name: str, what: str, argv: list[str], log: Path) -> Child:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
-        with log.open("ab") as f:
+        with os.fdopen(perms.create(log, append=True), "ab") as f:  # 0600, or 0640 (perms.py)
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,

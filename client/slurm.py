@@ -39,7 +39,12 @@ CPUS_ENV = "SLURM_JOB_CPUS_PER_NODE"
 SRUN_ARGS_ENV = "PJ_SRUN_ARGS"
 SRUN_LOG = "srun.log"
 # Run by srun on every node: the agent, with its output in a log named after its Slurm node.
-AGENT_SHELL = 'exec "$0" -m pj.agent --workdir "$1" --wait-master 600 >"$1/agent-$SLURMD_NODENAME.log" 2>&1'
+# The log is made 0600 (0640 under PJ_SHARE=group, perms.py) before the redirection opens it, whatever
+# the umask (which the agent and its tasks keep).
+AGENT_SHELL = (
+    'f="$1/agent-$SLURMD_NODENAME.log"; m=600; [ "$PJ_SHARE" = group ] && m=640; (umask 077; : >>"$f"); '
+    'chmod "$m" "$f"; exec "$0" -m pj.agent --workdir "$1" --wait-master 600 >"$f" 2>&1'
+)
 HARMLESS = ("lacks support for cpu binding",)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pj.common import perms
 from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master, poll_interval
 
 from . import slurm
@@ -48,6 +49,7 @@ MASTER_OPTIONS: dict[str, str | tuple[str, ...]] = {
     "tls": "flag",
     "prefetch": "switch",
     "log_level": ("debug", "info", "warning", "error"),
+    "share_group": "flag",
 }
 
 
@@ -194,14 +196,21 @@ def master_options(layout: Layout, env: Mapping[str, str], options: Mapping[str,
     return opts + master_flags(options)
 
 
-def prepare_workdir(workdir: Path | None, start_dir: Path, layout: Layout, resume: bool = False) -> Path:
-    """Create the workdir (default: a fresh one under ``start_dir``); CampaignError if a master
+def prepare_workdir(
+    workdir: Path | None, start_dir: Path, layout: Layout, resume: bool = False, group: bool | None = None,
+) -> Path:
+    """Create the workdir (default: a fresh one under ``start_dir``) with mode 0700, or 0750 shared
+    with its group (``group``; None: as ``$PJ_SHARE`` says, perms.py); CampaignError if a master
     still runs there. A dead master's master.json goes (and its token, unless resuming)."""
     if workdir is None:
         suffix = f"-job{layout.alloc.job_id}" if layout.alloc is not None else ""
         workdir = default_workdir(start_dir, suffix)
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
+        mode = perms.modes(group).dir
+    except perms.ShareError as e:
+        raise CampaignError(str(e)) from None
+    try:
+        perms.make_dir(workdir, mode)
     except OSError as e:
         raise CampaignError(f"cannot create the workdir {workdir}: {e.strerror or e}") from None
     info = workdir / MASTER_FILE

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pj.common import perms
+
 # Waiting for a master that is still starting: look every 5 ms for the first second (a master
 # started together with us appears within a few tenths of a second; a look is one failed open(),
 # ~10 us), then every 50 ms (a resumed master replaying a long journal; agents on a shared file
@@ -66,8 +68,7 @@ def write_token(workdir: Path, keep: bool = False) -> str:
             return old
     token = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(perms.create(tmp), "w") as f:  # 0600 (0640 in a workdir shared with its group)
         f.write(token + "\n")
     os.replace(tmp, path)
     return token
@@ -77,7 +78,8 @@ def write_master_info(workdir: Path, info: dict[str, object]) -> None:
     """Atomically write DIR/master.json (readers never see half a file)."""
     path = workdir / MASTER_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    with os.fdopen(perms.create(tmp), "w") as f:
+        f.write(json.dumps(info, indent=1) + "\n")
     os.replace(tmp, path)
 
 

@@ -32,11 +32,13 @@ again on ``--resume`` (at least once, never lost). Cancel and finish requests ar
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from pj.common import perms
 from pj.v1 import pj_pb2 as pb
 
 from . import convert, usage
@@ -147,12 +149,17 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
+            # Made first with the workdir's file mode (0600, or 0640 shared with its group): SQLite
+            # gives its -wal and -shm files the database's mode; an older journal's are set here.
+            os.close(perms.create(path, append=True))
             # isolation_level=None: transactions are explicit (BEGIN ... COMMIT), one per group.
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise JournalError(f"{path}: SQLite cannot use WAL mode here (got {mode})")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            for suffix in ("-wal", "-shm"):
+                perms.restrict(path.with_name(path.name + suffix))
             self.db.executescript(_SCHEMA)
             have = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
             for name, decl in _TASK_COLUMNS:
@@ -160,7 +167,7 @@ class Journal:
                     self.db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {decl}")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (VERSION,))
             (version,) = self.db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise JournalError(f"{path}: cannot open the journal ({e})") from e
         if version != VERSION:
             raise JournalError(f"{path}: journal version {version}, this pj-master reads version {VERSION}")

@@ -28,7 +28,7 @@ import grpc
 import structlog
 
 from pj import __version__
-from pj.common import logs
+from pj.common import logs, perms
 from pj.common.durations import parse_duration
 from pj.common.fastexit import exit_now
 from pj.common.workdir import SOCKET_FILE, TLS_CERT_FILE, write_master_info, write_token
@@ -122,6 +122,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "waits while other cores idle (default: on; env PJ_PREFETCH=0 turns it off)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--share-group", action="store_true",
+        help="let the workdir's group read it (directories 0750, files 0640; also PJ_SHARE=group); "
+        "default: the owner alone (0700, 0600)",
+    )
     p.add_argument("--version", action="version", version=f"pj-master {__version__}")
     args = p.parse_args(argv)
     if args.crash_limit < 0:
@@ -273,8 +278,13 @@ GC_YOUNG = 10_000
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir)
+    if args.share_group:
+        os.environ[perms.SHARE_ENV] = "group"  # for what it writes, and what it starts (perms.py)
     try:
-        workdir.mkdir(parents=True, exist_ok=True)
+        perms.make_dir(workdir, perms.modes().dir)
+    except perms.ShareError as e:
+        print(f"pj-master: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"pj-master: --workdir {workdir}: {e.strerror}", file=sys.stderr)
         return 2

@@ -8,8 +8,12 @@ was measured) and, for a FAILED one, ``stderr_tail`` (the last 4 KB of its stder
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+from pj.common import perms
 
 from . import usage
 from .model import State
@@ -132,7 +136,7 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.du
 def write(path: str, jobs: Iterable[Job]) -> int:
     """Write the report; returns the number of lines."""
     n = 0
-    with open(path, "w") as f:
+    with os.fdopen(perms.create(Path(path)), "w") as f:  # 0600 (0640: a workdir shared with its group)
         for job in jobs:
             for rec in job_records(job):
                 f.write(_encode(rec) + "\n")

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pj.common import perms
 from pj.common.workdir import TLS_CERT_FILE, TLS_KEY_FILE
 
 
@@ -55,14 +56,13 @@ def make_cert(hosts: list[str]) -> tuple[bytes, bytes, str]:
 
 
 def write_cert(workdir: Path, hosts: list[str]) -> tuple[bytes, bytes, str]:
-    """Make the run's certificate; write DIR/tls.crt (0644) and DIR/tls.key (0600)."""
+    """Make the run's certificate; write DIR/tls.crt and DIR/tls.key (0600; 0640 in a workdir shared
+    with its group: ``perms.file_mode_in``)."""
     cert, key, fingerprint = make_cert(hosts)
-    for name, data, mode in ((TLS_KEY_FILE, key, 0o600), (TLS_CERT_FILE, cert, 0o644)):
+    for name, data in ((TLS_KEY_FILE, key), (TLS_CERT_FILE, cert)):
         path = workdir / name
         tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # whatever the umask
+        with os.fdopen(perms.create(tmp), "wb") as f:  # whatever the umask
             f.write(data)
         os.replace(tmp, path)
     return cert, key, fingerprint
