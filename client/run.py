@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pj.common.journalcheck import JOURNAL_FILE, resume_problem
 from pj.common.workdir import MasterAddress
 
 from . import slurm, startup
@@ -128,6 +129,11 @@ class Campaign:
         if self.resume and self.workdir is None:
             self.say("--resume needs --workdir DIR: the workdir of the campaign to continue")
             return 2
+        if self.resume and self.workdir is not None:  # pj-master checks it too; here nothing starts
+            problem = resume_problem(self.workdir.absolute() / JOURNAL_FILE)
+            if problem is not None:
+                self.say(f"--resume: {problem}")
+                return 2
         try:
             self._choose_mode()
         except slurm.SlurmModeError as e:

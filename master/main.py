@@ -31,6 +31,7 @@ from pj import __version__
 from pj.common import logs, perms
 from pj.common.durations import parse_duration
 from pj.common.fastexit import exit_now
+from pj.common.journalcheck import damaged, resume_problem
 from pj.common.workdir import SOCKET_FILE, TLS_CERT_FILE, write_master_info, write_token
 from pj.v1 import pj_pb2_grpc as rpc
 
@@ -162,10 +163,13 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     the process right after the last word, skipping the loop's and the interpreter's teardown
     (grpc's threads, every module: tens of ms that `pj run` would wait for)."""
     workdir = Path(args.workdir).absolute()
-    token = write_token(workdir, keep=args.resume)
     core = Core(expect=args.expect, now=time.time(), crash_limit=args.crash_limit, prefetch_on=args.prefetch)
     core.recon.grace = args.heartbeat_timeout  # a node cut off that long is lost
-    jour = open_journal(workdir, core, args.resume, args.node_timeout)
+    jour = journal_or_refusal(workdir, core, args.resume, args.node_timeout)
+    if isinstance(jour, str):  # the journal comes before the token: a refused resume writes nothing
+        print(jour, file=sys.stderr)
+        return 2
+    token = write_token(workdir, keep=args.resume)
     master = Master(core, journal=jour)
     master.heartbeat_timeout = args.heartbeat_timeout
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
@@ -257,6 +261,24 @@ def open_journal(workdir: Path, core: Core, resume: bool, node_timeout: float = 
     return jour
 
 
+def journal_or_refusal(workdir: Path, core: Core, resume: bool, node_timeout: float) -> journal.Journal | str:
+    """``open_journal``, or the one line that refuses to start: a journal that cannot be opened, or
+    (resuming) whose rows cannot be read or replayed, whatever the fault (never a traceback)."""
+    path = journal.path_in(workdir)
+    try:
+        return open_journal(workdir, core, resume, node_timeout)
+    except journal.JournalError as e:
+        if not resume:
+            return f"pj-master: {e}"
+        text = str(e)
+        return "pj-master: --resume: " + damaged(path, text.removeprefix(f"{path}: "))
+    except Exception as e:
+        if not resume:
+            raise
+        what = f"a row cannot be read or replayed ({type(e).__name__}: {e})"
+        return "pj-master: --resume: " + damaged(path, what)
+
+
 def listen_unix(server: grpc.aio.Server, workdir: Path) -> Path | None:
     """Also serve DIR/master.sock (plaintext: the file is the owner's alone), if the path fits."""
     path = workdir / SOCKET_FILE
@@ -278,6 +300,9 @@ GC_YOUNG = 10_000
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(args.workdir)
+    if args.resume and (problem := resume_problem(journal.path_in(workdir.absolute()))) is not None:
+        print(f"pj-master: --resume: {problem}", file=sys.stderr)  # before the workdir is made
+        return 2
     if args.share_group:
         os.environ[perms.SHARE_ENV] = "group"  # for what it writes, and what it starts (perms.py)
     try:
