@@ -17,12 +17,14 @@ from typing import Any
 import grpc
 import structlog
 
+from pj.common import peercheck as pc
+from pj.common.peercheck import PeerError, clip
 from pj.common.speccheck import JobRef, SpecError, check_specs
 from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
-from . import convert, why
+from . import convert, peers, why
 from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
@@ -92,11 +94,12 @@ class PilotJobService(rpc.PilotJobServicer):
         if core.finishing:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the master is finishing: no new jobs")
         try:
+            pc.check_base_dir(request.base_dir)
             check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)))
             specs = convert.specs_from_pb(request.jobs, request.base_dir)
             now = self.m.now()
             names = core.submit(specs, now)
-        except (SpecError, SubmitError) as e:
+        except (PeerError, SpecError, SubmitError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         if self.m.journal is not None:
             self.m.journal.submit(request.SerializeToString(), now)  # durable before the reply
@@ -129,7 +132,7 @@ class PilotJobService(rpc.PilotJobServicer):
         for n in names:
             job = reg.get(n)
             if job is None:
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {n!r}")
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {pc.show(n)}")
             jobs.append(job)
         return jobs
 
@@ -141,9 +144,10 @@ class PilotJobService(rpc.PilotJobServicer):
     async def List(self, request: pb.ListRequest, context: grpc.aio.ServicerContext) -> pb.ListReply:
         size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
         try:
-            start = int(request.page_token or 0)
-        except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "field 'page_token': not a token from List")
+            start = pc.parse_page_token(request.page_token)
+            pc.check_states(request.states)
+        except PeerError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         states = {State(s) for s in request.states if s}
         out: list[pb.JobSummary] = []
         jobs = list(self.m.core.registry.jobs.values())
@@ -160,7 +164,7 @@ class PilotJobService(rpc.PilotJobServicer):
         try:
             canceled, finished = self.m.core.cancel(list(request.names), self.m.now())
         except KeyError as e:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {e.args[0]!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {pc.show(e.args[0])}")
         if self.m.journal is not None and canceled:
             self.m.journal.request("cancel", canceled, False, self.m.now())
         self.m.poke()
@@ -233,15 +237,17 @@ class AgentLinkService(rpc.AgentLinkServicer):
         if first is _EOF or not first.HasField("register"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an agent's first message must be Register")
         reg = first.register
-        if not reg.node or reg.cores < 1:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "Register needs a node name and at least one core"
-            )
+        try:
+            pc.check_register(reg)  # before anything is made per core or GPU
+        except PeerError as e:
+            log.warning("agent refused", node=reg.node[:80], reason=str(e))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         m = self.m
         old = m.agents.get(reg.node)
         if old is not None:
             await self._replace(old, reg, context)
-        ended = [convert.exit_from_pb(e) for e in reg.ended]
+        ended = [(t, code, clip(error), used, clip(tail))
+                 for t, code, error, used, tail in map(convert.exit_from_pb, reg.ended)]
         try:
             m.core.node_joined(convert.node_from_pb(reg), m.now(), reg.campaign, list(reg.running), ended)
         except WrongCampaign as e:
@@ -320,14 +326,27 @@ class AgentLinkService(rpc.AgentLinkServicer):
             if kind == "events":
                 # The agent's own times (when it spawned and reaped), not when the report came:
                 # started reports may wait for exits to travel with them. Never after now.
+                # Only reports on this node's own tasks count (peers.py): others are logged, ignored.
                 now = m.now()
+                node, ours, bad = conn.node, peers.reports_on, []
                 for s in msg.events.started:
-                    core.task_started(s.task_id, s.time if 0 < s.time < now else now)
+                    if ours(core, node, s.task_id):
+                        core.task_started(s.task_id, s.time if 0 < s.time < now else now)
+                    else:
+                        bad.append(s.task_id)
                 for e in msg.events.exited:
-                    core.task_exited(e.task_id, e.exit_code, e.error, e.time if 0 < e.time < now else now,
-                                     convert.usage_from_pb(e), e.stderr_tail)
+                    if ours(core, node, e.task_id):
+                        core.task_exited(e.task_id, e.exit_code, clip(e.error), e.time if 0 < e.time < now else now,
+                                         convert.usage_from_pb(e), clip(e.stderr_tail))
+                    else:
+                        bad.append(e.task_id)
                 for tid in msg.events.withdrawn:
-                    core.task_withdrawn(tid, now)
+                    if ours(core, node, tid):
+                        core.task_withdrawn(tid, now)
+                    else:
+                        bad.append(tid)
+                if bad:
+                    log.warning(peers.warning(node, bad))
                 m.poke()
             conn.last_seen = time.monotonic()
 
