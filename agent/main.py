@@ -16,7 +16,8 @@ DIR/master.json (a restarted master may listen elsewhere, with another certifica
 at the same --master address. Its Register then names the campaign, the tasks still running and
 the exits the master may have missed (those that ended meanwhile, and those sent in the last
 120 s: the master ignores duplicates). When the timeout passes, or the master refuses it, the
-agent stops every task and exits 1.
+agent stops every task and exits 1. A new agent whose first dial fails (DIR/master.json names a
+master that is gone: killed, or restarting on another port) looks again the same way, for as long.
 
 --dry-run (or $PJ_AGENT_DRY_RUN=1, which reaches the agents `pj run` starts): no process is started;
 every task is reported started and exited 0 at once (the dispatch ceiling: master and wire alone).
@@ -190,7 +191,8 @@ def _parser() -> _Parser:
         type=_duration,
         default=RECONNECT_TIMEOUT_S,
         help="when the stream to the master breaks, keep the tasks running and reconnect for this "
-        "long (seconds or a duration: 90, 10m) before stopping them and exiting 1; 0: never "
+        "long (seconds or a duration: 90, 10m) before stopping them and exiting 1; also how long a new "
+        "agent keeps looking for a master it cannot reach; 0: never "
         f"reconnect (default {format_duration(RECONNECT_TIMEOUT_S)})",
     )
     p.add_argument(
@@ -426,26 +428,34 @@ async def _serve_links(
     the first registration fails, a reconnect is refused, or the master stays away too long."""
     sent = SentExits()
     master = cfg.master
-    link = _link(cfg, master, register, runner, sent, None)
+    retry = cfg.reconnect_timeout > 0 and cfg.rediscover is not None
+    # With a way to look again, the first dial is short too: DIR/master.json may name a master that
+    # is gone (killed, or restarting elsewhere), and the next look may find the new one.
+    link = _link(cfg, master, register, runner, sent, None, ready_s=_REDIAL_READY_S if retry else None)
     try:
         return await link.session(stop)
     except LinkBroken as e:
-        # Before a Welcome the first registration failed: no campaign to go back to.
-        if not link.welcomed or cfg.reconnect_timeout <= 0 or stop.is_set() or link.closing:
+        if cfg.reconnect_timeout <= 0 or stop.is_set() or link.closing:
             raise
-        campaign, err = link.campaign, e
+        if not link.welcomed and (isinstance(e, LinkRefused) or cfg.rediscover is None):
+            raise  # a refusal, or nowhere else to look: no campaign to go back to
+        campaign, err = (link.campaign if link.welcomed else None), e
     while True:
-        log.warning(
-            "lost the master: tasks keep running; reconnecting",
-            master=master.address,
-            error=str(err),
-            tasks=len(runner.state),
-            timeout=format_duration(cfg.reconnect_timeout),
-        )
+        if campaign is None:
+            log.warning("cannot reach the master: looking for it again until --reconnect-timeout",
+                        master=master.address, error=str(err), timeout=format_duration(cfg.reconnect_timeout))
+        else:
+            log.warning(
+                "lost the master: tasks keep running; reconnecting",
+                master=master.address,
+                error=str(err),
+                tasks=len(runner.state),
+                timeout=format_duration(cfg.reconnect_timeout),
+            )
         got = await _reconnect(cfg, register, runner, stop, sent, campaign, master)
         if isinstance(got, Outcome):
             return got
-        master, err = got
+        master, err, campaign = got
 
 
 async def _reconnect(
@@ -454,12 +464,14 @@ async def _reconnect(
     runner: Runner,
     stop: asyncio.Event,
     sent: SentExits,
-    campaign: str,
+    campaign: str | None,
     master: MasterAddress,
-) -> Outcome | tuple[MasterAddress, LinkBroken]:
-    """Try again with back-off until welcomed back (then the session runs on: its outcome), or the
-    timeout passes (ReconnectTimeout). Returns the master and the error when a session that was
-    welcomed back broke again (a new reconnect period begins)."""
+) -> Outcome | tuple[MasterAddress, LinkBroken, str]:
+    """Try again with back-off until welcomed (back) (then the session runs on: its outcome), or the
+    timeout passes (ReconnectTimeout); each try looks for the master again (DIR/master.json, the
+    token, the certificate). ``campaign`` None: the first registration never got through (a new
+    agent). Returns the master, the error and the campaign when a session that was welcomed broke
+    again (a new reconnect period begins)."""
     t0 = time.monotonic()
     deadline = t0 + cfg.reconnect_timeout
     attempt = 0
@@ -489,12 +501,15 @@ async def _reconnect(
             if link.welcomed:  # back, then broken again: a new reconnect period
                 if stop.is_set() or link.closing:
                     raise
-                return master, e
+                return master, e, link.campaign
             if isinstance(e, LinkRefused) and e.code not in _RETRY_REFUSALS:
                 raise
             last = str(e)
             log.debug("reconnect attempt failed", master=master.address, attempt=attempt, error=last)
     waited = format_duration(max(round(time.monotonic() - t0, 1), 0.1))
+    if campaign is None:
+        raise ReconnectTimeout(f"no master answered at {master.address} within {waited} (--reconnect-timeout); "
+                               f"last: {last}")
     raise ReconnectTimeout(
         f"the master at {master.address} did not come back within {waited} (--reconnect-timeout); last: {last}"
     )
@@ -508,9 +523,13 @@ def _link(
     sent: SentExits,
     campaign: str | None,
     within_s: float | None = None,
+    ready_s: float | None = None,
 ) -> Link:
-    """A session; ``within_s`` (a reconnect attempt): the time left, which bounds its waits."""
-    ready_s = None if within_s is None else min(_REDIAL_READY_S, within_s)
+    """A session; ``within_s`` (a reconnect attempt): the time left, which bounds its waits;
+    ``ready_s``: how long to wait for the channel (default: that of a reconnect attempt, or the
+    connect timeout for a first one)."""
+    if within_s is not None:
+        ready_s = min(_REDIAL_READY_S, within_s)
     connect_s = max(cfg.wait_master, 1.0) if within_s is None else max(min(cfg.wait_master, within_s), 1.0)
     return Link(
         master.address,

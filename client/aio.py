@@ -38,10 +38,10 @@ import grpc.aio
 from pj.common import dial
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
-from . import calls, convert
+from . import calls, convert, redial
 from .calls import CHANNEL_OPTIONS, Jobs, Names
 from .convert import CancelResult, JobInfo, JobSummary, Resources, Status, WatchEvent
-from .errors import PJError, from_rpc_error
+from .errors import MasterNotFound, PJError, from_rpc_error
 
 __all__ = ["AsyncClient", "AsyncWatchStream"]
 
@@ -58,41 +58,69 @@ class AsyncWatchStream(AsyncIterator[WatchEvent]):
     """The events of one Watch call: ``async for event in stream``.
 
     It ends (StopAsyncIteration) when ``cancel()`` is called (by any task of the loop), when its
-    AsyncClient is closed or when the master closes the stream; a broken stream raises a PJError
-    (MasterUnreachable when the master went away). ``async with`` cancels it on leaving.
+    AsyncClient is closed or when the master closes the stream. When the master goes away it is
+    reopened (redial.py: the first event after that describes the present) until the client's
+    ``reconnect_timeout``, then raises MasterUnreachable; other breaks raise a PJError.
+    ``async with`` cancels it on leaving.
     """
 
-    def __init__(self, call: Any, address: str) -> None:
-        self._call = call
-        self._address = address
+    def __init__(self, client: AsyncClient, request: pj_pb2.WatchRequest) -> None:
+        self._client = client
+        self._request = request
         self._canceled = False
+        self._stop = asyncio.Event()
+        self._retry = redial.Retry(client.reconnect_timeout)
+        self._call = client._watch_call(request, None)
 
     def __aiter__(self) -> AsyncWatchStream:
         return self
 
     async def __anext__(self) -> WatchEvent:
-        if self._canceled:
-            raise StopAsyncIteration
-        try:
-            m = await self._call.read()
-        except grpc.RpcError as e:
-            error = calls.watch_end(e, self._canceled, self._address)
-            if error is None:
-                raise StopAsyncIteration from None
-            raise error from None
-        except asyncio.CancelledError:
-            # grpc.aio raises CancelledError in the reader when the call was canceled locally:
-            # that is our cancel() (or close()), unless this very task is being canceled.
-            if self._canceled and not _cancelling():
-                raise StopAsyncIteration from None
-            raise
-        if m is _EOF:
-            raise StopAsyncIteration
-        return convert.watch_event(m)
+        while True:
+            if self._canceled:
+                raise StopAsyncIteration
+            try:
+                m = await self._call.read()
+            except grpc.RpcError as e:
+                error = calls.watch_end(e, self._canceled, self._client._target)
+                if error is None:
+                    raise StopAsyncIteration from None
+                await self._reopen(error)
+                continue
+            except asyncio.CancelledError:
+                # grpc.aio raises CancelledError in the reader when the call was canceled locally:
+                # that is our cancel() (or close()), unless this very task is being canceled.
+                if self._canceled and not _cancelling():
+                    raise StopAsyncIteration from None
+                raise
+            if m is _EOF:
+                raise StopAsyncIteration
+            self._retry.heard()
+            return convert.watch_event(m)
+
+    async def _reopen(self, error: PJError) -> None:
+        """Wait, find the master again and open a new call; StopAsyncIteration if canceled meanwhile."""
+        while True:
+            try:
+                async with asyncio.timeout(self._retry.after(error)):
+                    await self._stop.wait()
+                raise StopAsyncIteration
+            except TimeoutError:
+                pass
+            try:
+                await self._client._redial()
+            except MasterNotFound as e:
+                error = e
+                continue
+            if self._canceled:
+                raise StopAsyncIteration
+            self._call = self._client._watch_call(self._request, None)
+            return
 
     def cancel(self) -> None:
         """End the stream: a reader waiting in ``async for`` stops quietly."""
         self._canceled = True
+        self._stop.set()
         self._call.cancel()
 
     async def __aenter__(self) -> AsyncWatchStream:
@@ -106,7 +134,7 @@ class AsyncClient(calls.Endpoint):
     """A grpc.aio connection to one PJ master. See the module docstring for an example.
 
     ``timeout`` (seconds, None for none) bounds every unary call; ``wait`` and ``watch`` have
-    their own.
+    their own. ``reconnect_timeout``: as Client's (a wait or watch outlives a master restart).
     """
 
     def __init__(
@@ -117,11 +145,14 @@ class AsyncClient(calls.Endpoint):
         token_file: str | os.PathLike[str] | None = None,
         timeout: float | None = 30.0,
         tls_cert: str | os.PathLike[str] | None = None,
+        reconnect_timeout: float | None = redial.RECONNECT_TIMEOUT_S,
     ) -> None:
-        super().__init__(workdir, address, token_file, timeout, tls_cert)
+        super().__init__(workdir, address, token_file, timeout, tls_cert, reconnect_timeout)
         self._channel: grpc.aio.Channel | None = None
         self._stub: pj_pb2_grpc.PilotJobStub | None = None
         self._streams: weakref.WeakSet[AsyncWatchStream] = weakref.WeakSet()
+        # Channels to where the master was before it moved: other tasks may still read them.
+        self._retired: builtins.list[grpc.aio.Channel] = []
 
     # ------------------------------------------------------------ plumbing
 
@@ -134,6 +165,25 @@ class AsyncClient(calls.Endpoint):
             stream.cancel()
         if self._channel is not None:
             await self._channel.close(None)
+        for channel in self._retired:
+            await channel.close(None)
+
+    async def _redial(self) -> None:
+        """Find the master again (redial.py); dial anew when it moved. Raises MasterNotFound."""
+        self._check_open()
+        if self._refind() and self._channel is not None:
+            self._retired.append(self._channel)
+            self._channel = self._stub = None  # made again by the next call, in this loop
+
+    async def _pause(self, retry: redial.Retry, error: PJError) -> None:
+        """After ``error``: back off, then find the master again, until it is found (or give up)."""
+        while True:
+            await asyncio.sleep(retry.after(error))
+            try:
+                await self._redial()
+                return
+            except MasterNotFound as e:
+                error = e
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -202,7 +252,7 @@ class AsyncClient(calls.Endpoint):
         The first event describes the present. It lasts until the stream's ``cancel()``, ``close()``
         or the master's exit. ``counts_only``: see Client.watch. Call it from the event loop.
         """
-        stream = AsyncWatchStream(self._watch_call(calls.watch_request(names, counts_only), None), self._target)
+        stream = AsyncWatchStream(self, calls.watch_request(names, counts_only))
         self._streams.add(stream)
         return stream
 
@@ -210,22 +260,31 @@ class AsyncClient(calls.Endpoint):
         """Until the named jobs (None: every job) have finished; return name -> final state.
 
         Uses the Watch stream, never polls. Past ``timeout`` seconds, raises PJTimeout (a TimeoutError).
+        A master that goes away meanwhile is waited for (redial.py) until ``reconnect_timeout``.
         """
         tally = calls.WaitTally(names)
         if tally.nothing_to_wait:
             return {}
-        call = self._watch_call(tally.request(), timeout)
-        try:
-            while (m := await call.read()) is not _EOF and not tally.feed(m):
-                pass
-        except grpc.RpcError as e:
-            raise tally.error(e, timeout, self._target) from None
-        except asyncio.CancelledError:
-            if self._closed and not _cancelling():
-                raise self._closed_meanwhile() from None
-            raise
-        finally:
-            call.cancel()
+        retry = redial.Retry(self.reconnect_timeout, timeout)
+        while True:
+            call = self._watch_call(tally.request(), retry.call_timeout())
+            try:
+                while (m := await call.read()) is not _EOF:
+                    retry.heard()
+                    if tally.feed(m):
+                        break
+                error = None if tally.done else tally.ended_early(self._target)
+            except grpc.RpcError as e:
+                error = tally.error(e, timeout, self._target)
+            except asyncio.CancelledError:
+                if self._closed and not _cancelling():
+                    raise self._closed_meanwhile() from None
+                raise
+            finally:
+                call.cancel()
+            if error is None:
+                break
+            await self._pause(retry, error)
         ask = tally.lookups(self.address)
         if ask is None:
             return tally.result([(j.name, j.state) async for j in self.list()], every_job=True)

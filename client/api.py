@@ -21,6 +21,11 @@ such as ``"SUCCEED"``), never protobuf objects. Failures raise ``PJError`` subcl
 ``InvalidJobError`` (a rejected job, also a ValueError), ``UnknownJobError`` (also a KeyError),
 ``AuthError``, ``MasterUnreachable``, ``MasterNotFound`` and ``PJTimeout`` (also a TimeoutError).
 
+``wait`` and ``watch`` outlive a master restart (``pj-master --resume``, even on another port): they
+look for the master again (through the workdir, when the client was made from one) and reopen
+their Watch, with back-off, for ``reconnect_timeout`` seconds (default 60; None: no limit; 0: no
+retry), then raise MasterUnreachable. Other calls do not retry.
+
 A Client may be shared by threads; ``close()`` (or leaving the ``with`` block) ends open watches.
 """
 
@@ -28,6 +33,8 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -37,7 +44,7 @@ import grpc
 from pj.common import dial
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
-from . import calls, convert
+from . import calls, convert, redial
 from .calls import CHANNEL_OPTIONS as CHANNEL_OPTIONS  # shared with AsyncClient, named here too
 from .calls import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from .calls import JobFileWarning, Jobs, Names
@@ -61,6 +68,7 @@ from .errors import (
     UnknownJobError,
     from_rpc_error,
 )
+from .redial import RECONNECT_TIMEOUT_S
 
 __all__ = [
     "AuthError",
@@ -84,30 +92,57 @@ __all__ = [
 class WatchStream(Iterator[WatchEvent]):
     """The events of one Watch call. Iterate it; ``cancel()`` (from any thread) ends it quietly.
 
-    It ends (StopIteration) when canceled or when the master closes the stream; a broken stream
-    raises a PJError (MasterUnreachable when the master went away).
+    It ends (StopIteration) when canceled or when the master closes the stream. When the master
+    goes away it is reopened (redial.py: the first event after that describes the present) until
+    the client's ``reconnect_timeout``, then raises MasterUnreachable; other breaks raise a PJError.
     """
 
-    def __init__(self, call: Any, address: str) -> None:
-        self._call = call
-        self._address = address
+    def __init__(self, client: Client, request: pj_pb2.WatchRequest) -> None:
+        self._client = client
+        self._request = request
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._canceled = False
+        self._retry = redial.Retry(client.reconnect_timeout)
+        self._call = client._watch_call(request, None)
 
     def __iter__(self) -> WatchStream:
         return self
 
     def __next__(self) -> WatchEvent:
-        try:
-            return convert.watch_event(next(self._call))
-        except grpc.RpcError as e:
-            error = calls.watch_end(e, self._canceled, self._address)
-            if error is None:
-                raise StopIteration from None
-            raise error from None
+        while True:
+            try:
+                m = next(self._call)
+            except grpc.RpcError as e:
+                error = calls.watch_end(e, self._canceled, self._client._target)
+                if error is None:
+                    raise StopIteration from None
+                self._reopen(error)
+                continue
+            self._retry.heard()
+            return convert.watch_event(m)
+
+    def _reopen(self, error: PJError) -> None:
+        """Wait, find the master again and open a new call; StopIteration if canceled meanwhile."""
+        while True:
+            if self._stop.wait(self._retry.after(error)):
+                raise StopIteration
+            try:
+                self._client._redial()
+            except MasterNotFound as e:
+                error = e
+                continue
+            with self._lock:
+                if self._canceled:
+                    raise StopIteration
+                self._call = self._client._watch_call(self._request, None)
+            return
 
     def cancel(self) -> None:
-        self._canceled = True
-        self._call.cancel()
+        with self._lock:
+            self._canceled = True
+            self._stop.set()
+            self._call.cancel()
 
     def __enter__(self) -> WatchStream:
         return self
@@ -126,7 +161,8 @@ class Client(calls.Endpoint):
     """A connection to one PJ master. See the module docstring for an example.
 
     ``timeout`` (seconds, None for none) bounds every unary call; ``wait`` and ``watch`` have
-    their own.
+    their own. ``reconnect_timeout``: how long ``wait`` and ``watch`` look for a master that went
+    away (seconds; None: no limit; 0: they raise at once).
     """
 
     def __init__(
@@ -137,10 +173,14 @@ class Client(calls.Endpoint):
         token_file: str | os.PathLike[str] | None = None,
         timeout: float | None = 30.0,
         tls_cert: str | os.PathLike[str] | None = None,
+        reconnect_timeout: float | None = RECONNECT_TIMEOUT_S,
     ) -> None:
-        super().__init__(workdir, address, token_file, timeout, tls_cert)
+        super().__init__(workdir, address, token_file, timeout, tls_cert, reconnect_timeout)
         self._channel = dial.channel(self._master, CHANNEL_OPTIONS, local=True)
         self._stub = pj_pb2_grpc.PilotJobStub(self._channel)
+        self._redial_lock = threading.Lock()
+        # Channels to where the master was before it moved: other threads may still read them.
+        self._retired: builtins.list[grpc.Channel] = []
 
     # ------------------------------------------------------------ plumbing
 
@@ -148,6 +188,27 @@ class Client(calls.Endpoint):
         if not self._closed:
             self._closed = True
             self._channel.close()
+            for channel in self._retired:
+                channel.close()
+
+    def _redial(self) -> None:
+        """Find the master again (redial.py); dial anew when it moved. Raises MasterNotFound."""
+        with self._redial_lock:
+            self._check_open()
+            if self._refind():
+                self._retired.append(self._channel)
+                self._channel = dial.channel(self._master, CHANNEL_OPTIONS, local=True)
+                self._stub = pj_pb2_grpc.PilotJobStub(self._channel)
+
+    def _pause(self, retry: redial.Retry, error: PJError) -> None:
+        """After ``error``: back off, then find the master again, until it is found (or give up)."""
+        while True:
+            time.sleep(retry.after(error))
+            try:
+                self._redial()
+                return
+            except MasterNotFound as e:
+                error = e
 
     def __enter__(self) -> Client:
         return self
@@ -209,26 +270,33 @@ class Client(calls.Endpoint):
         carry the jobs per state (``WatchEvent.jobs``) and list only the jobs that ended FAILED,
         CANCELED or OMITTED, which is far cheaper for the master and for you on big campaigns.
         """
-        call = self._watch_call(calls.watch_request(names, counts_only), None)
-        return WatchStream(call, self._target)
+        return WatchStream(self, calls.watch_request(names, counts_only))
 
     def wait(self, names: Names | None = None, timeout: float | None = None) -> dict[str, str]:
         """Block until the named jobs (None: every job) have finished; return name -> final state.
 
         Uses the Watch stream, never polls. Past ``timeout`` seconds, raises PJTimeout (a TimeoutError).
+        A master that goes away meanwhile is waited for (redial.py) until ``reconnect_timeout``.
         """
         tally = calls.WaitTally(names)
         if tally.nothing_to_wait:
             return {}
-        call = self._watch_call(tally.request(), timeout)
-        try:
-            for m in call:
-                if tally.feed(m):
-                    break
-        except grpc.RpcError as e:
-            raise tally.error(e, timeout, self._target) from None
-        finally:
-            call.cancel()
+        retry = redial.Retry(self.reconnect_timeout, timeout)
+        while True:
+            call = self._watch_call(tally.request(), retry.call_timeout())
+            try:
+                for m in call:
+                    retry.heard()
+                    if tally.feed(m):
+                        break
+                error = None if tally.done else tally.ended_early(self._target)
+            except grpc.RpcError as e:
+                error = tally.error(e, timeout, self._target)
+            finally:
+                call.cancel()
+            if error is None:
+                break
+            self._pause(retry, error)
         ask = tally.lookups(self.address)
         if ask is None:
             return tally.result(((j.name, j.state) for j in self.list()), every_job=True)

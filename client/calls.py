@@ -21,12 +21,25 @@ from pj.v1 import pj_pb2
 
 from . import convert
 from .convert import FINAL_STATES, JobInfo
-from .errors import InvalidJobError, MasterNotFound, PJError, PJTimeout, from_rpc_error, rpc_code
+from .errors import (
+    InvalidJobError,
+    MasterNotFound,
+    MasterUnreachable,
+    PJError,
+    PJTimeout,
+    from_rpc_error,
+    rpc_code,
+)
+from .redial import RECONNECT_TIMEOUT_S
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # A master restarted at the same address (a fixed --listen port, the same DIR/master.sock) is
+    # dialed again within redial.BACKOFF_MAX_S, not after gRPC's default back-off of up to 2 min.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
 JobLike: TypeAlias = pj_pb2.JobSpec | Mapping[str, Any]
@@ -48,16 +61,39 @@ class Endpoint:
         token_file: str | os.PathLike[str] | None,
         timeout: float | None,
         tls_cert: str | os.PathLike[str] | None,
+        reconnect_timeout: float | None = RECONNECT_TIMEOUT_S,
     ) -> None:
+        if reconnect_timeout is not None and not reconnect_timeout >= 0:
+            raise ValueError(f"reconnect_timeout must be a number of seconds >= 0 or None, not {reconnect_timeout!r}")
+        self._how = (workdir, address, token_file, tls_cert)  # to find the master again (redial.py)
+        self._master = self._find()
+        self._use(self._master)
+        self.timeout = timeout
+        # How long a wait or watch looks for a master that went away (None: no limit; 0: no retry).
+        self.reconnect_timeout = reconnect_timeout
+        self._closed = False
+
+    def _find(self) -> MasterAddress:
+        workdir, address, token_file, tls_cert = self._how
         try:
-            self._master: MasterAddress = find_master(workdir, address, token_file, tls_cert=tls_cert)
+            return find_master(workdir, address, token_file, tls_cert=tls_cert)
         except WorkdirError as e:
             raise MasterNotFound(str(e)) from None
-        self.timeout = timeout
-        self._metadata = ((TOKEN_METADATA_KEY, self._master.token),)
+
+    def _use(self, master: MasterAddress) -> None:
+        self._master = master
+        self._metadata = ((TOKEN_METADATA_KEY, master.token),)
         # The master's Unix socket when it runs on this host, else TCP (TLS when the run has it).
-        self._target = dial.target(self._master, local=True)
-        self._closed = False
+        self._target = dial.target(master, local=True)
+
+    def _refind(self) -> bool:
+        """Look for the master again (a restarted one may listen elsewhere, with a new token or
+        certificate); True when it changed: the caller dials anew. Raises MasterNotFound."""
+        master = self._find()
+        if master == self._master:
+            return False
+        self._use(master)
+        return True
 
     @property
     def address(self) -> str:
@@ -225,6 +261,11 @@ class WaitTally:
             )
             return PJTimeout(f"waited {timeout:g} s: {left}")
         return from_rpc_error(e, address)
+
+    def ended_early(self, address: str) -> PJError:
+        """The error for a Watch the master closed before the jobs ended (it stopped midway: a
+        restart may follow, so it is worth another try)."""
+        return MasterUnreachable(f"the master at {address} ended the watch before the jobs finished")
 
     def lookups(self, address: str) -> builtins.list[str] | None:
         """After the stream: the names to ask with Info ([] for none), or None to List every job.

@@ -40,6 +40,7 @@ from .commands import (
 )
 from .convert import STATES
 from .errors import InvalidJobError, PJError, UnknownJobError
+from .redial import RECONNECT_TIMEOUT_S
 from .report.command import add_parser as add_report_parser
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
@@ -131,6 +132,16 @@ def _seconds_for(option: str) -> Callable[[str], float]:
 
 
 _seconds = _seconds_for("--timeout")
+
+
+def _reconnect_seconds(text: str) -> float:
+    """--reconnect-timeout: as _seconds, and 0 (never)."""
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return _seconds_for("--reconnect-timeout")(text)
 
 
 def _count(lo: int) -> Callable[[str], int]:
@@ -246,6 +257,9 @@ def pj_parser() -> _Parser:
     q.add_argument("names", nargs="*", metavar="NAME")
     q.add_argument("--timeout", metavar="T", type=_seconds, default=None,
                    help="give up after T (seconds, or 10m, 1h30m...); exit 1")
+    q.add_argument("--reconnect-timeout", metavar="T", type=_reconnect_seconds, default=RECONNECT_TIMEOUT_S,
+                   help="when the master goes away (a restart, --resume), look for it again through the "
+                   f"workdir for T before giving up; exit 1 (default {RECONNECT_TIMEOUT_S:g} s; 0: never)")
     q = query("finish", cmd_finish, "let the master stop once the jobs have ended")
     q.add_argument("--cancel", action="store_true", help="cancel the jobs that run or wait instead")
     query("resources", cmd_resources, "the nodes (agents) and their free cores and GPUs", json_opt=True)

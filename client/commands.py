@@ -49,8 +49,9 @@ def _connect(args: argparse.Namespace) -> Client:
         raise UsageError(f"no master given: use --workdir DIR (or set {WORKDIR_ENV}), or --master ADDR --token-file F")
     if master is not None and token_file is None and workdir is None and not env_wd:
         raise UsageError(f"--master {master} needs the token: add --token-file F or --workdir DIR")
+    # Only `pj wait` looks for a master that went away (--reconnect-timeout); `pj top` says it went.
     return Client(workdir, address=master, token_file=token_file, timeout=getattr(args, "rpc_timeout", 30.0),
-                  tls_cert=getattr(args, "tls_cert", None))
+                  tls_cert=getattr(args, "tls_cert", None), reconnect_timeout=getattr(args, "reconnect_timeout", 0.0))
 
 
 def _json(obj: Any) -> None:

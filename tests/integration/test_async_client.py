@@ -234,14 +234,14 @@ def test_a_master_that_goes_away(cluster_factory: Any) -> None:
     c = cluster_factory(nodes=1, cores=1)
 
     async def main() -> None:
-        async with AsyncClient(c.workdir) as pj:
+        async with AsyncClient(c.workdir, reconnect_timeout=1) as pj:  # then the watch gives up
             await online(pj, 1)
             await pj.submit([{"name": "long", "exec": "/bin/sleep", "args": ["300"]}])
             events = pj.watch()
             first = await anext(events)
             assert first.watched_total == 1
             os.kill(c.master.pid, signal.SIGKILL)
-            with pytest.raises(MasterUnreachable):
+            with pytest.raises(MasterUnreachable, match=r"; no master came back within 1s \(reconnect_timeout 1s\)$"):
                 async for _ in events:
                     pass
             with pytest.raises(MasterUnreachable):

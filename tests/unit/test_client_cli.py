@@ -168,9 +168,11 @@ def test_connection_errors_are_one_line(master: Master, capsys: pytest.CaptureFi
     dead.mkdir()
     write_master_info(dead, {"address": f"127.0.0.1:{closed_port()}"})
     (dead / "token").write_text("t\n")
-    for argv in (["list"], ["wait"], ["finish"]):
+    for argv in (["list"], ["wait", "--reconnect-timeout", "0.3"], ["finish"]):
         rc, _, err = run(capsys, *argv, "--workdir", str(dead))
         assert rc == 1 and one_error_line(err).startswith("pj: no master answers at 127.0.0.1:")
+        if argv[0] == "wait":  # it looked for the master again for 0.3 s
+            assert "no master came back within" in err and "(reconnect_timeout 0.3s)" in err, err
 
 
 def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
