@@ -167,12 +167,18 @@ class Watchdog:
     write_fd: int
     proc: subprocess.Popen[bytes] = field(repr=False)
 
-    def close(self) -> None:
-        """The agent is ending on its own: let the watchdog look once and go."""
+    def close(self, wait: float = 2.0) -> None:
+        """The agent is ending on its own: let the watchdog look once and go, and wait (up to
+        ``wait`` seconds) until it has, so that no process of this agent outlives it. Every task
+        has been stopped by then, so the watchdog finds none and exits within tens of ms."""
         try:
             os.close(self.write_fd)
         except OSError:
             pass
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            pass  # still stopping something: it runs on in its own session until done
 
 
 def start_watchdog(mark: str, grace: float) -> Watchdog:

@@ -270,8 +270,11 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         )
     except (ResourceError, WorkdirError) as e:
         raise UsageError(str(e)) from None
-    rediscover = functools.partial(
-        find_master, args.workdir, args.master, args.token_file, wait_s=0.0, tls_cert=args.tls_cert
+    # Through a workdir the agent looks for its master again on every try (a restarted master may
+    # have a new port and certificate); an explicit --master ADDR has nowhere else to look, so a first
+    # dial that fails (nothing there, a certificate that does not match) is final, as before.
+    rediscover = None if args.master else functools.partial(
+        find_master, args.workdir, None, args.token_file, wait_s=0.0, tls_cert=args.tls_cert
     )
     return Config(
         master,

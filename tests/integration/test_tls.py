@@ -42,7 +42,7 @@ def test_tls_clients_pin_the_runs_certificate_and_agents_use_it(
     cert = (wd / "tls.crt").read_bytes()
     assert info["tls_sha256"] == hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert.decode())).hexdigest()
     assert stat.S_IMODE((wd / "tls.key").stat().st_mode) == 0o600
-    assert stat.S_IMODE((wd / "tls.crt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((wd / "tls.crt").stat().st_mode) == 0o600  # nothing in a workdir is world-readable (issue 13, item 8)
     address, token = info["address"], wd / "token"
 
     # The right certificate, over TCP: the agent (TCP + TLS too) runs the task.
