@@ -164,6 +164,7 @@ class Plan:
     agents: int = 3
     cores: int = 2
     duration: float = 55.0  # the most the campaign may take after the submit (seconds)
+    settle: bool = True  # after a restart, wait for every agent to be back before the next kill
 
 
 @dataclass
@@ -389,6 +390,8 @@ def run(plan: Plan, workdir: Path, say: Any = print) -> Result:
                 procs.start_agent(k.agent)
             res.restarts += 1
             say(f"chaos: {res.kills[-1]} killed at {time.monotonic() - t0:.1f} s, restarted")
+            if not plan.settle:
+                continue
             with Client(pwd) as c:  # wait for every agent to be back before the next kill
                 while sum(n.online for n in c.resources().nodes) < plan.agents:
                     if time.monotonic() > deadline:
