@@ -66,6 +66,8 @@ def from_rpc_error(e: grpc.RpcError, address: str, method: str | None = None) ->
 
     code = rpc_code(e)
     details = rpc_details(e)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "was not kept" in details:
+        return PJError(details)  # the master's disk is full: it says where and what to do
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and method == "Submit":
         return InvalidJobError(
             f"the submission is larger than {MESSAGE_BYTES_MAX >> 20} MB; split it into several "

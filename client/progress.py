@@ -178,6 +178,7 @@ class Summary:
     outcome: str = "finished"  # finished | interrupted | failed
     logs: tuple[str, ...] = ("master.log",)  # names (or patterns) in the workdir
     tail: tuple[str, str] | None = None  # the first failed task with a stderr tail: (name, tail)
+    report_missing: str = ""  # why DIR/jobs.jsonl was not written ("": it was)
 
     @property
     def all_succeeded(self) -> bool:
@@ -202,7 +203,10 @@ class Summary:
             name, text = self.tail
             out.append(f"stderr of {name} (its last lines):")
             out += tail_lines(text, TAIL_LINES_SHOWN)
-        out.append(f"report: {self.workdir / 'jobs.jsonl'}")
+        if self.report_missing:
+            out.append(f"report: not written: {self.report_missing}")
+        else:
+            out.append(f"report: {self.workdir / 'jobs.jsonl'}")
         out.append("logs:   " + ", ".join(str(self.workdir / name) for name in self.logs))
         return out
 

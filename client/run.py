@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pj.common.journalcheck import JOURNAL_FILE, resume_problem
-from pj.common.workdir import MasterAddress
+from pj.common.workdir import REPORT_NOT_WRITTEN_EXIT, MasterAddress
 
 from . import slurm, startup
 from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
@@ -398,9 +398,23 @@ class Campaign:
             return ("master.log", "agent-*.log", slurm.SRUN_LOG)
         return ("master.log", "agent-node*.log") if self.agents else ("master.log",)
 
+    def _report_missing(self) -> str:
+        """Why DIR/jobs.jsonl was not written by this run's master ("": it was, the master exited 0)."""
+        assert self.workdir is not None
+        report, rc = self.workdir / "jobs.jsonl", self.master.proc.returncode if self.master else None
+        if rc == 0 and report.exists():
+            return ""
+        journal = self.workdir / JOURNAL_FILE
+        if rc == REPORT_NOT_WRITTEN_EXIT:
+            return (f"the master could not write {report} (a full disk? see master.log); every job's end is "
+                    f"in the journal {journal}: free space, then continue the campaign with --resume to write it")
+        how = "is still running" if rc is None else f"exited with status {rc}"
+        return f"the master {how} and did not write {report}; what it journaled is in {journal}"
+
     def _print(self, summary: Summary) -> None:
         if self.progress is not None:
             self.progress.clear()
+        summary.report_missing = self._report_missing()
         summary.elapsed = time.monotonic() - self.t0  # wall time includes the shutdown
         for line in summary.lines():
             print(line, file=self.out)

@@ -38,6 +38,9 @@ TLS_CERT_FILE = "tls.crt"
 TLS_KEY_FILE = "tls.key"
 SOCKET_FILE = "master.sock"
 TOKEN_METADATA_KEY = "pj-token"
+# pj-master's exit status when every job ended but DIR/jobs.jsonl could not be written (a full
+# disk): `pj run` then says so instead of naming the report.
+REPORT_NOT_WRITTEN_EXIT = 3
 WORKDIR_ENV = "PJ_WORKDIR"
 MASTER_ENV = "PJ_MASTER"
 

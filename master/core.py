@@ -203,8 +203,8 @@ class Core:
 
     # ------------------------------------------------------------------ submit
 
-    def submit(self, specs: Sequence[JobSpec], now: float) -> list[str]:
-        """Register a batch of jobs (validated beforehand by pj.common.speccheck)."""
+    def check_submit(self, specs: Sequence[JobSpec]) -> None:
+        """Raise SubmitError if ``submit`` would refuse the batch; nothing changes."""
         seen: set[str] = set()
         for spec in specs:
             if spec.name in self.registry or spec.name in seen:
@@ -219,6 +219,11 @@ class Core:
             for dep in spec.after:
                 if dep.job not in seen and dep.job not in self.registry:
                     raise SubmitError(f"job {spec.name!r}: field 'after': unknown job {dep.job!r}")
+
+    def submit(self, specs: Sequence[JobSpec], now: float, checked: bool = False) -> list[str]:
+        """Register a batch of jobs (``checked``: by ``check_submit``, nothing submitted since)."""
+        if not checked:
+            self.check_submit(specs)
         jobs = []
         by_name = self.registry.jobs
         seq = len(by_name)

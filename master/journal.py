@@ -174,8 +174,11 @@ class Journal:
 
     def campaign(self) -> str:
         """This campaign's id: made when the journal is, the same for every ``--resume``."""
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('campaign', ?)", (uuid.uuid4().hex,))
-        (value,) = self.db.execute("SELECT value FROM meta WHERE key='campaign'").fetchone()
+        try:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('campaign', ?)", (uuid.uuid4().hex,))
+            (value,) = self.db.execute("SELECT value FROM meta WHERE key='campaign'").fetchone()
+        except sqlite3.Error as e:
+            raise JournalError(f"{self.path}: cannot write the journal ({e})") from e
         return str(value)
 
     def close(self) -> None:
@@ -206,6 +209,8 @@ class Journal:
         if not tasks and not jobs and not placed and not unplaced and not attempts:
             return
         db = self.db
+        if db.in_transaction:  # a failed write's ROLLBACK failed too
+            self._rollback()
         db.execute("BEGIN")
         try:
             if placed:
@@ -254,8 +259,17 @@ class Journal:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        """Undo a transaction that failed. SQLite may have rolled it back itself (SQLITE_FULL: then
+        ROLLBACK says "cannot rollback"): the pass is held and written again whole (writefault.py)."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # nothing is left open, or the next BEGIN finds it and rolls back first
 
     # ------------------------------------------------------------------ reading
 

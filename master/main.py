@@ -8,7 +8,8 @@
 Writes DIR/token (0600) and DIR/master.json (its address) when ready (with --tls also
 DIR/tls.crt and DIR/tls.key; it also listens on the Unix socket DIR/master.sock, 0600); after
 `pj finish` (or SIGTERM) and once every job has ended it tells the agents to stop,
-writes DIR/jobs.jsonl and exits 0. The registry is journaled in DIR/journal.db (journal.py);
+writes DIR/jobs.jsonl and exits 0 (3: every job ended, but jobs.jsonl could not be written: a full
+disk; the journal still holds every end). The registry is journaled in DIR/journal.db (journal.py);
 `--resume` continues the campaign journaled there (restore.py).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -32,16 +34,23 @@ from pj.common import logs, perms
 from pj.common.durations import parse_duration
 from pj.common.fastexit import exit_now
 from pj.common.journalcheck import damaged, resume_problem
-from pj.common.workdir import SOCKET_FILE, TLS_CERT_FILE, write_master_info, write_token
+from pj.common.workdir import (
+    REPORT_NOT_WRITTEN_EXIT,
+    SOCKET_FILE,
+    TLS_CERT_FILE,
+    write_master_info,
+    write_token,
+)
 from pj.v1 import pj_pb2_grpc as rpc
 
-from . import journal, report
+from . import journal, report, writefault
 from .core import Core
 from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
 from .restore import restore
 from .runtime import HEARTBEAT_TIMEOUT_S, Master
 from .service import AgentLinkService, PilotJobService, TokenInterceptor
+from .writefault import WRITE_ERRORS
 
 log = structlog.get_logger("pj.master")
 
@@ -233,17 +242,42 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
         tg.create_task(master.run())
         tg.create_task(master.watch_agents())  # ends with run()
     await master.shutdown_agents("the campaign has finished")
-    n = report.write(str(workdir / "jobs.jsonl"), core.registry)
-    log.info("report written", path=str(workdir / "jobs.jsonl"), lines=n)
+    failure = await write_report(workdir, core)
     await server.stop(grace=1.0)
     (workdir / "master.json").unlink(missing_ok=True)
     if sock is not None:
         sock.unlink(missing_ok=True)
     jour.close()
     log.info("master stopped", jobs=len(core.registry), unfinished=core.unfinished)
-    if own_process:  # the report is written, the journal closed, the server stopped
-        exit_now(0)
-    return 0
+    code = REPORT_NOT_WRITTEN_EXIT if failure else 0
+    if own_process:  # the report is written (or said not to be), the journal closed, the server stopped
+        exit_now(code)
+    return code
+
+
+REPORT_TRIES = 5  # a report that cannot be written is tried this often, waiting 0.1 s doubling
+
+
+async def write_report(workdir: Path, core: Core) -> str:
+    """Write DIR/jobs.jsonl (whole or not at all), trying again a few times; the one line that
+    says it was not written ("" when it was), also printed to stderr (master.log)."""
+    path, delay = workdir / "jobs.jsonl", 0.1
+    for attempt in range(1, REPORT_TRIES + 1):
+        try:
+            n = report.write(str(path), core.registry)
+        except WRITE_ERRORS as e:
+            line = writefault.report_failure(path, journal.path_in(workdir), e)
+            log.warning("cannot write the report", path=str(path), error=writefault.cause(e), attempt=attempt)
+            if attempt == REPORT_TRIES:
+                with contextlib.suppress(OSError):  # stderr may be a file on the same full disk
+                    print(f"pj-master: {line}", file=sys.stderr, flush=True)
+                return line
+            await asyncio.sleep(delay)
+            delay *= 2
+        else:
+            log.info("report written", path=str(path), lines=n)
+            return ""
+    return ""
 
 
 def open_journal(workdir: Path, core: Core, resume: bool, node_timeout: float = 60.0) -> journal.Journal:

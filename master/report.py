@@ -134,11 +134,18 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.du
 
 
 def write(path: str, jobs: Iterable[Job]) -> int:
-    """Write the report; returns the number of lines."""
+    """Write the report; returns the number of lines. It is written whole or not at all: into
+    PATH.tmp, renamed over PATH once complete (an OSError, e.g. a full disk, removes PATH.tmp)."""
     n = 0
-    with os.fdopen(perms.create(Path(path)), "w") as f:  # 0600 (0640: a workdir shared with its group)
-        for job in jobs:
-            for rec in job_records(job):
-                f.write(_encode(rec) + "\n")
-                n += 1
+    tmp = Path(path + ".tmp")
+    try:
+        with os.fdopen(perms.create(tmp), "w") as f:  # 0600 (0640: a workdir shared with its group)
+            for job in jobs:
+                for rec in job_records(job):
+                    f.write(_encode(rec) + "\n")
+                    n += 1
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     return n

@@ -28,6 +28,7 @@ from .core import Core, Outbox
 from .journal import Journal
 from .model import State
 from .registry import Job
+from .writefault import WRITE_ERRORS, Stall
 
 log = structlog.get_logger("pj.master")
 
@@ -202,6 +203,7 @@ class Master:
         self.shutdown_reason = ""  # set once the agents are told to stop
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S  # an agent silent this long is lost
         self._trim_pending = False
+        self.stall = Stall()  # dispatch paused by a journal write that failed (writefault.py)
 
     @staticmethod
     def now() -> float:
@@ -225,19 +227,25 @@ class Master:
     async def run(self) -> None:
         """The dispatcher: pass, route, repeat, until the core says every job ended after finish."""
         wake_at: float | None = None
+        held: Outbox | None = None  # a pass whose journal write failed: written again, then routed
         while True:
-            if wake_at is None:
+            if held is not None:
+                await asyncio.sleep(self.stall.retry_s)  # paused: no pass until it is written
+            elif wake_at is None:
                 await self._wake.wait()
             else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - self.now()))
                 except TimeoutError:
                     pass  # the core asked for a pass now
-            self._wake.clear()
-            out = self.core.step(self.now())
-            if self.journal is not None:
-                # one transaction per pass, before any news
-                self.journal.record(out.ended, out.finished, out.placed, out.unplaced, out.attempts)
+            if held is None:
+                self._wake.clear()
+                out = self.core.step(self.now())
+            else:
+                out, held = held, None
+            if self.journal is not None and not self._record(self.journal, out):
+                held = out  # nothing of it goes out (no launch, no news) before it is journaled
+                continue
             wake_at = out.wake_at
             self._route(out)
             if out.stop:
@@ -246,6 +254,28 @@ class Master:
         self._stopped.set()
         for w in list(self.watchers):
             w.close()
+
+    def _record(self, journal: Journal, out: Outbox) -> bool:
+        """Journal one pass, one transaction, before any news; False if the write failed (then
+        dispatch pauses, with a notice, until a later try succeeds: writefault.Stall)."""
+        try:
+            journal.record(out.ended, out.finished, out.placed, out.unplaced, out.attempts)
+        except WRITE_ERRORS as e:
+            notice = self.stall.failed(journal.path, e, self.now())
+            if notice is not None:
+                self.tell([notice])
+            return False
+        if self.stall.paused:
+            self.tell([self.stall.written(journal.path, self.now()) or ""])
+        return True
+
+    def tell(self, notices: list[str]) -> None:
+        """Run-level news: master.log, `pj status` and every watcher."""
+        for notice in notices:
+            log.warning(notice)
+        self.notices.extend(notices)
+        for w in self.watchers:
+            w.tell(notices)
 
     @property
     def heartbeat_s(self) -> float:
@@ -302,11 +332,7 @@ class Master:
             for w in self.watchers:
                 w.offer(out.changed, all_ended)
         if out.notices:
-            for notice in out.notices:
-                log.warning(notice)
-            self.notices.extend(out.notices)
-            for w in self.watchers:
-                w.tell(out.notices)
+            self.tell(out.notices)
 
     async def shutdown_agents(self, reason: str, timeout: float = 10.0) -> None:
         """Tell every agent to stop and wait (a while) for their streams to close.

@@ -25,11 +25,13 @@ from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
 from . import convert, peers, why
+from . import writefault as wf
 from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
 from .registry import Job
 from .runtime import TRIM_AFTER_JOBS, AgentConn, Master, Watcher
+from .writefault import WRITE_ERRORS
 
 log = structlog.get_logger("pj.master")
 _EOF = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -98,11 +100,18 @@ class PilotJobService(rpc.PilotJobServicer):
             check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)))
             specs = convert.specs_from_pb(request.jobs, request.base_dir)
             now = self.m.now()
-            names = core.submit(specs, now)
+            core.check_submit(specs)
         except (PeerError, SpecError, SubmitError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        if self.m.journal is not None:
-            self.m.journal.submit(request.SerializeToString(), now)  # durable before the reply
+        jour = self.m.journal
+        if jour is not None:  # journaled (durable) before the core takes it: a refusal keeps nothing
+            try:
+                jour.submit(request.SerializeToString(), now)
+            except WRITE_ERRORS as e:
+                log.warning("submission refused: the journal cannot be written", path=str(jour.path),
+                            error=wf.cause(e), jobs=len(specs))
+                await context.abort(getattr(grpc.StatusCode, wf.status_name(e)), wf.refusal(jour.path, e))
+        names = core.submit(specs, now, checked=True)  # nothing ran between the check and here
         if len(names) >= TRIM_AFTER_JOBS:
             self.m.trim_soon()
         self.m.poke()
@@ -165,10 +174,22 @@ class PilotJobService(rpc.PilotJobServicer):
             canceled, finished = self.m.core.cancel(list(request.names), self.m.now())
         except KeyError as e:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {pc.show(e.args[0])}")
-        if self.m.journal is not None and canceled:
-            self.m.journal.request("cancel", canceled, False, self.m.now())
+        if canceled:
+            self._request("cancel", canceled, False)
         self.m.poke()
         return pb.CancelReply(canceled=canceled, already_finished=finished)
+
+    def _request(self, kind: str, names: list[str], drain: bool) -> None:
+        """Journal a cancel or finish request. One that cannot be written still holds in memory, and
+        the ends it brings are journaled by the passes (held while the journal cannot be written)."""
+        jour = self.m.journal
+        if jour is None:
+            return
+        try:
+            jour.request(kind, names, drain, self.m.now())
+        except WRITE_ERRORS as e:
+            log.warning(f"{kind} request not journaled: cannot write {jour.path}: {wf.cause(e)}; "
+                        "it holds until the master stops", path=str(jour.path))
 
     async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchEvent]:
         names: set[str] | None = None
@@ -222,8 +243,7 @@ class PilotJobService(rpc.PilotJobServicer):
     async def Finish(self, request: pb.FinishRequest, context: grpc.aio.ServicerContext) -> pb.FinishReply:
         log.info("finish requested", drain=request.drain)
         self.m.core.finish(request.drain, self.m.now())
-        if self.m.journal is not None:
-            self.m.journal.request("finish", (), request.drain, self.m.now())
+        self._request("finish", [], request.drain)
         self.m.poke()
         return pb.FinishReply()
 
