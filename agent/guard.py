@@ -53,17 +53,61 @@ class Proc:
     agent: int  # the pid in its PJ_AGENT_PID
 
 
-def _start_time(pid: int) -> int | None:
-    """A process's start time, None when it is gone or a zombie."""
+# ------------------------------------------------------------ /proc, read as text (also launcher.py's)
+
+
+def proc_pids() -> list[int]:
+    """Every pid in /proc now (empty where there is no /proc)."""
+    try:
+        return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return []
+
+
+def proc_stat(pid: int) -> tuple[bytes, int, int] | None:
+    """A process's (state, parent pid, start time in clock ticks since boot); None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             line = f.read()
+        # "pid (comm) state ppid ...", where comm may hold spaces and parentheses
         fields = line[line.rindex(b")") + 2 :].split()
-    except (OSError, ValueError):
+        return fields[0], int(fields[1]), int(fields[19])
+    except (OSError, ValueError, IndexError):
         return None
-    if fields[0] in (b"Z", b"X"):
+
+
+def proc_owner(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
         return None
-    return int(fields[19])
+
+
+def proc_environ(pid: int) -> bytes | None:
+    """The environment a process started with, as ``\0NAME=value\0NAME=value\0``; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"\0" + f.read()
+    except OSError:
+        return None
+
+
+def env_int(env: bytes, key: bytes) -> int | None:
+    """The integer after ``key`` (``b"\0NAME="``) in a proc_environ text; None when absent or not a number."""
+    at = env.find(key)
+    if at < 0:
+        return None
+    at += len(key)
+    try:
+        return int(env[at : env.index(b"\0", at)])
+    except ValueError:
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    """A process's start time, None when it is gone or a zombie."""
+    st = proc_stat(pid)
+    return None if st is None or st[0] in (b"Z", b"X") else st[2]
 
 
 def marked(mark: str, agent_pid: int | None = None) -> list[Proc]:
@@ -73,32 +117,14 @@ def marked(mark: str, agent_pid: int | None = None) -> list[Proc]:
     agent_key = f"\0{AGENT_ENV}=".encode()
     uid, me = os.getuid(), os.getpid()
     out: list[Proc] = []
-    try:
-        entries = list(os.scandir("/proc"))
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.name.isdigit():
+    for pid in proc_pids():
+        if pid == me or proc_owner(pid) != uid:
             continue
-        pid = int(entry.name)
-        try:
-            if pid == me or entry.stat().st_uid != uid:
-                continue
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = b"\0" + f.read() + b"\0"
-        except OSError:
+        env = proc_environ(pid)
+        if env is None or want not in env:
             continue
-        if want not in env:
-            continue
-        at = env.find(agent_key)
-        if at < 0:
-            continue
-        at += len(agent_key)
-        try:
-            agent = int(env[at : env.index(b"\0", at)])
-        except ValueError:
-            continue
-        if agent_pid is not None and agent != agent_pid:
+        agent = env_int(env, agent_key)
+        if agent is None or (agent_pid is not None and agent != agent_pid):
             continue
         started = _start_time(pid)
         if started is not None:

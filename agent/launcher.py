@@ -55,7 +55,7 @@ import signal
 import stat
 from collections.abc import Iterable, Mapping
 
-from . import explain
+from . import explain, guard
 from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
 from .spawn import FileActions, Libc, Request, Result, Spawner
@@ -493,43 +493,21 @@ def _scan_proc(marker: bytes) -> _ProcTable:
     """Read /proc once (at stop time only). Environments are read for our own uid's processes only."""
     table = _ProcTable()
     uid = os.getuid()
-    try:
-        entries = list(os.scandir("/proc"))
-    except OSError:
-        return table
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat_line = f.read()
-            # "pid (comm) state ppid ..." where comm may hold spaces and parentheses.
-            fields = stat_line[stat_line.rindex(b")") + 2 :].split()
-            ppid, started = int(fields[1]), int(fields[19])
-            owner = entry.stat().st_uid
-        except (OSError, ValueError, IndexError):
+    for pid in guard.proc_pids():
+        st = guard.proc_stat(pid)
+        if st is None:
             continue  # gone meanwhile
+        _, ppid, started = st
         table.start[pid] = started
         table.children.setdefault(ppid, []).append(pid)
-        if owner != uid:
+        if guard.proc_owner(pid) != uid:
             continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = b"\0" + f.read()
-        except OSError:
+        env = guard.proc_environ(pid)
+        if env is None or marker not in env:
             continue
-        if marker not in env:
-            continue
-        at = env.find(_TASK_MARK)
-        if at < 0:
-            continue
-        at += len(_TASK_MARK)
-        try:
-            task_id = int(env[at : env.index(b"\0", at)])
-        except ValueError:
-            continue
-        table.marked.setdefault(task_id, []).append(pid)
+        task_id = guard.env_int(env, _TASK_MARK)
+        if task_id is not None:
+            table.marked.setdefault(task_id, []).append(pid)
     return table
 
 
