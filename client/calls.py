@@ -11,7 +11,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -31,6 +31,9 @@ from .errors import (
     rpc_code,
 )
 from .redial import RECONNECT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from .jobfile import JobFile
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -119,6 +122,21 @@ def names_list(names: Names) -> builtins.list[str]:
     return [names] if isinstance(names, str) else builtins.list(names)
 
 
+def parse_data(data: Any, source: str) -> JobFile:
+    """Jobs given as Python data in a job file's layout (PJ's ``{"jobs": [...]}`` or a QCG-PilotJob
+    request list), read by the job-file parser like a file. Bad input raises InvalidJobError."""
+    from . import jobfile  # the parser is only needed here
+
+    try:
+        text = json.dumps(data)
+    except (TypeError, ValueError) as e:
+        raise InvalidJobError(f"a job cannot be written as JSON: {e}") from None
+    try:
+        return jobfile.parse_jobfile(text, source, allow_external=True)
+    except jobfile.JobFileError as e:
+        raise InvalidJobError(str(e)) from None
+
+
 def to_specs(jobs: Jobs) -> tuple[builtins.list[pj_pb2.JobSpec], builtins.list[str]]:
     """Jobs as the master takes them, and the parser's warnings.
 
@@ -144,14 +162,7 @@ def to_specs(jobs: Jobs) -> tuple[builtins.list[pj_pb2.JobSpec], builtins.list[s
             raise TypeError(f"job #{i + 1}: expected a pj_pb2.JobSpec or a dict, got {type(item).__name__}")
     if not dicts:
         return items, []  # type: ignore[return-value]
-    try:
-        text = json.dumps({"jobs": [dict(d) for d in dicts]})
-    except (TypeError, ValueError) as e:
-        raise InvalidJobError(f"a job dict cannot be written as JSON: {e}") from None
-    try:
-        jf = jobfile.parse_jobfile(text, "<submit>", allow_external=True)
-    except jobfile.JobFileError as e:
-        raise InvalidJobError(str(e)) from None
+    jf = parse_data({"jobs": [dict(d) for d in dicts]}, "<submit>")
     parsed = iter(jf.jobs)
     specs = [next(parsed) if isinstance(item, Mapping) else item for item in items]
     return specs, builtins.list(jf.warnings)  # type: ignore[arg-type]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import json
 import logging
 import os
 import time
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pj.client import jobfile
+from pj.client import calls
 from pj.client.api import Client, JobFileWarning
 from pj.client.convert import FINAL_STATES, JobInfo
 from pj.client.errors import InvalidJobError, MasterNotFound, PJError, PJTimeout, UnknownJobError
@@ -142,12 +141,8 @@ class Manager:
         if not std:
             return []
         try:
-            text = json.dumps([{"request": "submit", "jobs": std}])
-        except (TypeError, ValueError) as e:
-            raise InvalidJobDescriptionError(f"a job cannot be written as JSON: {e}") from None
-        try:
-            parsed = jobfile.parse_jobfile(text, "submit", allow_external=True)
-        except jobfile.JobFileError as e:
+            parsed = calls.parse_data([{"request": "submit", "jobs": std}], "submit")
+        except InvalidJobError as e:
             raise InvalidJobDescriptionError(str(e)) from None
         for w in parsed.warnings:
             log.warning(w)
