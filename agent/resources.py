@@ -13,8 +13,12 @@ the pure part (affinity and environment in, decisions and notes out).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from pj.common.ranges import id_ranges
 
 from . import slurm
 
@@ -69,6 +73,65 @@ def parse_gpus(text: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class FoundGpus:
+    """GPUs the machine itself shows, with no variable naming them."""
+
+    ids: tuple[str, ...]
+    vendor: str  # "NVIDIA" or "AMD"
+    source: str  # where they were seen, for the agent's start notice
+
+    def describe(self) -> str:
+        n = len(self.ids)
+        return f"{n} {self.vendor} GPU{'s' if n != 1 else ''} ({','.join(self.ids)})"
+
+
+def find_gpus(root: str = "/") -> FoundGpus | None:
+    """The GPUs of this machine, in the order CUDA_VISIBLE_DEVICES / ROCR_VISIBLE_DEVICES number them.
+
+    NVIDIA: one folder per GPU under /proc/driver/nvidia/gpus (the driver's PCI order, which
+    is nvidia-smi's), else ``nvidia-smi --query-gpu=index`` (sandboxes without that /proc tree).
+    AMD: the KFD topology nodes with SIMDs (what ROCm enumerates). None when there are none.
+    """
+    nv = os.path.join(root, "proc/driver/nvidia/gpus")
+    try:
+        count = len([d for d in os.listdir(nv) if not d.startswith(".")])
+    except OSError:
+        count = 0
+    if count:
+        return FoundGpus(tuple(str(i) for i in range(count)), "NVIDIA", nv)
+    if root == "/":
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            try:
+                out = subprocess.run(
+                    [smi, "--query-gpu=index", "--format=csv,noheader"],
+                    capture_output=True, text=True, timeout=20, check=False,
+                )
+            except (OSError, subprocess.SubprocessError):
+                out = None
+            if out is not None and out.returncode == 0:
+                ids = tuple(x.strip() for x in out.stdout.split() if x.strip().isdigit())
+                if ids:
+                    return FoundGpus(ids, "NVIDIA", "nvidia-smi")
+    kfd = os.path.join(root, "sys/class/kfd/kfd/topology/nodes")
+    amd = 0
+    try:
+        for node in sorted(os.listdir(kfd), key=lambda x: int(x) if x.isdigit() else -1):
+            try:
+                with open(os.path.join(kfd, node, "properties")) as f:
+                    props = dict(line.split(None, 1) for line in f if line.strip())
+            except (OSError, ValueError):
+                continue
+            if int(props.get("simd_count", "0").strip() or 0) > 0:
+                amd += 1
+    except OSError:
+        pass
+    if amd:
+        return FoundGpus(tuple(str(i) for i in range(amd)), "AMD", kfd)
+    return None
+
+
+@dataclass(frozen=True)
 class Plan:
     cpus: tuple[int, ...]
     cores: int
@@ -81,11 +144,14 @@ def plan(
     cores: int | None,
     gpus: str | None,
     env: Mapping[str, str],
+    found: FoundGpus | None = None,
 ) -> Plan:
     """Decide the real CPUs, logical cores and GPUs of this node (pure).
 
     ``affinity``: the CPUs this process may run on, sorted. ``cores``/``gpus``: the options
-    (None: not given). Raises ResourceError naming the option or variable and the fix.
+    (None: not given). ``found``: the GPUs the machine shows (``find_gpus``), used when neither
+    an option nor the environment names any, and never inside a Slurm job (what Slurm did not
+    grant is not ours). Raises ResourceError naming the option or variable and the fix.
     """
     cpus = affinity
     notes: list[tuple[str, str]] = []
@@ -105,6 +171,14 @@ def plan(
         raise ResourceError(f"--cores must be at least 1, not {cores}")
     text = gpus if gpus is not None else slurm.gpus_text(env)
     gpu_ids = parse_gpus(text) if text is not None else ()
+    if text is None and found is not None and found.ids:
+        if env.get("SLURM_JOB_ID"):
+            notes.append(("info", f"this node has {found.describe()}, but Slurm granted none to this job: "
+                                  "ask for them with --gpus or --gres=gpu:N, or name them with pj-agent --gpus"))
+        else:
+            gpu_ids = found.ids
+            notes.append(("info", f"using {found.describe()}, found by {found.source} "
+                                  "(pj-agent --gpus LIST or CUDA_VISIBLE_DEVICES chooses others)"))
     if len(set(gpu_ids)) != len(gpu_ids):
         raise ResourceError(f"GPU list {','.join(gpu_ids)} names a GPU twice")
     return Plan(cpus, cores, gpu_ids, tuple(notes))
@@ -117,7 +191,7 @@ def _fit(affinity: tuple[int, ...], granted: int, node: str) -> tuple[tuple[int,
         return affinity, (
             "warning",
             f"Slurm grants {granted} CPUs on {node} but this agent may run on {have} "
-            f"({cpu_list(affinity)}): logical cores share real CPUs "
+            f"({id_ranges(affinity)}): logical cores share real CPUs "
             "(if the node has more, start the agent with srun --cpu-bind=none or --cpus-per-task)",
         )
     if granted < have:
@@ -125,25 +199,9 @@ def _fit(affinity: tuple[int, ...], granted: int, node: str) -> tuple[tuple[int,
         return used, (
             "info",
             f"Slurm grants {granted} CPUs on {node}; this agent may run on {have} "
-            f"({cpu_list(affinity)}): tasks use the first {granted} ({cpu_list(used)})",
+            f"({id_ranges(affinity)}): tasks use the first {granted} ({id_ranges(used)})",
         )
     return affinity, None
-
-
-def cpu_list(cpus: Iterable[int]) -> str:
-    """(0, 1, 2, 5, 7, 8) -> '0-2,5,7-8', as taskset and /proc spell CPU lists."""
-    out: list[str] = []
-    run: list[int] = []
-    for c in sorted(cpus):
-        if run and c == run[-1] + 1:
-            run.append(c)
-            continue
-        if run:
-            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-        run = [c]
-    if run:
-        out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
-    return ",".join(out)
 
 
 def detect(
@@ -153,9 +211,11 @@ def detect(
 ) -> NodeResources:
     """Resources of this node (see ``plan``): cores default to what Slurm grants inside a step,
     else to the usable CPU count; GPUs come from ``gpus`` (a comma-separated list), else
-    $CUDA_VISIBLE_DEVICES, $SLURM_STEP_GPUS, $SLURM_JOB_GPUS, else none."""
+    $CUDA_VISIBLE_DEVICES, $SLURM_STEP_GPUS, $SLURM_JOB_GPUS, else (outside Slurm) the GPUs
+    the machine shows (``find_gpus``)."""
     env = os.environ if environ is None else environ
-    p = plan(usable_cpus(), cores, gpus, env)
+    found = find_gpus() if gpus is None and slurm.gpus_text(env) is None else None
+    p = plan(usable_cpus(), cores, gpus, env, found)
     return NodeResources(
         cpus=p.cpus,
         cores=p.cores,

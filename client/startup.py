@@ -60,8 +60,10 @@ def master_argv(workdir: Path, options: Sequence[str]) -> list[str]:
 def agent_argv(workdir: Path, index: int, cores: int, gpus: int | None) -> list[str]:
     argv = [sys.executable, "-m", "pj.agent", "--workdir", str(workdir), "--name", f"node{index}"]
     argv += ["--cores", str(cores), "--wait-master", AGENT_WAIT_MASTER]
-    if gpus:
+    if gpus is not None:  # fake ids 0..G-1 (--gpus 0: none, not the machine's)
         argv += ["--gpus", ",".join(str(g) for g in range(gpus))]
+    elif index > 0:  # the machine's own GPUs (found by the agent) go to the first local agent only
+        argv += ["--gpus", ""]
     return argv
 
 
