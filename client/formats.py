@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from pj.common.ranges import id_ranges
+
 from .convert import NodeShare, StateChange
 
 
@@ -29,24 +31,10 @@ def fmt_time(t: float, now: float | None = None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", lt)
 
 
-def fmt_ids(ids: Sequence[int]) -> str:
-    """[0, 1, 2, 3, 6, 8, 9] -> "0-3,6,8-9"."""
-    out: list[str] = []
-    vals = sorted(ids)
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ",".join(out)
-
-
 def fmt_shares(shares: Sequence[NodeShare]) -> str:
     parts = []
     for s in shares:
-        text = f"{s.node}[{fmt_ids(s.cores)}]"
+        text = f"{s.node}[{id_ranges(s.cores)}]"
         if s.gpus:
             text += f" gpu[{','.join(s.gpus)}]"
         parts.append(text)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+
+from .ranges import id_ranges
 
 MAX_NAMES = 1_000_000  # an expansion bigger than this is a mistake, not a cluster
 
@@ -92,20 +94,6 @@ def expand(text: str) -> list[str]:
 _TAIL = re.compile(r"^(.*?)(\d+)$")
 
 
-def _ranges(numbers: Sequence[int], width: int) -> str:
-    out: list[str] = []
-    start = prev = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        a, b = str(start).zfill(width), str(prev).zfill(width)
-        out.append(a if start == prev else f"{a}-{b}")
-        if n is not None:
-            start = prev = n
-    return ",".join(out)
-
-
 def compress(names: Iterable[str]) -> str:
     """``['n1', 'n2', 'n3', 'n7']`` -> ``n[1-3,7]``: groups by prefix (in order of first
     appearance), numbers sorted within a group, duplicates dropped; a lone name stays plain."""
@@ -137,7 +125,7 @@ def compress(names: Iterable[str]) -> str:
         if len(nums) == 1:
             out.append(f"{prefix}{str(nums[0]).zfill(width)}")
         else:
-            out.append(f"{prefix}[{_ranges(nums, width)}]")
+            out.append(f"{prefix}[{id_ranges(nums, width)}]")
     return ",".join(out)
 
 

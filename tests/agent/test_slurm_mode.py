@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pj.agent import slurm
-from pj.agent.resources import ResourceError, cpu_list, plan, usable_cpus
+from pj.agent.resources import ResourceError, plan, usable_cpus
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -229,12 +229,6 @@ def test_task_env_keeps_the_allocation() -> None:
 def test_task_env_without_cpus_per_node_drops_the_step_tasks_per_node() -> None:
     out = slurm.task_env(env(SLURM_JOB_CPUS_PER_NODE=None))
     assert "SLURM_TASKS_PER_NODE" not in out
-
-
-def test_cpu_list() -> None:
-    assert cpu_list((0, 1, 2, 5, 7, 8)) == "0-2,5,7-8"
-    assert cpu_list((3,)) == "3"
-    assert cpu_list(()) == ""
 
 
 # ---------------------------------------------------------------- a real agent process

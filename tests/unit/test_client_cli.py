@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pj.client.cli import pj_main, submit_main
-from pj.client.formats import fmt_ids, table
+from pj.client.formats import table
 from pj.client.run import Campaign
 from pj.common.workdir import write_master_info
 
@@ -370,7 +370,6 @@ def test_run_sigterm_cancels_and_exits_130(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_helpers() -> None:
-    assert fmt_ids([9, 0, 1, 2, 3, 6, 8]) == "0-3,6,8-9"
     assert table(["A", "BB"], [["xxx", "y"]]) == ["A    BB", "xxx  y"]
 
 
