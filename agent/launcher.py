@@ -36,14 +36,10 @@ Two ways to start a task, the same result:
 - Stderr tails (tails.py): a task without a stderr file writes its stderr into an unnamed file
   (O_TMPFILE) the launcher holds; ``ended`` reads the last 4 KB of it, or of the task's stderr
   file, only when the task failed, and drops the file.
-- Marking: every task gets ``PJ_TASK_ID=<id>`` and ``PJ_AGENT_PID=<agent pid>`` in its
-  environment (one dict store per spawn: the agent's pid is in the base environment). A task's
-  processes that left its group (setsid, double fork) keep them.
-- Stopping (``sweep``, at cancel, walltime and shutdown only, never per normal exit): the group is
-  signalled, and so is every process of the task outside it: the leader's descendants and every
-  same-uid process carrying both marks, found in ONE pass over /proc for a whole batch of stops.
-  What was found is remembered (pid and start time) so that a later SIGKILL still reaches a
-  process that has since left the tree (and never a process that merely reused its pid).
+- Marking and stopping (strays.py): every task gets ``PJ_TASK_ID=<id>`` and
+  ``PJ_AGENT_PID=<agent pid>`` in its environment (one dict store per spawn: the agent's pid is in
+  the base environment); ``sweep`` (at cancel, walltime and shutdown only, never per normal exit)
+  signals the group and every process of the task that left it, found in one pass over /proc.
 """
 
 from __future__ import annotations
@@ -53,21 +49,20 @@ import errno
 import os
 import signal
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from . import explain, guard
+from . import explain
 from .hostfiles import HostfileError, Hostfiles
 from .resources import GPU_ENV, NodeResources, ResourceError
 from .spawn import FileActions, Libc, Request, Result, Spawner
 from .state import EXIT_CANNOT_START, Exited, TaskSpec
+from .strays import AGENT_ENV, TASK_ENV, Strays
 from .tails import Captures, default_dirs, pick_dir, read_tail
 
 _OUT_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 _SIGDEF = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 _DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 HOSTFILE_ENV = "PJ_HOSTFILE"
-TASK_ENV = "PJ_TASK_ID"
-AGENT_ENV = "PJ_AGENT_PID"
 SLURM_HOSTFILE_ENV = "SLURM_HOSTFILE"
 _ACTIONS_KEPT = 1024  # file actions cached per working directory and capture file (tasks without stdio)
 
@@ -105,8 +100,7 @@ class Launcher:
         self._base_path = self._base_env.get("PATH", _DEFAULT_PATH)
         self._agent_pid = os.getpid()
         self._base_env[AGENT_ENV] = str(self._agent_pid)
-        self._marker = f"\0{AGENT_ENV}={self._agent_pid}\0".encode()
-        self._remembered: dict[int, set[tuple[int, int]]] = {}  # task id -> strays (pid, start time)
+        self.strays = Strays(self._agent_pid)
         # What the agent's thread runs on now, to go back to after a batch. It may hold more CPUs
         # than resources.cpus (Slurm granted fewer); tasks are bound within resources.cpus.
         self._agent_cpus = frozenset(os.sched_getaffinity(0))
@@ -156,13 +150,8 @@ class Launcher:
 
     def spawn(self, spec: TaskSpec) -> int:
         """Start the task; return its pid (= its process group id). Raises SpawnError."""
-        if not spec.argv or not spec.argv[0]:
-            raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
-        env = {**self._base_env, **self._task_vars(spec)}
-        path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
-        cpus = self._cpus(spec)
-        self._enter(spec.wd or self._home)
-        exe = self._which_exe(spec.argv[0], path_var, spec.wd or self._home)
+        task_vars, cpus, _, exe = self._resolve(spec, self._enter)
+        env = {**self._base_env, **task_vars}
         actions = self._file_actions(spec)
         if cpus != self._bound:
             # The child inherits the calling thread's affinity. The thread stays bound until the
@@ -192,6 +181,27 @@ class Launcher:
             if path is not None and tail:
                 text = read_tail(path)
         return text
+
+    def _resolve(
+        self, spec: TaskSpec, enter: Callable[[str], None], strict_env: bool = False
+    ) -> tuple[dict[str, str], frozenset[int], str, str]:
+        """What both spawn paths work out before starting a task, in this order (the first
+        problem is the one reported): a command line, the task's variables (``strict_env``: each
+        name and value checked, as the spawner threads pass them to C), its real CPUs, its wd
+        (``enter``: chdir there, or make it once), and its executable (argv[0] looked up in the
+        task's PATH from that wd). Returns (variables, cpus, wd, exe). Raises SpawnError."""
+        if not spec.argv or not spec.argv[0]:
+            raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
+        task_vars = self._task_vars(spec)
+        if strict_env:
+            for k, v in task_vars.items():
+                if not k or "=" in k or "\0" in k or "\0" in v:
+                    raise SpawnError(EXIT_CANNOT_START, f"cannot start: bad environment variable {k!r}")
+        cpus = self._cpus(spec)
+        wd = spec.wd or self._home
+        enter(wd)
+        path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
+        return task_vars, cpus, wd, self._which_exe(spec.argv[0], path_var, wd)
 
     def _task_vars(self, spec: TaskSpec) -> dict[str, str]:
         """What a task's environment lays over the agent's: Launch.env, CUDA_VISIBLE_DEVICES (unless
@@ -225,20 +235,10 @@ class Launcher:
         The child's first file action is the chdir to the task's wd, so relative paths (stdio,
         argv[0]) resolve there, as with ``spawn``; the agent process itself never moves.
         """
-        argv0 = spec.argv[0] if spec.argv else ""
-        if not argv0:
-            raise SpawnError(EXIT_CANNOT_START, "cannot start: empty command line")
+        task_vars, cpus, wd, exe = self._resolve(spec, self._make_wd_once, strict_env=True)
         envb = self._base_envb.copy()  # "K=V" entries by name: the task's own replace the agent's
-        for k, v in self._task_vars(spec).items():
-            if not k or "=" in k or "\0" in k or "\0" in v:
-                raise SpawnError(EXIT_CANNOT_START, f"cannot start: bad environment variable {k!r}")
+        for k, v in task_vars.items():
             envb[k] = _b(f"{k}={v}")
-        cpus = self._cpus(spec)
-        wd = spec.wd or self._home
-        if wd not in self._wds:
-            self._make_wd(wd)
-        path_var = spec.env.get("PATH", self._base_path) if spec.env else self._base_path
-        exe = self._which_exe(argv0, path_var, wd)
         args = [_b(a) for a in spec.argv]
         if any(b"\0" in a for a in args):
             raise SpawnError(EXIT_CANNOT_START, "cannot start: an argument holds a NUL character")
@@ -270,6 +270,12 @@ class Launcher:
             return self.spawn(spec)
         finally:
             self.unbind()
+
+    def _make_wd_once(self, wd: str) -> None:
+        """Make the wd unless it is known to exist (the spawner threads' path: the chdir is the
+        child's first file action)."""
+        if wd not in self._wds:
+            self._make_wd(wd)
 
     def _make_wd(self, wd: str) -> None:
         try:
@@ -424,33 +430,9 @@ class Launcher:
         return True
 
     def sweep(self, orders: Iterable[tuple[int, int, int, bool]]) -> None:
-        """Stop tasks whole: ``orders`` are (task id, pgid = leader pid, signal, leader gone).
-
-        Each group is signalled, then every process of the task outside it: the leader's
-        descendants (when the leader is not gone: a reaped pid may belong to someone else), the
-        processes carrying the task's marks, and those found by an earlier sweep of that task
-        that still run. A sweep with ``leader gone`` is the task's last: its memory is dropped.
-        """
-        orders = list(orders)
-        if not orders:
-            return
-        table = _scan_proc(self._marker)
-        for task_id, pgid, signum, leader_gone in orders:
-            self.signal(pgid, signum)
-            found = self._remembered.pop(task_id, set())
-            found = {p for p in found if table.start.get(p[0]) == p[1]}  # still the same process
-            if not leader_gone:
-                found |= {(p, table.start[p]) for p in table.descendants(pgid)}
-            found |= {(p, table.start[p]) for p in table.marked.get(task_id, ())}
-            found.discard((pgid, table.start.get(pgid, -1)))
-            for pid, _ in found:
-                if pid != self._agent_pid:
-                    try:
-                        os.kill(pid, signum)
-                    except OSError:
-                        pass  # gone meanwhile
-            if not leader_gone and found:
-                self._remembered[task_id] = found
+        """Stop tasks whole: ``orders`` are (task id, pgid = leader pid, signal, leader gone);
+        each group and the task's processes outside it (``strays.Strays.stop``)."""
+        self.strays.stop(orders, self.signal)
 
     @staticmethod
     def reap() -> list[Exited]:
@@ -464,51 +446,6 @@ class Launcher:
             if pid == 0:
                 return out
             out.append(Exited(pid, os.waitstatus_to_exitcode(status), ru.ru_utime, ru.ru_stime, ru.ru_maxrss))
-
-
-class _ProcTable:
-    """One pass over /proc: each process's parent and start time, and which carry our marks."""
-
-    __slots__ = ("children", "marked", "start")
-
-    def __init__(self) -> None:
-        self.children: dict[int, list[int]] = {}
-        self.start: dict[int, int] = {}
-        self.marked: dict[int, list[int]] = {}  # task id -> pids
-
-    def descendants(self, pid: int) -> list[int]:
-        out: list[int] = []
-        todo = [pid]
-        while todo:
-            kids = self.children.get(todo.pop(), ())
-            out.extend(kids)
-            todo.extend(kids)
-        return out
-
-
-_TASK_MARK = f"\0{TASK_ENV}=".encode()
-
-
-def _scan_proc(marker: bytes) -> _ProcTable:
-    """Read /proc once (at stop time only). Environments are read for our own uid's processes only."""
-    table = _ProcTable()
-    uid = os.getuid()
-    for pid in guard.proc_pids():
-        st = guard.proc_stat(pid)
-        if st is None:
-            continue  # gone meanwhile
-        _, ppid, started = st
-        table.start[pid] = started
-        table.children.setdefault(ppid, []).append(pid)
-        if guard.proc_owner(pid) != uid:
-            continue
-        env = guard.proc_environ(pid)
-        if env is None or marker not in env:
-            continue
-        task_id = guard.env_int(env, _TASK_MARK)
-        if task_id is not None:
-            table.marked.setdefault(task_id, []).append(pid)
-    return table
 
 
 def _seal_inherited_fds() -> None:

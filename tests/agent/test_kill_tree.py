@@ -157,12 +157,12 @@ async def test_every_task_carries_its_marks(runner: Runner, tmp_path: Path) -> N
 async def test_a_normal_end_costs_no_process_scan(
     runner: Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pj.agent import launcher as launcher_mod
+    from pj.agent import strays as strays_mod
 
     def no_scan(marker: bytes) -> object:
         raise AssertionError("/proc scanned on a normal exit")
 
-    monkeypatch.setattr(launcher_mod, "_scan_proc", no_scan)
+    monkeypatch.setattr(strays_mod, "scan_proc", no_scan)
     runner.attach(asyncio.get_running_loop())
     runner.launch([TaskSpec(i, ("/bin/true",)) for i in range(10, 30)])
     await _until(runner, lambda: len(runner.outbox.exited) == 20)
