@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pj.client.jobfile import FieldReader, FileContext, JobFileError, job_label, kind_of, show, suggest
+from pj.client.jobfields import FieldReader, FileContext, JobFileError, job_label, kind_of, show, suggest
 from pj.common.speccheck import COUNT_MAX, ITER_SCHEDULERS
 from pj.v1 import pj_pb2
 
