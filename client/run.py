@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -29,21 +28,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pj.common.journalcheck import JOURNAL_FILE, resume_problem
-from pj.common.workdir import REPORT_NOT_WRITTEN_EXIT, MasterAddress
+from pj.common.workdir import MasterAddress
 
-from . import slurm, startup
-from .convert import BAD_STATES, JobSummary, WatchEvent, sort_counts
+from . import runsummary, slurm, startup
 from .errors import InvalidJobError, PJError, one_line
+from .follow import Follower
 from .procs import CampaignError, Child, kill_all, wait_all
-from .progress import Progress, Summary, Tracker, first_tail
+from .progress import Progress, Summary, Tracker
+from .runsummary import MAX_BAD_SHOWN
 from .startup import AGENT_WAIT_MASTER, AgentCmd, MasterCmd, SrunCmd, agent_argv, master_argv
 
 if TYPE_CHECKING:  # api pulls in grpc: imported once the master and agents are starting (_run)
-    from .api import Client, WatchStream
+    from .api import Client
 
-MAX_BAD_SHOWN = 10
-
-_END = object()
+__all__ = ["MAX_BAD_SHOWN", "Campaign"]
 
 
 class Campaign:
@@ -104,14 +102,19 @@ class Campaign:
         self.master: Child | None = None
         self.agents: list[Child] = []
         self.client: Client | None = None
-        self.stream: WatchStream | None = None
-        self.events: queue.Queue[Any] = queue.Queue()
         self.tracker = Tracker()
-        self.progress: Progress | None = None
+        self.follower = Follower(self.tracker, self.err, self._say_plain, quiet=quiet, tick=tick)
         self.t0 = time.monotonic()
         self.t_submit: float | None = None
 
     # ------------------------------------------------------------ messages
+
+    @property
+    def progress(self) -> Progress | None:
+        return self.follower.progress
+
+    def _say_plain(self, msg: str) -> None:
+        self.say(msg)
 
     def say(self, msg: str, detail: Sequence[str] = ()) -> None:
         if self.progress is not None:
@@ -213,9 +216,8 @@ class Campaign:
                     what = f"resumed with {len(known)} jobs journaled, {len(names)} new submitted"
                 self.say(f"{what}; {self.layout.describe()}; workdir {self.workdir}")
             self._follow()
-            summary = self._final_summary()
-            assert self.stream is not None
-            self.stream.cancel()  # every job has ended: no more news
+            summary = runsummary.final_summary(self.client, self.tracker, self._facts())
+            self.follower.close()  # every job has ended: no more news
             self._finish_drained()
             self._wait_exit()
             self._print(summary)
@@ -269,54 +271,11 @@ class Campaign:
 
     # ------------------------------------------------------------ following the jobs
 
-    def _pump(self, stream: WatchStream) -> None:
-        try:
-            for ev in stream:
-                self.events.put(ev)
-            self.events.put(_END)
-        except PJError as e:
-            self.events.put(e)
-        except Exception as e:  # never lose the reason in a background thread
-            self.events.put(PJError(f"the watch stream failed: {e!r}"))
-
-    def _start_watch(self) -> None:
-        assert self.client is not None
-        self.stream = self.client.watch(counts_only=True)  # counts, and the jobs that ended badly
-        threading.Thread(target=self._pump, args=(self.stream,), name="pj-watch", daemon=True).start()
-        self.progress = Progress(self.tracker, self.err, quiet=self.quiet)
-
-    def _next_event(self) -> Any:
-        try:
-            return self.events.get(timeout=self.tick)
-        except queue.Empty:
-            return None
-
     def _follow(self) -> None:
         """Until every job has ended. Raises CampaignError when the master or every agent is gone."""
         assert self.client is not None
-        self._start_watch()
-        heard = False  # the first event: the master's counts of every job per state
-        while True:
-            item = self._next_event()
-            if isinstance(item, Exception) or item is _END:
-                self._master_gone(2.0)
-                if item is _END:
-                    raise CampaignError("the master closed the watch stream before every job had ended")
-                raise CampaignError(f"lost the master: {item}")
-            if item is not None:
-                self._apply(item)
-                heard = True
-            assert self.progress is not None
-            self.progress.tick()
-            if heard and self.tracker.all_finished:
-                self.progress.close()
-                return
-            self._check_children()
-
-    def _apply(self, ev: WatchEvent) -> None:
-        self.tracker.apply(ev)
-        for notice in ev.notices:  # run-level news: a node that never came, one that was lost...
-            self.say(f"warning: {one_line(notice)}")
+        self.follower.start(self.client)
+        self.follower.follow(self._master_gone, self._check_children)
 
     def _master_gone(self, wait_s: float) -> None:
         """If the master process has died (give it ``wait_s`` to do so), say how, with its log."""
@@ -355,66 +314,20 @@ class Campaign:
             slurm.log_tails(logs, 8),
         )
 
-    def _final_summary(self) -> Summary:
-        assert self.client is not None
-        try:
-            st = self.client.status()
-            bad: list[JobSummary] = []
-            bad_total = sum(st.jobs.get(s, 0) for s in BAD_STATES)
-            for j in self.client.list(states=BAD_STATES) if bad_total else ():  # all succeeded: no List
-                bad.append(j)
-                if len(bad) >= MAX_BAD_SHOWN:
-                    break
-            summary = self._summary("finished", st.jobs, st.tasks, bad, bad_total)
-            summary.tail = first_tail(self.client, bad)
-            return summary
-        except PJError:
-            return self._tracker_summary("finished")
+    def _facts(self) -> runsummary.RunFacts:
+        assert self.workdir is not None
+        logs = runsummary.log_names(self.alloc is not None, bool(self.agents))
+        return runsummary.RunFacts(self.workdir, self.t0, self.t_submit, logs)
 
     def _tracker_summary(self, outcome: str) -> Summary:
-        t = self.tracker
-        bad = t.bad_jobs()
-        return self._summary(outcome, t.job_counts(), t.tasks, bad[:MAX_BAD_SHOWN], len(bad))
-
-    def _summary(
-        self, outcome: str, jobs: dict[str, int], tasks: dict[str, int], bad: list[JobSummary], bad_total: int
-    ) -> Summary:
-        now = time.monotonic()
-        assert self.workdir is not None
-        return Summary(
-            jobs=sort_counts(dict(jobs)),
-            tasks=sort_counts(dict(tasks)),
-            bad=bad,
-            bad_total=bad_total,
-            elapsed=now - self.t0,
-            campaign=now - (self.t_submit if self.t_submit is not None else now),
-            workdir=self.workdir,
-            outcome=outcome,
-            logs=self._log_names(),
-        )
-
-    def _log_names(self) -> tuple[str, ...]:
-        if self.alloc is not None:
-            return ("master.log", "agent-*.log", slurm.SRUN_LOG)
-        return ("master.log", "agent-node*.log") if self.agents else ("master.log",)
-
-    def _report_missing(self) -> str:
-        """Why DIR/jobs.jsonl was not written by this run's master ("": it was, the master exited 0)."""
-        assert self.workdir is not None
-        report, rc = self.workdir / "jobs.jsonl", self.master.proc.returncode if self.master else None
-        if rc == 0 and report.exists():
-            return ""
-        journal = self.workdir / JOURNAL_FILE
-        if rc == REPORT_NOT_WRITTEN_EXIT:
-            return (f"the master could not write {report} (a full disk? see master.log); every job's end is "
-                    f"in the journal {journal}: free space, then continue the campaign with --resume to write it")
-        how = "is still running" if rc is None else f"exited with status {rc}"
-        return f"the master {how} and did not write {report}; what it journaled is in {journal}"
+        return runsummary.tracker_summary(self.tracker, outcome, self._facts())
 
     def _print(self, summary: Summary) -> None:
         if self.progress is not None:
             self.progress.clear()
-        summary.report_missing = self._report_missing()
+        assert self.workdir is not None
+        summary.report_missing = runsummary.report_missing(
+            self.workdir, self.master.proc.returncode if self.master else None)
         summary.elapsed = time.monotonic() - self.t0  # wall time includes the shutdown
         for line in summary.lines():
             print(line, file=self.out)
@@ -434,7 +347,7 @@ class Campaign:
                     self.client.finish(drain=False)
                     asked = True
             if asked:
-                self._drain_events(self.exit_timeout)
+                self.follower.drain(self.exit_timeout, self._master_exited)
             else:  # not started far enough to be asked: SIGTERM cancels and stops too
                 for c in ([self.master] if self.master else []) + self.agents:
                     c.signal(signal.SIGTERM)
@@ -445,19 +358,8 @@ class Campaign:
             self._print(self._tracker_summary("interrupted"))
         return 130
 
-    def _drain_events(self, timeout: float) -> None:
-        """Fold in the last events (the cancellations) until the stream ends or the master exits."""
-        if self.stream is None:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            item = self._next_event()
-            if item is _END or isinstance(item, Exception):
-                return
-            if item is not None:
-                self._apply(item)
-            elif self.master is not None and self.master.proc.poll() is not None:
-                return
+    def _master_exited(self) -> bool:
+        return self.master is not None and self.master.proc.poll() is not None
 
     def _abort(self) -> None:
         """Something went wrong: cancel what runs if the master still answers, stop every process."""
@@ -490,8 +392,7 @@ class Campaign:
             self.say(f"{why}: killing {', '.join(c.name for c in killed)}")
 
     def _cleanup(self) -> None:
-        if self.stream is not None:
-            self.stream.cancel()
+        self.follower.close()  # no watch thread outlives the run
         if self.client is not None:
             self.client.close()
         leftover = [c for c in ([self.master] if self.master else []) + self.agents if c.proc.poll() is None]

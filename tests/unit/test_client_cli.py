@@ -264,6 +264,10 @@ def campaign(tmp_path: Path, jobs: list[dict[str, object]], **kw: object) -> Cam
     return Campaign(f, **opts)  # type: ignore[arg-type]
 
 
+def watch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pj-watch" and t.is_alive()]
+
+
 def test_run_refuses_bad_input_and_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
@@ -286,6 +290,7 @@ def test_run_a_campaign_to_success(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "fake master stopped" in (wd / "master.log").read_text()
     assert (wd / "agent-node1.log").exists()
     assert all(ch.proc.returncode == 0 for ch in [c.master, *c.agents])  # type: ignore[list-item]
+    assert not watch_threads()  # the follower's pump thread was joined before run() returned
 
 
 def test_run_reports_failures_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -316,6 +321,7 @@ def test_run_reports_a_master_that_dies_midway(tmp_path: Path, capsys: pytest.Ca
     assert "pj: the master exited with code 5" in err and "fake master: crashing" in err
     assert "pj run failed" in out
     assert all(a.proc.returncode is not None for a in c.agents)
+    assert not watch_threads()  # joined on the way out of a failed run too
 
 
 def test_run_stops_a_master_that_never_gets_ready(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
