@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pj.v1 import pj_pb2 as pb
@@ -193,7 +193,7 @@ def add_launches(into: Any, launches: Iterable[TaskLaunch]) -> None:
             env[k] = v
 
 
-def _history(h: list[tuple[State, float]]) -> list[pb.StateChange]:
+def _history(h: Sequence[tuple[State, float]]) -> list[pb.StateChange]:
     return [pb.StateChange(state=int(s), time=t) for s, t in h]  # type: ignore[arg-type]
 
 
@@ -257,7 +257,7 @@ def task_to_pb(task: Task) -> pb.TaskInfo:
 def info_to_pb(job: Job, with_tasks: bool, reason: str | None = None) -> pb.JobInfo:
     msg = pb.JobInfo(summary=summary_to_pb(job, reason), history=_history(job.history))
     if with_tasks or job.spec.iterations is None:
-        msg.tasks.extend(task_to_pb(t) for t in job.tasks.values())
+        msg.tasks.extend(task_to_pb(t) for t in job.each_task())
     return msg
 
 

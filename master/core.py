@@ -262,17 +262,17 @@ class Core:
             it_range = job.spec.iterations
             assert it_range is not None
             for it in range(it_range.start, it_range.stop):
-                t = target.tasks.get(it)
-                if t is not None and t.state.final:
-                    self._iter_dep_done(job, it, t.state == State.SUCCEED, now)
+                ended = target.ended_state(it)
+                if ended is not None:
+                    self._iter_dep_done(job, it, ended == State.SUCCEED, now)
                 elif target.final:
                     self._iter_dep_done(job, it, target.state == State.SUCCEED, now)
             return
         if dep.iteration is not None:
-            t = target.tasks.get(dep.iteration)
-            if t is not None and t.state.final:
-                if t.state != State.SUCCEED:
-                    self._omit(job, f"dependency {dep} {t.state.name}", now)
+            ended = target.ended_state(dep.iteration)
+            if ended is not None:
+                if ended != State.SUCCEED:
+                    self._omit(job, f"dependency {dep} {ended.name}", now)
             elif target.final:
                 self._omit(job, f"dependency {dep} did not run ({target.name} {target.state.name})", now)
             else:
@@ -306,7 +306,7 @@ class Core:
         if job.final or job.cancel_requested:
             return
         assert job.spec.iterations is not None
-        if it not in job.spec.iterations or it in job.tasks:
+        if it not in job.spec.iterations or job.has_task(it):
             return
         assert job.iter_sat is not None  # made when the dependency was wired
         if not ok:
@@ -343,14 +343,14 @@ class Core:
     def _new_task(self, job: Job, it: int | None, now: float) -> Task:
         task = Task(self._next_task_id, job, it, now)
         self._next_task_id += 1
-        job.tasks[it] = task
+        job.add_task(task)
         self.task_counts[State.QUEUED] += 1
         return task
 
     def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> Task:
         task = Task(self._next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
         self._next_task_id += 1
-        job.tasks[it] = task
+        job.add_task(task)
         task.allocation = allocation
         task.set_state(State.SCHEDULED, now)
         self.task_counts[State.SCHEDULED] += 1
@@ -441,6 +441,7 @@ class Core:
         task.exit_code = exit_code
         self._task_state(task, state, now, reason)
         self._out.ended.append(task)
+        task.job.task_ended(task)
         self._settle_task(task, state, reason, now)
 
     def _release(self, task: Task) -> None:
@@ -507,12 +508,12 @@ class Core:
             if w.final or w.spec.iterations is None:
                 continue
             for it in range(w.spec.iterations.start, w.spec.iterations.stop):
-                if it not in job.tasks:  # never ran: it will never succeed
+                if not job.has_task(it):  # never ran: it will never succeed
                     self._iter_dep_done(w, it, False, now)
         for it, ws in self._iter_waiters.pop(job.name, {}).items():
-            t = job.tasks.get(it)
+            ok = job.ended_state(it) == State.SUCCEED
             for w in ws:
-                self._dep_done(w, t is not None and t.state == State.SUCCEED, f"{job.name}:{it}", now)
+                self._dep_done(w, ok, f"{job.name}:{it}", now)
 
     # ------------------------------------------------------------------ cancel and finish
 
@@ -538,7 +539,7 @@ class Core:
             return
         job.cancel_requested = True
         job.cancel_reason = reason
-        running = [t for t in job.tasks.values() if t.id in self.running]
+        running = [t for t in (job.live or {}).values() if t.id in self.running]
         self._settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
         if job.iter_sat:
             job.iter_sat.clear()

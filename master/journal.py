@@ -35,7 +35,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pj.common import perms
@@ -109,7 +109,7 @@ _entry_text: dict[tuple[State, float], str] = {}  # history entry -> its JSON te
 _alloc_text: dict[tuple[NodeShare, ...], str] = {}  # allocation -> its JSON text
 
 
-def _times(history: list[tuple[State, float]]) -> str:
+def _times(history: Sequence[tuple[State, float]]) -> str:
     # A pass stamps everything it changes with one (state, time) tuple (registry._stamp), so most
     # entries were formatted before. repr(float) is what json.dumps writes for a finite float.
     texts = _entry_text

@@ -229,8 +229,7 @@ def withdrawn(core: Core, task_id: int, now: float) -> None:
         return
     del core.running[task_id]
     core._release(task)
-    if job.tasks.get(task.iteration) is task:
-        del job.tasks[task.iteration]
+    job.drop_task(task)
     core.task_counts[State.SCHEDULED] -= 1
     core._out.unplaced.append(task_id)
     job.started -= 1

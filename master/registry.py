@@ -6,9 +6,11 @@ every state change goes through ``set_state`` and so through the transition tabl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
+from .ended import Ended
 from .model import TRANSITIONS, Allocation, JobSpec, State, check_transition
 
 
@@ -82,21 +84,23 @@ class Job:
         "cancel_reason",
         "cancel_requested",
         "done",
+        "ended",
         "failed",
         "history",
         "iter_deps",
         "iter_ready",
         "iter_sat",
+        "live",
         "next_it",
         "pending",
         "reason",
         "retried",
+        "rows",
         "seq",
         "spec",
         "started",
         "state",
         "succeeded",
-        "tasks",
         "total",
         "waiters",
     )
@@ -105,7 +109,7 @@ class Job:
         self.spec = spec
         self.seq = seq
         self.state = State.QUEUED
-        self.history: list[tuple[State, float]] = [_stamp(State.QUEUED, now)]
+        self.history: list[tuple[State, float]] | tuple[tuple[State, float], ...] = [_stamp(State.QUEUED, now)]
         self.reason = ""
         it = spec.iterations
         self.total = it.count if it is not None else 1
@@ -115,7 +119,12 @@ class Job:
         self.done = 0  # tasks in a final state (including omitted / canceled ones)
         self.succeeded = 0
         self.failed = 0
-        self.tasks: dict[int | None, Task] = {}
+        # Its tasks: those not ended, by iteration (made with the first, dropped with the last), and
+        # the rows of those ended in the registry's table: one row (a job without iterations), or
+        # (iteration - start) -> row + 1, 0 for none yet (made when the first iteration ends).
+        self.live: dict[int | None, Task] | None = None
+        self.rows: int | array[int] | None = None
+        self.ended: Ended = _NO_TABLE  # the registry's (Registry.add)
         self.pending = 0  # unmet whole-job dependencies
         self.iter_deps = 0  # per-iteration dependencies each iteration waits for
         # iteration -> per-iteration deps met so far (made with the first per-iteration dependency)
@@ -136,6 +145,132 @@ class Job:
     def final(self) -> bool:
         return self.state.final
 
+    # ------------------------------------------------------------------ its tasks
+
+    @property
+    def tasks(self) -> TaskView:
+        """Its tasks by iteration (None: the job's one task), live and ended, read-only."""
+        return TaskView(self)
+
+    def task(self, it: int | None) -> Task | None:
+        """The task of iteration ``it`` (None: the job's one task): the live one, else the ended one
+        (made from its row: a copy), else None."""
+        live = self.live
+        if live is not None:
+            t = live.get(it)
+            if t is not None:
+                return t
+        row = self.row(it)
+        return None if row is None else self.ended.task(row)
+
+    def row(self, it: int | None) -> int | None:
+        """The ended task's row in the registry's table, or None."""
+        rows = self.rows
+        if rows is None:
+            return None
+        if isinstance(rows, int):
+            return rows if it is None else None
+        if it is None:
+            return None
+        assert self.spec.iterations is not None
+        k = it - self.spec.iterations.start
+        if 0 <= k < len(rows) and rows[k]:
+            return rows[k] - 1
+        return None
+
+    def has_task(self, it: int | None) -> bool:
+        """Iteration ``it`` has a task, live or ended."""
+        live = self.live
+        return (live is not None and it in live) or self.row(it) is not None
+
+    def ended_state(self, it: int | None) -> State | None:
+        """The final state of iteration ``it``'s task if it has ended, else None (no task yet, one
+        running, or a failed attempt whose retry waits)."""
+        live = self.live
+        if live is not None and it in live:
+            return None  # live: running, or (FAILED) waiting for its retry
+        row = self.row(it)
+        return None if row is None else self.ended.state(row)
+
+    def add_task(self, task: Task) -> None:
+        """A new task (attempt) for its iteration: it replaces an ended one there."""
+        if self.live is None:
+            self.live = {}
+        self.live[task.iteration] = task
+        if self.rows is not None:
+            self._forget_row(task.iteration)
+
+    def drop_task(self, task: Task) -> None:
+        """Take back a live task that never ran (a withdrawn standby): its iteration has none."""
+        live = self.live
+        if live is not None and live.get(task.iteration) is task:
+            del live[task.iteration]
+            if not live:
+                self.live = None
+
+    def task_ended(self, task: Task) -> None:
+        """``task`` (in a final state) is done changing: keep it as a row of the table."""
+        row = self.ended.add(task)
+        self.drop_task(task)
+        it = task.iteration
+        if it is None:
+            self.rows = row
+            return
+        rows = self.rows
+        if not isinstance(rows, array):
+            assert self.spec.iterations is not None
+            rows = self.rows = array("l", bytes(8 * self.total)) if row >= 2**31 - 1 else array("i", bytes(4 * self.total))
+        elif row >= 2**31 - 1 and rows.typecode == "i":
+            rows = self.rows = array("l", rows)
+        assert self.spec.iterations is not None
+        rows[it - self.spec.iterations.start] = row + 1
+
+    def _forget_row(self, it: int | None) -> None:
+        rows = self.rows
+        if isinstance(rows, int):
+            if it is None:
+                self.rows = None
+        elif rows is not None and it is not None and self.spec.iterations is not None:
+            k = it - self.spec.iterations.start
+            if 0 <= k < len(rows):
+                rows[k] = 0
+
+    def each_task(self) -> Iterator[Task]:
+        """Every task, by iteration (ended ones made from their rows)."""
+        if self.spec.iterations is None:
+            t = self.task(None)
+            if t is not None:
+                yield t
+            return
+        live = self.live or {}
+        rows = self.rows if isinstance(self.rows, array) else None
+        start = self.spec.iterations.start
+        if rows is None:
+            for it in sorted(k for k in live if k is not None):
+                yield live[it]
+            return
+        pending = sorted(k for k in live if k is not None)
+        p = 0
+        ended = self.ended
+        for k, r in enumerate(rows):
+            it = start + k
+            while p < len(pending) and pending[p] < it:
+                yield live[pending[p]]
+                p += 1
+            if p < len(pending) and pending[p] == it:
+                yield live[it]
+                p += 1
+            elif r:
+                yield ended.task(r - 1)
+        while p < len(pending):
+            yield live[pending[p]]
+            p += 1
+
+    def iterations_with_tasks(self) -> Iterator[int | None]:
+        """The iterations that have a task, live or ended, in order."""
+        for t in self.each_task():
+            yield t.iteration
+
     def set_state(self, state: State, now: float, reason: str = "") -> None:
         if state not in TRANSITIONS[self.state]:
             check_transition(f"job {self.name}", self.state, state)
@@ -143,16 +278,63 @@ class Job:
         entry = _stamps.get(state)
         if entry is None or entry[1] != now:
             entry = _stamps[state] = (state, now)
-        self.history.append(entry)
+        history = self.history
+        if isinstance(history, tuple):
+            history = self.history = list(history)
+        history.append(entry)
         if reason:
             self.reason = reason
+        if state.final:  # it will hardly change again: a tuple is about half a list's size
+            self.history = tuple(history)
+
+
+class TaskView(Mapping[int | None, Task]):
+    """A job's tasks by iteration, live and ended (a read-only mapping; ended ones are copies)."""
+
+    __slots__ = ("_job",)
+
+    def __init__(self, job: Job) -> None:
+        self._job = job
+
+    def __getitem__(self, it: int | None) -> Task:
+        t = self._job.task(it)
+        if t is None:
+            raise KeyError(it)
+        return t
+
+    def get(self, it: int | None, default: object = None) -> Task | None:  # type: ignore[override]
+        t = self._job.task(it)
+        return t if t is not None else default  # type: ignore[return-value]
+
+    def __contains__(self, it: object) -> bool:
+        return (it is None or isinstance(it, int)) and self._job.has_task(it)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int | None]:
+        return self._job.iterations_with_tasks()
+
+    def __len__(self) -> int:
+        job = self._job
+        n = len(job.live) if job.live else 0
+        rows = job.rows
+        if isinstance(rows, int):
+            n += 1
+        elif rows is not None:
+            n += len(rows) - rows.count(0)  # a live task's iteration has no row (add_task)
+        return n
+
+    def __bool__(self) -> bool:
+        return bool(self._job.live) or self._job.rows is not None
+
+
+_NO_TABLE = Ended()  # a Job's table until the registry takes it (a job alone, in unit tests)
 
 
 class Registry:
-    """Every job by name, in submission order."""
+    """Every job by name, in submission order, and the table of every ended task."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
+        self.ended = Ended()
 
     def __contains__(self, name: str) -> bool:
         return name in self.jobs
@@ -165,6 +347,7 @@ class Registry:
 
     def add(self, job: Job) -> None:
         self.jobs[job.name] = job
+        job.ended = self.ended
 
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs.values())
@@ -174,6 +357,6 @@ class Registry:
         job_name, _, it = name.rpartition(":")
         if job_name and it.lstrip("-").isdigit():
             job = self.jobs.get(job_name)
-            return job.tasks.get(int(it)) if job is not None else None
+            return job.task(int(it)) if job is not None else None
         job = self.jobs.get(name)
-        return job.tasks.get(None) if job is not None else None
+        return job.task(None) if job is not None else None

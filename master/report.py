@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .registry import Attempt, Job, Task
 _rounded: dict[tuple[State, float], tuple[str, float]] = {}  # history entry -> (state name, time)
 
 
-def _history(h: list[Any]) -> dict[str, float]:
+def _history(h: Sequence[Any]) -> dict[str, float]:
     # History entries are shared by everything one pass changed (registry._stamp): each entry's
     # name and rounded time are made once.
     out = {}
@@ -105,7 +105,7 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
         "times": _history(job.history),
     }
     if job.spec.iterations is None:
-        task = job.tasks.get(None)
+        task = job.task(None)
         if task is not None:
             t = task_record(task)
             rec.update(exit_code=t["exit_code"], nodes=t["nodes"], cores=t["cores"], task_times=t["times"],
@@ -126,8 +126,8 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
         iterations=job.total, succeeded=job.succeeded, failed=job.failed, exit_code=None, nodes=[], cores={}
     )
     yield rec
-    for it in sorted(k for k in job.tasks if k is not None):
-        yield task_record(job.tasks[it])
+    for task in job.each_task():
+        yield task_record(task)
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder (json.dumps makes one per call)

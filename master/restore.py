@@ -162,12 +162,12 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
     if job is None or job.final or not p.allocation or p.task_id in core.running:
         return None
     it_range = job.spec.iterations
-    if (p.iteration is None) != (it_range is None) or p.iteration in job.tasks:
+    if (p.iteration is None) != (it_range is None) or job.has_task(p.iteration):
         return None
     if it_range is not None and p.iteration not in range(it_range.start, it_range.stop):
         return None
     task = Task(p.task_id, job, p.iteration, now)
-    job.tasks[p.iteration] = task
+    job.add_task(task)
     core.task_counts[State.QUEUED] += 1
     task.allocation = p.allocation
     core._task_state(task, State.SCHEDULED, now)
@@ -190,7 +190,7 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
         return None
     if it_range is not None and rec.iteration not in range(it_range.start, it_range.stop):
         return None
-    if rec.iteration in job.tasks:
+    if job.has_task(rec.iteration):
         return None
     task = core._new_task(job, rec.iteration, now)
     core.task_counts[State.QUEUED] -= 1
@@ -202,6 +202,7 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
     task.allocation = rec.allocation
     task.usage = rec.usage
     task.stderr_tail = rec.stderr_tail
+    job.task_ended(task)
     return task
 
 
@@ -240,7 +241,7 @@ def restore_job(core: Core, rec: JobRecord, now: float) -> None:
         core._job_ended(job, now)
     elif job.state != rec.state:
         _force_state(core, job, rec.state)
-    job.history = list(rec.history) or job.history
+    job.history = tuple(rec.history) or job.history
     job.reason = rec.reason
 
 

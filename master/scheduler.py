@@ -92,15 +92,16 @@ class ReadyQueue:
                 if job.cancel_requested or job.state.final:
                     q.popleft()
                     continue
-                if job.tasks and (it is not None or job.spec.iterations is None):
-                    held = job.tasks.get(it)
+                live = job.live
+                if live and (it is not None or job.spec.iterations is None):
+                    held = live.get(it)
                     if held is not None and not held.state.final:  # runs already (adopted on --resume)
                         q.popleft()
                         continue
-                if it is None and job.tasks and job.spec.iterations is not None:
+                if it is None and (live or job.rows is not None) and job.spec.iterations is not None:
                     # Skip iterations that already have a task (restored from the journal on --resume).
                     stop = job.spec.iterations.stop
-                    while job.next_it < stop and job.next_it in job.tasks:
+                    while job.next_it < stop and job.has_task(job.next_it):
                         job.next_it += 1
                     if job.next_it >= stop:
                         q.popleft()

@@ -163,7 +163,7 @@ class Why:
             return []
         out = []
         for it, atts in job.attempts.items():
-            t = job.tasks.get(it)
+            t = job.task(it)
             if t is not None and t.state.final and atts and atts[-1].task_id == t.id:
                 out.append(it)
         return out
@@ -298,7 +298,7 @@ class Why:
         """The state of what ``dep`` waits for, or None when it has ended."""
         if dep.iteration is None:
             return None if target.final else target.state.name
-        t = target.tasks.get(dep.iteration)
+        t = target.task(dep.iteration)
         if t is None:
             return None if target.final else State.QUEUED.name
         if t.state.final and dep.iteration not in self._again(target):

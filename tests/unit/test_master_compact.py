@@ -39,7 +39,7 @@ def test_history_entries_of_one_state_and_time_are_shared_and_stay_right() -> No
     core.step(3.0)
     j0, j1 = core.registry.jobs["j0"], core.registry.jobs["j1"]
     want = [(State.QUEUED, 1.0), (State.SCHEDULED, 2.0), (State.EXECUTING, 3.0), (State.SUCCEED, 3.0)]
-    assert j0.history == want and j1.history == want
+    assert list(j0.history) == want and list(j1.history) == want
     assert all(x is y for x, y in zip(j0.history, j1.history, strict=True))
     t0 = j0.tasks[None]
     assert [s for s, _ in t0.history] == [State.QUEUED, State.SCHEDULED, State.EXECUTING, State.SUCCEED]

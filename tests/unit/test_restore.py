@@ -104,7 +104,7 @@ def test_finished_jobs_stay_finished_with_their_history_and_the_rest_runs() -> N
     reg = core.registry.jobs
     assert [reg[n].state for n in ("a0", "a1", "a2", "a3")] == [
         State.SUCCEED, State.FAILED, State.QUEUED, State.QUEUED]
-    assert reg["a0"].history == a0_history
+    assert list(reg["a0"].history) == a0_history
     assert reg["a0"].tasks[None].history == list(a0.tasks[None].history)
     assert reg["a0"].tasks[None].allocation == a0.tasks[None].allocation
     assert reg["a1"].reason == "exit code 3" and reg["a1"].tasks[None].exit_code == 3
