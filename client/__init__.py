@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         PJError,
         PJTimeout,
         UnknownJobError,
+        WatchDropped,
     )
 
 _API = ("Client", "JobFileWarning", "WatchStream")
@@ -32,6 +33,7 @@ _ERRORS = (
     "PJError",
     "PJTimeout",
     "UnknownJobError",
+    "WatchDropped",
 )
 __all__ = [
     "AsyncClient",
@@ -46,6 +48,7 @@ __all__ = [
     "PJError",
     "PJTimeout",
     "UnknownJobError",
+    "WatchDropped",
     "WatchStream",
 ]
 

@@ -20,6 +20,11 @@ class MasterUnreachable(PJError):
     """The master's address is known, but nothing answers there (gRPC UNAVAILABLE)."""
 
 
+class WatchDropped(PJError):
+    """The master ended a Watch whose client fell too far behind (gRPC RESOURCE_EXHAUSTED, "watch
+    dropped: ..."). Waits and watches open a new one at once, which starts with the present."""
+
+
 class AuthError(PJError):
     """The master refused the token (gRPC UNAUTHENTICATED or PERMISSION_DENIED)."""
 
@@ -68,6 +73,8 @@ def from_rpc_error(e: grpc.RpcError, address: str, method: str | None = None) ->
     details = rpc_details(e)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "was not kept" in details:
         return PJError(details)  # the master's disk is full: it says where and what to do
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith("watch dropped"):
+        return WatchDropped(f"the master at {address}: {details}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and method == "Submit":
         return InvalidJobError(
             f"the submission is larger than {MESSAGE_BYTES_MAX >> 20} MB; split it into several "

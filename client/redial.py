@@ -8,6 +8,10 @@ resumed master still knows every job), so a wait goes on counting from there. A 
 away past ``reconnect_timeout`` (default 60 s; 0: no retry; None: no limit), or past the wait's
 own timeout, ends it with a one-line ``MasterUnreachable``. Unary calls never retry.
 
+A Watch the master dropped because its client fell too far behind (``WatchDropped``: gRPC
+RESOURCE_EXHAUSTED, master/watchhub.py) is reopened at once, whatever ``reconnect_timeout`` (the
+master is there; the new Watch starts with the present): only the wait's own timeout bounds it.
+
 ``Retry`` is the bookkeeping of one such wait or watch (no I/O; the clock can be given).
 """
 
@@ -18,7 +22,7 @@ from collections.abc import Callable
 
 from pj.common.durations import format_duration
 
-from .errors import MasterNotFound, MasterUnreachable, PJError
+from .errors import MasterNotFound, MasterUnreachable, PJError, WatchDropped
 
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
@@ -31,8 +35,9 @@ def backoff(attempt: int) -> float:
 
 
 def worth_retrying(error: PJError) -> bool:
-    """The master went away or is not there yet: it may come back (a restart, a --resume)."""
-    return isinstance(error, MasterUnreachable | MasterNotFound)
+    """The master went away or is not there yet: it may come back (a restart, a --resume); or it
+    dropped a watch that fell behind: a new one starts with the present."""
+    return isinstance(error, MasterUnreachable | MasterNotFound | WatchDropped)
 
 
 class Retry:
@@ -72,6 +77,10 @@ class Retry:
         """The pause before the next try, after ``error``. Raises ``error`` when it is not worth
         another try, or a MasterUnreachable that says so when the limit or the wait's timeout has
         passed (or would before the next try)."""
+        if isinstance(error, WatchDropped):  # the master is there: watch again now
+            if self.deadline is not None and self.clock() >= self.deadline:
+                raise error
+            return 0.0
         if not worth_retrying(error) or self.limit == 0:
             raise error
         now = self.clock()

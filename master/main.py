@@ -41,7 +41,6 @@ from pj.common.workdir import (
     write_master_info,
     write_token,
 )
-from pj.v1 import pj_pb2_grpc as rpc
 
 from . import journal, report, writefault
 from .core import Core
@@ -49,7 +48,8 @@ from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
 from .restore import restore
 from .runtime import HEARTBEAT_TIMEOUT_S, Master
-from .service import AgentLinkService, PilotJobService, TokenInterceptor
+from .service import TokenInterceptor, add_services
+from .watchhub import WATCH_BACKLOG_MB, WATCH_STALL_S, WatchHub
 from .writefault import WRITE_ERRORS
 
 log = structlog.get_logger("pj.master")
@@ -131,6 +131,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "the agent ahead of time, to start the moment a running task's cores free; taken back if it "
         "waits while other cores idle (default: on; env PJ_PREFETCH=0 turns it off)",
     )
+    p.add_argument(
+        "--watch-backlog", type=float, default=WATCH_BACKLOG_MB, metavar="MB",
+        help="a Watch of every job whose client falls more than MB behind and reads nothing for "
+        f"--watch-stall is dropped (RESOURCE_EXHAUSTED; clients watch again); default {WATCH_BACKLOG_MB:g}",
+    )
+    p.add_argument(
+        "--watch-stall", default=str(WATCH_STALL_S), metavar="DURATION",
+        help=f"see --watch-backlog (seconds or a duration); default {WATCH_STALL_S:g} s",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--share-group", action="store_true",
@@ -141,10 +150,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.crash_limit < 0:
         p.error("--crash-limit: must be 0 (no limit) or more")
+    if not args.watch_backlog >= 0:
+        p.error("--watch-backlog: must be 0 MB or more")
     try:
         args.heartbeat_timeout = node_timeout(args.heartbeat_timeout, "--heartbeat-timeout")
         if args.heartbeat_timeout <= 0:
             raise ValueError("--heartbeat-timeout: must be more than 0")
+        args.watch_stall = node_timeout(args.watch_stall, "--watch-stall")
         args.node_timeout = node_timeout(args.node_timeout)
         args.expect = (
             None
@@ -181,9 +193,9 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     token = write_token(workdir, keep=args.resume)
     master = Master(core, journal=jour)
     master.heartbeat_timeout = args.heartbeat_timeout
+    master.hub = WatchHub(master.event, backlog_mb=args.watch_backlog, stall_s=args.watch_stall)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
-    rpc.add_PilotJobServicer_to_server(PilotJobService(master), server)
-    rpc.add_AgentLinkServicer_to_server(AgentLinkService(master), server)
+    add_services(master, server)
     host = args.listen.rpartition(":")[0] or "127.0.0.1"
     if host in ("0.0.0.0", "[::]", ""):
         host = socket.gethostname()

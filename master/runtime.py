@@ -5,9 +5,10 @@ and routes the commands: launches and cancels to each agent's outgoing batch, ch
 jobs and run-level notices to the watchers. Events that arrive while a pass or a write is
 under way pile up and travel together: batching comes from the loop, not from timers. The
 one timer is the core's own ``wake_at`` (the deadline for the expected nodes); besides it only
-a watch of every job is paced (``Watcher``: at most one message per ``WATCH_EVERY_S``, the last
-one at once) and housekeeping: the heap trim shortly after a big Submit (``trim_soon``), which
-nothing waits for. ``shutdown_agents`` waits for ``AgentTable.emptied``, not by looking.
+a watch of every job is paced (``WatchHub``, watchhub.py: at most one message per
+``WATCH_EVERY_S``, built once for every such watcher, the last one at once) and housekeeping: the
+heap trim shortly after a big Submit (``trim_soon``), which nothing waits for.
+``shutdown_agents`` waits for ``AgentTable.emptied``, not by looking.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import ctypes
 import functools
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,17 +28,14 @@ from pj.v1 import pj_pb2 as pb
 from . import convert
 from .core import Core, Outbox
 from .journal import Journal
-from .model import State
 from .registry import Job
+from .watchhub import WatchHub
 from .writefault import WRITE_ERRORS, Stall
 
 log = structlog.get_logger("pj.master")
 
 HEARTBEAT_S = 10.0  # the longest heartbeat interval agents are told to keep
 HEARTBEAT_TIMEOUT_S = 30.0  # default: an agent silent this long is lost
-
-
-WATCH_EVERY_S = 0.05  # a watch of every job hears at most one message this often (Watcher)
 
 TRIM_AFTER_JOBS = 10_000  # a Submit this big is followed by giving freed heap memory back
 TRIM_DELAY_S = 0.2  # ... this long after its reply, once gRPC has let go of the request
@@ -114,80 +113,6 @@ class AgentTable(dict[str, AgentConn]):
         return value
 
 
-_BAD = frozenset((State.FAILED, State.CANCELED, State.OMITTED))
-
-
-class Watcher:
-    """One Watch stream: the jobs it follows and what changed since its last message.
-
-    A watch of every job (``names`` None: `pj run`, `pj wait`) hears at most one message per
-    ``WATCH_EVERY_S``: jobs that change meanwhile travel together (each in its latest state), so a
-    fast campaign does not cost the master and its client one message per dispatcher pass. The
-    message that says every job has ended, run-level notices and the close go at once. A watch of
-    named jobs hears every pass (knowing when *its* jobs have all ended would cost a count per pass).
-    """
-
-    def __init__(self, names: set[str] | None, every: float | None = None, counts_only: bool = False) -> None:
-        self.names = names
-        # Counts only (WatchRequest.counts_only: `pj run`): a change wakes it, but only the jobs
-        # that ended badly are kept for the message; the rest travels as counts per state.
-        self.counts_only = counts_only
-        self.changed: dict[str, Job] = {}
-        self.notices: list[str] = []
-        self.ready = asyncio.Event()
-        self.closed = False
-        self.every = (WATCH_EVERY_S if names is None else 0.0) if every is None else every
-        self._woken_at = float("-inf")  # when ``ready`` was last set (the handler sends at once)
-        self._timer: asyncio.TimerHandle | None = None
-
-    def offer(self, changed: dict[str, Job], all_ended: bool = False) -> None:
-        """Jobs changed in a pass; ``all_ended``: no job is left unfinished (for a watch of every job)."""
-        if self.counts_only:
-            names = self.names
-            mine = changed if names is None else [n for n in changed if n in names]
-            if not mine:
-                return
-            for name in mine:
-                job = changed[name]
-                if job.state in _BAD:
-                    self.changed[name] = job
-            self._wake(at_once=all_ended and names is None)
-            return
-        if self.names is None:
-            self.changed.update(changed)
-        else:
-            for name, job in changed.items():
-                if name in self.names:
-                    self.changed[name] = job
-        if self.changed:
-            self._wake(at_once=all_ended and self.names is None)
-
-    def tell(self, notices: list[str]) -> None:
-        """Run-level news: every watcher hears it, whatever jobs it follows."""
-        self.notices.extend(notices)
-        self._wake(at_once=True)
-
-    def close(self) -> None:
-        self.closed = True
-        self._wake(at_once=True)
-
-    def _wake(self, at_once: bool) -> None:
-        if self.ready.is_set():
-            return  # a message is on its way: what changed since goes with it
-        wait = 0.0 if at_once else self._woken_at + self.every - time.monotonic()
-        if wait <= 0:
-            self._set()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(wait, self._set)
-
-    def _set(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._woken_at = time.monotonic()
-        self.ready.set()
-
-
 class Master:
     def __init__(self, core: Core, address: str = "", journal: Journal | None = None) -> None:
         self.core = core
@@ -195,7 +120,7 @@ class Master:
         self.address = address
         self.started_at = time.time()
         self.agents = AgentTable()
-        self.watchers: set[Watcher] = set()
+        self.hub = WatchHub(self.event)  # every Watch stream (watchhub.py)
         self.notices: list[str] = []  # every run-level notice so far, oldest first
         self._wake = asyncio.Event()
         self.stopping = False
@@ -252,8 +177,7 @@ class Master:
                 break
         self.stopping = True
         self._stopped.set()
-        for w in list(self.watchers):
-            w.close()
+        self.hub.close()
 
     def _record(self, journal: Journal, out: Outbox) -> bool:
         """Journal one pass, one transaction, before any news; False if the write failed (then
@@ -274,8 +198,7 @@ class Master:
         for notice in notices:
             log.warning(notice)
         self.notices.extend(notices)
-        for w in self.watchers:
-            w.tell(notices)
+        self.hub.tell(notices)
 
     @property
     def heartbeat_s(self) -> float:
@@ -328,9 +251,7 @@ class Master:
                 conn.orders().withdraw.extend(ids)
                 conn.ready.set()
         if out.changed:
-            all_ended = core.unfinished == 0
-            for w in self.watchers:
-                w.offer(out.changed, all_ended)
+            self.hub.offer(out.changed, core.unfinished == 0)
         if out.notices:
             self.tell(out.notices)
 
@@ -351,6 +272,26 @@ class Master:
                 break
         if self.agents:
             log.warning("agents did not close their streams", nodes=sorted(self.agents))
+
+    def event(self, names: set[str] | None, counts_only: bool, jobs: list[Job], notices: list[str]) -> pb.WatchEvent:
+        """One Watch message: the jobs that changed, the watched jobs' totals (per state when
+        ``counts_only``), every task per state, and the notices."""
+        core = self.core
+        ev = pb.WatchEvent(
+            watched_total=len(names) if names is not None else len(core.registry),
+            watched_unfinished=self.unfinished_of(names),
+            tasks=convert.counts_to_pb(core.task_counts),
+            master_finishing=core.finishing or self.stopping,
+            notices=notices,
+        )
+        convert.add_summaries(ev.changed, jobs)
+        if counts_only:
+            if names is None:
+                ev.jobs.extend(convert.counts_to_pb(core.job_counts))
+            else:
+                jobs_of = core.registry.jobs
+                ev.jobs.extend(convert.counts_to_pb(Counter(jobs_of[n].state for n in names)))
+        return ev
 
     def unfinished_of(self, names: Iterable[str] | None) -> int:
         if names is None:

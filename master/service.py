@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -30,7 +29,8 @@ from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
 from .registry import Job
-from .runtime import TRIM_AFTER_JOBS, AgentConn, Master, Watcher
+from .runtime import TRIM_AFTER_JOBS, AgentConn, Master
+from .watchhub import Watcher, WatchHub
 from .writefault import WRITE_ERRORS
 
 log = structlog.get_logger("pj.master")
@@ -191,44 +191,41 @@ class PilotJobService(rpc.PilotJobServicer):
             log.warning(f"{kind} request not journaled: cannot write {jour.path}: {wf.cause(e)}; "
                         "it holds until the master stops", path=str(jour.path))
 
-    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[pb.WatchEvent]:
+    async def Watch(self, request: pb.WatchRequest, context: grpc.aio.ServicerContext) -> None:
+        """The present, then what changes (watchhub.py). Messages go out as bytes (``add_services``
+        registers Watch with a serializer that passes them through): a shared watcher's are the
+        hub's, the same bytes for all."""
         names: set[str] | None = None
         if request.names:
             await self._jobs(list(request.names), context)
             names = set(request.names)
         w = Watcher(names, counts_only=request.counts_only)
         m = self.m
-        m.watchers.add(w)
+        hub = m.hub
+        hub.add(w)
         try:
             first = [m.core.registry.jobs[n] for n in names] if names and not w.counts_only else []
-            yield self._event(w, first, list(m.notices))  # the present: every notice so far
-            while not w.closed:
-                await w.ready.wait()
-                w.ready.clear()
-                changed, w.changed = w.changed, {}
-                notices, w.notices = w.notices, []
-                yield self._event(w, list(changed.values()), notices)
+            # the present, with every notice so far
+            if await _send(w, context, m.event(names, w.counts_only, first, list(m.notices)).SerializeToString()):
+                if w.kind is None:
+                    await self._named(w, context)
+                else:
+                    await _shared(hub, w, context)
         finally:
-            m.watchers.discard(w)
+            hub.discard(w)
+        if w.dropped:
+            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            context.set_details(w.dropped)
 
-    def _event(self, w: Watcher, jobs: list[Job], notices: list[str]) -> pb.WatchEvent:
-        core = self.m.core
-        total = len(w.names) if w.names is not None else len(core.registry)
-        ev = pb.WatchEvent(
-            watched_total=total,
-            watched_unfinished=self.m.unfinished_of(w.names),
-            tasks=convert.counts_to_pb(core.task_counts),
-            master_finishing=core.finishing or self.m.stopping,
-            notices=notices,
-        )
-        convert.add_summaries(ev.changed, jobs)
-        if w.counts_only:
-            if w.names is None:
-                ev.jobs.extend(convert.counts_to_pb(core.job_counts))
-            else:
-                jobs_of = core.registry.jobs
-                ev.jobs.extend(convert.counts_to_pb(Counter(jobs_of[n].state for n in w.names)))
-        return ev
+    async def _named(self, w: Watcher, context: grpc.aio.ServicerContext) -> None:
+        """A watch of named jobs: its own message after each pass that changed one of them."""
+        while not w.closed:
+            await w.ready.wait()
+            w.ready.clear()
+            changed, w.changed = w.changed, {}
+            notices, w.notices = w.notices, []
+            ev = self.m.event(w.names, w.counts_only, list(changed.values()), notices)
+            await context.write(ev.SerializeToString())
 
     async def Resources(
         self, request: pb.ResourcesRequest, context: grpc.aio.ServicerContext
@@ -246,6 +243,69 @@ class PilotJobService(rpc.PilotJobServicer):
         self._request("finish", [], request.drain)
         self.m.poke()
         return pb.FinishReply()
+
+
+async def _shared(hub: WatchHub, w: Watcher, context: grpc.aio.ServicerContext) -> None:
+    """A watch of every job: the hub's ticks, in order, until the close or a drop."""
+    while not w.dropped:
+        tick = hub.next_tick(w)
+        if tick is None:
+            if w.closed:
+                return
+            w.ready.clear()
+            await w.ready.wait()
+            continue
+        data = tick.data[w.kind]  # type: ignore[index]
+        if data is not None and not await _send(w, context, data):
+            return
+        hub.sent(w, tick)
+
+
+async def _send(w: Watcher, context: grpc.aio.ServicerContext, data: bytes) -> bool:
+    """Write one message; False when the hub dropped the watcher meanwhile (the write is abandoned)."""
+    try:
+        async with asyncio.timeout(None) as writing:
+            w.writing = writing
+            await context.write(data)
+    except TimeoutError:
+        if not w.dropped:
+            raise
+    finally:
+        w.writing = None
+    return not w.dropped
+
+
+def _raw(message: bytes | Any) -> bytes:
+    """Watch's response serializer: its messages are serialized already (once for all watchers)."""
+    return message if isinstance(message, bytes) else message.SerializeToString()  # type: ignore[no-any-return]
+
+
+class _RawWatch:
+    """Stands in for the server while the generated code registers PilotJob, so that Watch's
+    handler is registered with ``_raw`` as its response serializer (everything else unchanged)."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+        self.done = False
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # made again below from the changed table
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.done = True
+        handlers = dict(handlers)
+        handlers["Watch"] = handlers["Watch"]._replace(response_serializer=_raw)
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        self.server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
+
+
+def add_services(master: Master, server: grpc.aio.Server) -> None:
+    """Serve PilotJob (Watch's messages go out as the bytes the servicer gives) and AgentLink."""
+    proxy = _RawWatch(server)
+    rpc.add_PilotJobServicer_to_server(PilotJobService(master), proxy)
+    if not proxy.done:  # generated by a grpcio-tools that registers otherwise: see scripts/gen-proto
+        raise RuntimeError("pj_pb2_grpc did not register PilotJob's method table: Watch cannot be served")
+    rpc.add_AgentLinkServicer_to_server(AgentLinkService(master), server)
 
 
 class AgentLinkService(rpc.AgentLinkServicer):

@@ -8,6 +8,10 @@ for them with `Client.wait` (a reading watch, as `pj wait`). Reports the master'
 streams ended; then the same run with no unread watcher, and the ratio of the two rates.
 
     .venv/bin/python scripts/bench_watchers.py [--jobs 50000] [--watchers 100] [--agents 4] [--cores 8]
+        [--watch-backlog MB] [--watch-stall S] [--rounds N]
+
+--watch-backlog/--watch-stall go to pj-master (when a watcher that reads nothing is dropped); with
+--rounds N both runs are made N times, alternating, and the medians compared.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,8 +77,8 @@ def stream_end(call: Any) -> str:
     return "OK"
 
 
-def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path) -> dict[str, Any]:
-    wd = tmp / f"wd-{watchers}"
+def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path, master_args: list[str]) -> dict[str, Any]:
+    wd = tmp / f"wd-{watchers}-{time.monotonic_ns()}"
     jobfile = tmp / "jobs.json"
     if not jobfile.exists():
         jobfile.write_text(json.dumps({"jobs": [{"name": f"t{i}", "exec": "/bin/true", "cores": 1}
@@ -82,7 +87,7 @@ def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path) -> dict[st
     bindir = Path(sys.executable).parent
     logs = open(tmp / f"procs-{watchers}.log", "w")
     procs = [subprocess.Popen([str(bindir / "pj-master"), "--workdir", str(wd), "--expect-nodes",
-                               str(agents)], stdout=logs, stderr=subprocess.STDOUT,
+                               str(agents), *master_args], stdout=logs, stderr=subprocess.STDOUT,
                               start_new_session=True)]
     master = procs[0]
     try:
@@ -110,7 +115,7 @@ def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path) -> dict[st
         c.finish()
         for ch, call in streams:
             end = stream_end(call)
-            key = end.split(":")[0] if not end.startswith("RESOURCE") else end
+            key = end.split(":")[0] if not end.startswith("RESOURCE") else end.split(" behind")[0] + " behind..."
             ends[key] = ends.get(key, 0) + 1
             ch.close()
         master.wait(timeout=120)
@@ -136,18 +141,33 @@ def main() -> None:
     ap.add_argument("--watchers", type=int, default=100)
     ap.add_argument("--agents", type=int, default=4)
     ap.add_argument("--cores", type=int, default=8)
+    ap.add_argument("--watch-backlog", metavar="MB", help="pj-master --watch-backlog")
+    ap.add_argument("--watch-stall", metavar="S", help="pj-master --watch-stall")
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
+    margs = [*(["--watch-backlog", a.watch_backlog] if a.watch_backlog else []),
+             *(["--watch-stall", a.watch_stall] if a.watch_stall else [])]
+    bases, loads = [], []
     with tempfile.TemporaryDirectory(prefix="pj-bench-watchers-") as t:
         tmp = Path(t)
-        base = run(a.jobs, 0, a.agents, a.cores, tmp)
-        print(json.dumps(base), flush=True)
-        loaded = run(a.jobs, a.watchers, a.agents, a.cores, tmp)
-        print(json.dumps(loaded), flush=True)
-    ratio = loaded["rate_jobs_s"] / base["rate_jobs_s"]
-    print(f"{a.jobs} jobs, {a.agents}x{a.cores} dry-run cores: no watcher {base['rate_jobs_s']} jobs/s, "
-          f"peak RSS {base['peak_rss_mb']} MB; {a.watchers} unread watchers {loaded['rate_jobs_s']} jobs/s "
-          f"(ratio {ratio:.2f}), peak RSS {loaded['peak_rss_mb']} MB; unread streams ended: "
-          f"{loaded['unread_streams_ended']}")
+        for _ in range(a.rounds):
+            bases.append(run(a.jobs, 0, a.agents, a.cores, tmp, margs))
+            print(json.dumps(bases[-1]), flush=True)
+            loads.append(run(a.jobs, a.watchers, a.agents, a.cores, tmp, margs))
+            print(json.dumps(loads[-1]), flush=True)
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return round(statistics.median(r[key] for r in runs), 1)
+
+    base, loaded = median(bases, "rate_jobs_s"), median(loads, "rate_jobs_s")
+    ends: dict[str, int] = {}
+    for r in loads:
+        for k, n in r["unread_streams_ended"].items():
+            ends[k] = ends.get(k, 0) + n
+    print(f"{a.jobs} jobs, {a.agents}x{a.cores} dry-run cores, median of {a.rounds}: no watcher {base} jobs/s, "
+          f"peak RSS {median(bases, 'peak_rss_mb')} MB; {a.watchers} unread watchers {loaded} jobs/s "
+          f"(ratio {loaded / base:.2f}), peak RSS {median(loads, 'peak_rss_mb')} MB (max "
+          f"{max(r['peak_rss_mb'] for r in loads)}); unread streams ended: {ends}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pj.client.errors import AuthError, MasterNotFound, MasterUnreachable, PJTimeout
+from pj.client.errors import AuthError, MasterNotFound, MasterUnreachable, PJTimeout, WatchDropped
 from pj.client.redial import BACKOFF_MAX_S, Retry, backoff
 
 
@@ -69,3 +69,37 @@ def test_none_never_gives_up_and_the_waits_timeout_bounds_the_tries() -> None:
             clock.now += r.after(GONE)  # 0.1 + 0.2 + 0.4 + 0.8 + 1.6; the next 2 s would pass 5 s
     assert r.call_timeout() == pytest.approx(1.9)
     assert Retry(1.0, timeout=None).call_timeout() is None
+
+
+def test_a_dropped_watch_is_opened_again_at_once_whatever_the_reconnect_limit() -> None:
+    dropped = WatchDropped("the master at h:1: watch dropped: the client fell 17.0 MB behind ...")
+    clock = Clock()
+    for limit in (0.0, 60.0, None):
+        r = Retry(limit, clock=clock)
+        assert [r.after(dropped) for _ in range(5)] == [0.0] * 5  # no back-off: the master is there
+        assert r.away_since is None  # nor is the master counted as away
+    timed = Retry(60.0, timeout=10.0, clock=clock)
+    assert timed.after(dropped) == 0.0
+    clock.now += 10.0
+    with pytest.raises(WatchDropped):  # the wait's own timeout still bounds it
+        timed.after(dropped)
+
+
+def test_the_masters_drop_of_a_watch_reads_as_watch_dropped_other_exhaustion_does_not() -> None:
+    import grpc
+
+    from pj.client.errors import from_rpc_error
+
+    class Failed(grpc.RpcError):
+        def __init__(self, details: str) -> None:
+            self._details = details
+
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        def details(self) -> str:
+            return self._details
+
+    e = from_rpc_error(Failed("watch dropped: the client fell 17.0 MB behind"), "h:1")
+    assert isinstance(e, WatchDropped) and str(e) == "the master at h:1: watch dropped: the client fell 17.0 MB behind"
+    assert not isinstance(from_rpc_error(Failed("Received message larger than max"), "h:1"), WatchDropped)

@@ -15,7 +15,8 @@ from pj.master import writefault as wf
 from pj.master.core import Core
 from pj.master.journal import Journal
 from pj.master.model import JobSpec, NodeInfo, Range, Request, State
-from pj.master.runtime import AgentConn, Master, Watcher
+from pj.master.runtime import AgentConn, Master
+from pj.master.watchhub import Watcher
 
 
 def _sqlite_full(tmp_path: Path) -> sqlite3.Error:
@@ -84,8 +85,8 @@ def test_a_pass_that_cannot_be_journaled_is_held_and_sent_once_written(tmp_path:
         core.node_joined(NodeInfo("a", 1), time.time())
         master = Master(core, journal=jour)
         conn = master.agents["a"] = AgentConn("a")
-        watcher = Watcher(None)
-        master.watchers.add(watcher)
+        watcher = Watcher({"first"})  # a watch of named jobs keeps its notices (watchhub.py)
+        master.hub.add(watcher)
         core.submit([_spec("first")], time.time())
         jour.db.execute("PRAGMA query_only=1")  # every write fails from now on (SQLITE_READONLY)
         async with asyncio.TaskGroup() as tg:
