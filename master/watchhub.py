@@ -70,7 +70,7 @@ class Tick:
 
 def dropped_message(behind: int, stalled_s: float, backlog: int, stall_s: float) -> str:
     """What a dropped watcher's client reads (gRPC RESOURCE_EXHAUSTED's details)."""
-    how = f"read nothing for {stalled_s:.0f} s" if stalled_s > stall_s else "read far too slowly"
+    how = f"read nothing for {stalled_s:.0f} s" if stalled_s > stall_s else "read too slowly to catch up"
     return (f"watch dropped: the client fell {behind / 2**20:.1f} MB behind (the master keeps at most "
             f"{backlog / 2**20:g} MB for a watch) and {how}; watch again to resume from the present")
 
