@@ -6,7 +6,9 @@ counts-only watch) is *shared*: the ``WatchHub`` gathers the jobs changed by the
 passes into *ticks*. A tick is the WatchEvent of each shared kind (every job in full, every job
 counted) that somebody follows, built and serialized once; every shared watcher sends the same
 bytes (``Tick.data``), in order, from a log they all read (one that joins starts at the next
-tick). The log keeps the ticks some watcher has not sent yet. Ticks come at most once per
+tick). The log keeps the ticks some watcher has not sent yet. A tick of more than ``TICK_JOBS``
+changed jobs (a big Submit's) is several messages, each with part of the jobs and the same counts:
+gRPC copies what a stream writes, and a stream holds at most one such copy at a time. Ticks come at most once per
 ``WATCH_EVERY_S`` (at once after the pass that ended the last job, for notices and for the close),
 and with more than 20 shared watchers at most once per (watchers / ``WATCH_WRITES_PER_S``) s: with
 messages built once, their writes (some 40 us of the master's loop each) are what costs, and they
@@ -47,6 +49,7 @@ WATCH_EVERY_S = 0.05  # a watch of every job hears at most one message this ofte
 WATCH_WRITES_PER_S = 400  # ... or less often with many: the shared watchers' writes, all together
 WATCH_BACKLOG_MB = 16.0  # a shared watcher this far behind ...
 WATCH_STALL_S = 10.0  # ... that has finished no write for this long is dropped
+TICK_JOBS = 2000  # jobs per message of a tick (a big Submit's tick is several messages)
 HARD_FACTOR = 4  # ... as is one with this many times the backlog queued behind its message, however it reads
 
 FULL, COUNTS = 0, 1  # the shared kinds: every job in full, every job counted (counts_only)
@@ -60,12 +63,15 @@ Build = Callable[[set[str] | None, bool, list[Job], list[str]], pb.WatchEvent]
 
 @dataclass(slots=True)
 class Tick:
-    """One message of every shared kind: its bytes (None: nobody of that kind followed), and how
-    many bytes of each kind the log has held up to and including it."""
+    """One message of every shared kind: its bytes (None: nobody of that kind followed, or its
+    tick needed fewer messages of that kind), how many bytes of each kind the log has held up to
+    and including it, and up to the end of the tick it is part of (a tick of more than
+    ``TICK_JOBS`` changed jobs is several messages)."""
 
     seq: int
     data: tuple[bytes | None, bytes | None]
     ends: tuple[int, int]
+    group_ends: tuple[int, int] = (0, 0)
 
 
 def dropped_message(behind: int, stalled_s: float, backlog: int, stall_s: float) -> str:
@@ -234,17 +240,19 @@ class WatchHub:
         self._ticked_at = now
         jobs, notices = list(self.pending.values()), self.notices
         self.pending, self.notices = {}, []
-        full = counts = None
-        if self.wanted[FULL]:
-            full = self.build(None, False, jobs, notices).SerializeToString()
-            self.total[FULL] += len(full)
-        if self.wanted[COUNTS]:
-            bad = [j for j in jobs if j.state in _BAD]
-            counts = self.build(None, True, bad, notices).SerializeToString()
-            self.total[COUNTS] += len(counts)
-        seq = self.seq
-        self.seq += 1
-        self.log.append(Tick(seq, (full, counts), (self.total[FULL], self.total[COUNTS])))
+        full = self._parts(FULL, jobs, notices)
+        counts = self._parts(COUNTS, [j for j in jobs if j.state in _BAD] if self.wanted[COUNTS] else [], notices)
+        seq = self.seq  # the first of this tick's messages
+        made: list[Tick] = []
+        for k in range(max(len(full), len(counts), 1)):
+            data = (full[k] if k < len(full) else None, counts[k] if k < len(counts) else None)
+            for kind in KINDS:
+                self.total[kind] += len(data[kind] or b"")
+            made.append(Tick(self.seq, data, (self.total[FULL], self.total[COUNTS])))
+            self.seq += 1
+        for tick in made:
+            tick.group_ends = made[-1].ends
+        self.log.extend(made)
         oldest = self.seq
         for w in list(self.shared):
             if w.cursor == seq:  # it had sent everything: it has not been waiting
@@ -257,16 +265,24 @@ class WatchHub:
         while self.log and self.log[0].seq < oldest:
             self.log.popleft()
 
+    def _parts(self, kind: int, jobs: list[Job], notices: list[str]) -> list[bytes]:
+        """The messages of ``kind`` for these jobs (none when nobody follows it): one per
+        ``TICK_JOBS`` jobs, so that a watcher's write, which gRPC copies, stays small."""
+        if not self.wanted[kind]:
+            return []
+        return [self.build(None, kind == COUNTS, jobs[i:i + TICK_JOBS], notices if i == 0 else []).SerializeToString()
+                for i in range(0, max(len(jobs), 1), TICK_JOBS)]
+
     def _hopeless(self, w: Watcher, now: float) -> bool:
         """More than ``backlog`` bytes behind, and no write finished for ``stall_s`` or more than
-        ``HARD_FACTOR`` x ``backlog`` queued after the message it is writing (one big tick alone,
+        ``HARD_FACTOR`` x ``backlog`` queued after the tick it is writing (one big tick alone,
         a big Submit's, never drops a watcher that reads)."""
         assert w.kind is not None
         total = self.total[w.kind]
         if total - w.sent <= self.backlog:
             return False
         writing = self.log[w.cursor - self.log[0].seq]
-        return now - w.since > self.stall_s or total - writing.ends[w.kind] > HARD_FACTOR * self.backlog
+        return now - w.since > self.stall_s or total - writing.group_ends[w.kind] > HARD_FACTOR * self.backlog
 
     def _drop(self, w: Watcher, now: float) -> None:
         assert w.kind is not None
