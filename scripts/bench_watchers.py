@@ -4,8 +4,9 @@ Starts `pj-master` and --agents `pj-agent --dry-run --cores C` (tasks reported s
 0, no process), opens --watchers Watch streams of every job over TCP (raw gRPC with the token, each
 on its own channel: its own socket) that are never read, submits --jobs one-core jobs and waits
 for them with `Client.wait` (a reading watch, as `pj wait`). Reports the master's peak RSS
-(VmHWM), the dispatch rate (jobs/s from the Submit call to the wait's end) and how the unread
-streams ended; then the same run with no unread watcher, and the ratio of the two rates.
+(VmHWM), the dispatch rate (jobs/s from the Submit call to the wait's end), the master's CPU
+seconds over that time and how the unread streams ended; then the same run with no unread
+watcher, and the ratio of the two rates.
 
     .venv/bin/python scripts/bench_watchers.py [--jobs 50000] [--watchers 100] [--agents 4] [--cores 8]
         [--watch-backlog MB] [--watch-stall S] [--rounds N]
@@ -45,6 +46,12 @@ def vm(pid: int, key: str) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_s(pid: int) -> float:
+    """The CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(path: Path, timeout: float) -> None:
@@ -105,10 +112,12 @@ def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path, master_arg
         streams = open_unread(wd, watchers)
         time.sleep(0.5)  # their first message is out: every stream is open at the master
         rss0 = vm(master.pid, "VmRSS")
+        cpu0 = cpu_s(master.pid)
         t0 = time.perf_counter()
         c.submit(specs)
         counts = c.wait(timeout=3600)
         wall = time.perf_counter() - t0
+        cpu = cpu_s(master.pid) - cpu0
         rss_end = vm(master.pid, "VmRSS")
         peak = vm(master.pid, "VmHWM")
         ends: dict[str, int] = {}
@@ -124,6 +133,7 @@ def run(jobs: int, watchers: int, agents: int, cores: int, tmp: Path, master_arg
         for state in counts.values():
             states[state] = states.get(state, 0) + 1
         return {"watchers": watchers, "jobs": jobs, "states": states, "wall_s": round(wall, 2), "rate_jobs_s": round(jobs / wall, 1),
+                "master_cpu_s": round(cpu, 2),
                 "rss_before_mb": round(rss0, 1), "rss_end_mb": round(rss_end, 1),
                 "peak_rss_mb": round(peak, 1), "unread_streams_ended": ends,
                 "master_exit": master.returncode}
@@ -165,8 +175,9 @@ def main() -> None:
         for k, n in r["unread_streams_ended"].items():
             ends[k] = ends.get(k, 0) + n
     print(f"{a.jobs} jobs, {a.agents}x{a.cores} dry-run cores, median of {a.rounds}: no watcher {base} jobs/s, "
-          f"peak RSS {median(bases, 'peak_rss_mb')} MB; {a.watchers} unread watchers {loaded} jobs/s "
-          f"(ratio {loaded / base:.2f}), peak RSS {median(loads, 'peak_rss_mb')} MB (max "
+          f"master CPU {median(bases, 'master_cpu_s')} s, peak RSS {median(bases, 'peak_rss_mb')} MB; "
+          f"{a.watchers} unread watchers {loaded} jobs/s (ratio {loaded / base:.2f}), master CPU "
+          f"{median(loads, 'master_cpu_s')} s, peak RSS {median(loads, 'peak_rss_mb')} MB (max "
           f"{max(r['peak_rss_mb'] for r in loads)}); unread streams ended: {ends}")
 
 
