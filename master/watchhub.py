@@ -47,10 +47,10 @@ log = structlog.get_logger("pj.master")
 
 WATCH_EVERY_S = 0.05  # a watch of every job hears at most one message this often ...
 WATCH_WRITES_PER_S = 400  # ... or less often with many: the shared watchers' writes, all together
+TICK_JOBS = 2000  # jobs per message of a tick (a big Submit's tick is several messages)
 WATCH_BACKLOG_MB = 16.0  # a shared watcher this far behind ...
 WATCH_STALL_S = 10.0  # ... that has finished no write for this long is dropped
-TICK_JOBS = 2000  # jobs per message of a tick (a big Submit's tick is several messages)
-HARD_FACTOR = 4  # ... as is one with this many times the backlog queued behind its message, however it reads
+HARD_FACTOR = 4  # ... as is one with this many times the backlog queued behind its tick, however it reads
 
 FULL, COUNTS = 0, 1  # the shared kinds: every job in full, every job counted (counts_only)
 KINDS = (FULL, COUNTS)
