@@ -227,8 +227,9 @@ class Core:
         jobs = []
         by_name = self.registry.jobs
         seq = len(by_name)
+        table = self.registry.ended
         for spec in specs:
-            job = Job(spec, seq, now)
+            job = Job(spec, seq, now, table)
             by_name[spec.name] = job
             seq += 1
             jobs.append(job)
@@ -442,7 +443,7 @@ class Core:
         self._task_state(task, state, now, reason)
         self._out.ended.append(task)
         task.job.task_ended(task)
-        self._settle_task(task, state, reason, now)
+        self._settle_task(task.job, task.iteration, state, reason, now)
 
     def _release(self, task: Task) -> None:
         """Give back what the task holds (an orphan may hold only some of its shares, or none; a
@@ -451,18 +452,17 @@ class Core:
             return
         self.pool.release(self.recon.held(task))
 
-    def _settle_task(self, task: Task, state: State, reason: str, now: float) -> None:
-        """The job's bookkeeping for one task in a final state: counts, dependents, the job's end."""
-        job = task.job
+    def _settle_task(self, job: Job, it: int | None, state: State, reason: str, now: float) -> None:
+        """The job's bookkeeping for one task (iteration ``it``) in a final state: counts, dependents,
+        the job's end."""
         job.done += 1
         if state == State.SUCCEED:
             job.succeeded += 1
         else:
             job.failed += 1
             if not job.reason or job.total == 1:
-                job.reason = f"{task.name}: {reason}" if job.total > 1 else reason
+                job.reason = f"{job.name}:{it}: {reason}" if job.total > 1 else reason
         self._out.changed[job.spec.name] = job
-        it = task.iteration
         if it is not None and (self._per_iter_waiters or self._iter_waiters):
             ok = state == State.SUCCEED
             for w in self._per_iter_waiters.get(job.name, ()):
@@ -470,7 +470,7 @@ class Core:
             waiting = self._iter_waiters.get(job.name)
             if waiting and it in waiting:
                 for w in waiting.pop(it):
-                    self._dep_done(w, ok, f"{task.name} {state.name}", now)
+                    self._dep_done(w, ok, f"{job.name}:{it} {state.name}", now)
         if job.done >= job.total and not job.final:
             self._finish_job(job, now)
 

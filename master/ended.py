@@ -19,7 +19,7 @@ changing it changes nothing here); ``state(row)`` and ``task_id(row)`` read one 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .model import Allocation, State
@@ -34,6 +34,7 @@ _USAGE = 24  # usage.py's packed size
 _ZERO_USAGE = bytes(_USAGE)
 _LONG = 255  # shape id of a history kept whole in ``long``
 _STATES = {s._value_: s for s in State}
+_PAD = [(0.0,) * n for n in range(TIMES + 1)]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -76,54 +77,114 @@ class Ended:
         self._reasons: _Interned[str] = _Interned()
         self._reasons.id("")
         self._allocs.id(())
+        self._job_rows = array("q")  # a one-task job's row + 1 by its seq, 0 for none
+
+    def job_row(self, seq: int) -> int | None:
+        """The row of the one-task job ``seq``'s ended task, or None."""
+        rows = self._job_rows
+        r = rows[seq] if seq < len(rows) else 0
+        return r - 1 if r else None
+
+    def set_job_row(self, seq: int, row: int | None) -> None:
+        rows = self._job_rows
+        if seq >= len(rows):
+            if row is None:
+                return
+            rows.frombytes(bytes(8 * (seq + 1 - len(rows) + len(rows) // 8)))
+        rows[seq] = 0 if row is None else row + 1
 
     def __len__(self) -> int:
         return len(self.states)
 
     def add(self, task: Task) -> int:
         """Keep an ended task; its row."""
+        return self.add_fields(task.job, task.iteration, task.id, task.state, task.exit_code, task.history,
+                               task.allocation, task.reason, task.usage, task.stderr_tail)
+
+    def add_fields(
+        self,
+        job: Job,
+        it: int | None,
+        task_id: int,
+        state: State,
+        code: int | None,
+        history: Sequence[tuple[State, float]],
+        allocation: Allocation,
+        reason: str,
+        used: bytes,
+        tail: str,
+    ) -> int:
+        """Keep an ended task given by its fields (``add``; a restore needs no ``Task``); its row."""
         row = len(self.states)
-        self.jobs.append(task.job)
-        it = task.iteration
+        self.jobs.append(job)
         self.its.append(_NO_IT if it is None else it)
-        self.ids.append(task.id)
-        self.states.append(task.state._value_)
-        code = task.exit_code
+        self.ids.append(task_id)
+        self.states.append(state._value_)
         self.codes.append(_NO_CODE if code is None else max(_NO_CODE + 1, min(code, 2**31 - 1)))
-        history = task.history
         times = self.times
-        if len(history) <= TIMES:
+        n = len(history)
+        sid: int | None = None
+        if n <= TIMES:
             shape = tuple([s for s, _ in history])
-            sid = self._shapes.ids.get(shape)
-            if sid is None and len(self._shapes.values) < _LONG:
-                sid = self._shapes.id(shape)
-        else:
-            sid = None
+            shapes = self._shapes
+            sid = shapes.ids.get(shape)
+            if sid is None and len(shapes.values) < _LONG:
+                sid = shapes.id(shape)
         if sid is None:
             self.shapes.append(_LONG)
             self.long[row] = list(history)
-            times.extend((0.0,) * TIMES)
+            times.extend(_PAD[TIMES])
         else:
             self.shapes.append(sid)
             times.extend([t for _, t in history])
-            if len(history) < TIMES:
-                times.extend((0.0,) * (TIMES - len(history)))
+            if n < TIMES:
+                times.extend(_PAD[TIMES - n])
         allocs = self._allocs
-        aid = allocs.ids.get(task.allocation)
-        self.allocs.append(aid if aid is not None else allocs.id(task.allocation))
+        aid = allocs.ids.get(allocation)
+        self.allocs.append(aid if aid is not None else allocs.id(allocation))
         reasons = self._reasons
-        rid = reasons.ids.get(task.reason)
-        self.reasons.append(rid if rid is not None else reasons.id(task.reason))
-        self.usage += task.usage if len(task.usage) == _USAGE else _ZERO_USAGE
-        if task.stderr_tail:
-            self.tails[row] = task.stderr_tail
+        rid = reasons.ids.get(reason)
+        self.reasons.append(rid if rid is not None else reasons.id(reason))
+        self.usage += used if len(used) == _USAGE else _ZERO_USAGE
+        if tail:
+            self.tails[row] = tail
         return row
+
+    def job(self, row: int) -> Job:
+        return self.jobs[row]
+
+    def iteration(self, row: int) -> int | None:
+        it = self.its[row]
+        return None if it == _NO_IT else it
+
+    def reason(self, row: int) -> str:
+        return self._reasons.values[self.reasons[row]]
 
     def state(self, row: int) -> State:
         return _STATES[self.states[row]]
 
     def task_id(self, row: int) -> int:
         return self.ids[row]
+
+    def ended_at(self, row: int) -> float:
+        """When its history last changed (its end)."""
+        sid = self.shapes[row]
+        if sid == _LONG:
+            return self.long[row][-1][1]
+        return self.times[row * TIMES + len(self._shapes.values[sid]) - 1]
+
+    def time_of(self, row: int, state: State) -> float:
+        """When its history last changed to ``state``; its end if never."""
+        sid = self.shapes[row]
+        if sid == _LONG:
+            history = self.long[row]
+            return next((t for s, t in reversed(history) if s == state), history[-1][1])
+        shape = self._shapes.values[sid]
+        base = row * TIMES
+        for k in range(len(shape) - 1, -1, -1):
+            if shape[k] == state:
+                return self.times[base + k]
+        return self.times[base + len(shape) - 1]
 
     def history(self, row: int) -> list[tuple[State, float]]:
         sid = self.shapes[row]

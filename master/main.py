@@ -298,9 +298,19 @@ def open_journal(workdir: Path, core: Core, resume: bool, node_timeout: float = 
     jour = journal.Journal(journal.path_in(workdir))
     core.campaign = jour.campaign()
     if resume:
-        batches, tasks, jobs, requests = jour.load()
-        restore(core, batches, tasks, jobs, requests, time.time(), jour.placements(), node_timeout,
-                jour.attempts())
+        # The replay makes millions of long-lived objects: the cyclic GC would scan them again and
+        # again as they pile up. Off for the replay; what it built is then frozen out of its view.
+        gc.disable()
+        try:
+            batches, tasks, jobs, requests = jour.stream()
+            restore(core, batches, tasks, jobs, requests, time.time(), jour.placements(), node_timeout,
+                    jour.attempts())
+        except BaseException:
+            jour.close()  # a refused resume leaves no -wal/-shm behind
+            raise
+        finally:
+            gc.enable()
+            gc.freeze()
         log.info("campaign resumed", campaign=core.campaign, batches=len(batches), jobs=len(core.registry),
                  finished=len(core.registry) - core.unfinished, unfinished=core.unfinished,
                  orphans=len(core.recon.orphans))

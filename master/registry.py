@@ -105,7 +105,7 @@ class Job:
         "waiters",
     )
 
-    def __init__(self, spec: JobSpec, seq: int, now: float) -> None:
+    def __init__(self, spec: JobSpec, seq: int, now: float, ended: Ended | None = None) -> None:
         self.spec = spec
         self.seq = seq
         self.state = State.QUEUED
@@ -120,11 +120,12 @@ class Job:
         self.succeeded = 0
         self.failed = 0
         # Its tasks: those not ended, by iteration (made with the first, dropped with the last), and
-        # the rows of those ended in the registry's table: one row (a job without iterations), or
-        # (iteration - start) -> row + 1, 0 for none yet (made when the first iteration ends).
+        # the rows of those ended in the registry's table (``ended``): for a job with iterations,
+        # (iteration - start) -> row + 1, 0 for none yet (made when the first iteration ends); the
+        # table keeps a one-task job's row by its ``seq``.
         self.live: dict[int | None, Task] | None = None
-        self.rows: int | array[int] | None = None
-        self.ended: Ended = _NO_TABLE  # the registry's (Registry.add)
+        self.rows: array[int] | None = None
+        self.ended = ended if ended is not None else Ended()  # the registry's (Registry.add)
         self.pending = 0  # unmet whole-job dependencies
         self.iter_deps = 0  # per-iteration dependencies each iteration waits for
         # iteration -> per-iteration deps met so far (made with the first per-iteration dependency)
@@ -165,12 +166,10 @@ class Job:
 
     def row(self, it: int | None) -> int | None:
         """The ended task's row in the registry's table, or None."""
+        if it is None:
+            return self.ended.job_row(self.seq) if self.spec.iterations is None else None
         rows = self.rows
         if rows is None:
-            return None
-        if isinstance(rows, int):
-            return rows if it is None else None
-        if it is None:
             return None
         assert self.spec.iterations is not None
         k = it - self.spec.iterations.start
@@ -197,8 +196,7 @@ class Job:
         if self.live is None:
             self.live = {}
         self.live[task.iteration] = task
-        if self.rows is not None:
-            self._forget_row(task.iteration)
+        self._forget_row(task.iteration)
 
     def drop_task(self, task: Task) -> None:
         """Take back a live task that never ran (a withdrawn standby): its iteration has none."""
@@ -212,12 +210,15 @@ class Job:
         """``task`` (in a final state) is done changing: keep it as a row of the table."""
         row = self.ended.add(task)
         self.drop_task(task)
-        it = task.iteration
+        self.keep_row(task.iteration, row)
+
+    def keep_row(self, it: int | None, row: int) -> None:
+        """Iteration ``it``'s ended task is ``row`` of the table (``task_ended``, a restore)."""
         if it is None:
-            self.rows = row
+            self.ended.set_job_row(self.seq, row)
             return
         rows = self.rows
-        if not isinstance(rows, array):
+        if rows is None:
             assert self.spec.iterations is not None
             rows = self.rows = array("l", bytes(8 * self.total)) if row >= 2**31 - 1 else array("i", bytes(4 * self.total))
         elif row >= 2**31 - 1 and rows.typecode == "i":
@@ -227,10 +228,9 @@ class Job:
 
     def _forget_row(self, it: int | None) -> None:
         rows = self.rows
-        if isinstance(rows, int):
-            if it is None:
-                self.rows = None
-        elif rows is not None and it is not None and self.spec.iterations is not None:
+        if it is None:
+            self.ended.set_job_row(self.seq, None)
+        elif rows is not None and self.spec.iterations is not None:
             k = it - self.spec.iterations.start
             if 0 <= k < len(rows):
                 rows[k] = 0
@@ -243,7 +243,7 @@ class Job:
                 yield t
             return
         live = self.live or {}
-        rows = self.rows if isinstance(self.rows, array) else None
+        rows = self.rows
         start = self.spec.iterations.start
         if rows is None:
             for it in sorted(k for k in live if k is not None):
@@ -314,19 +314,17 @@ class TaskView(Mapping[int | None, Task]):
 
     def __len__(self) -> int:
         job = self._job
-        n = len(job.live) if job.live else 0
+        n = len(job.live) if job.live else 0  # a live task's iteration has no row (add_task)
+        if job.spec.iterations is None:
+            return n + (job.row(None) is not None)
         rows = job.rows
-        if isinstance(rows, int):
-            n += 1
-        elif rows is not None:
-            n += len(rows) - rows.count(0)  # a live task's iteration has no row (add_task)
-        return n
+        return n + (len(rows) - rows.count(0) if rows is not None else 0)
 
     def __bool__(self) -> bool:
-        return bool(self._job.live) or self._job.rows is not None
-
-
-_NO_TABLE = Ended()  # a Job's table until the registry takes it (a job alone, in unit tests)
+        job = self._job
+        if job.live:
+            return True
+        return job.rows is not None if job.spec.iterations is not None else job.row(None) is not None
 
 
 class Registry:

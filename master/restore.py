@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import reconcile
 from .core import Core
@@ -35,9 +36,9 @@ from .registry import Attempt, Job, Task
 History = tuple[tuple[State, float], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRecord:
-    """One task (a job, or one iteration of it) in its final state, as journaled."""
+class TaskRecord(NamedTuple):
+    """One task (a job, or one iteration of it) in its final state, as journaled (a tuple: a
+    resume makes a million of them)."""
 
     job: str
     iteration: int | None
@@ -60,8 +61,7 @@ class AttemptRecord:
     retried: bool  # it used one of its job's retries (an interrupted attempt did not)
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
+class JobRecord(NamedTuple):
     """One job in its final state, as journaled."""
 
     name: str
@@ -115,13 +115,15 @@ def restore(
     for arec in attempts:
         restore_attempt(core, arec)
     core._next_task_id = max(core._next_task_id, 1 + max((p.task_id for p in placements), default=0))
-    restored = [(t, rec) for rec in tasks if (t := restore_task(core, rec, now)) is not None]
+    first = len(core.registry.ended)  # restored tasks are rows first.. of the table, in journal order
+    restore_tasks(core, tasks, now)
+    last = len(core.registry.ended)
     for p in placements:
         restore_orphan(core, p, now)
     if core.recon.orphans:
         core.recon.orphan_deadline = now + orphan_timeout
-    for task, rec in restored:
-        settle_task(core, task, rec)
+    for row in range(first, last):
+        settle_row(core, row)
     for jrec in jobs:
         restore_job(core, jrec, now)
     for req in requests:
@@ -179,9 +181,37 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
     return task
 
 
-def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
-    """Put a final task back into its job, with its record; nothing is propagated yet (see
-    ``settle_task``). None when there is no such job or iteration, or it has a task already."""
+def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None:
+    """``restore_task`` for each record, in order (the loop a resume spends its time in)."""
+    jobs = core.registry.jobs
+    add = core.registry.ended.add_fields
+    counts: dict[State, int] = {}
+    task_id = core._next_task_id
+    for rec in records:
+        job = jobs.get(rec.job)
+        state = rec.state
+        if job is None or job.state._value_ >= State.SUCCEED or state._value_ < State.SUCCEED:
+            continue
+        it = rec.iteration
+        it_range = job.spec.iterations
+        if it_range is None:
+            if it is not None or job.row(None) is not None or job.live:
+                continue
+        elif it is None or not it_range.start <= it < it_range.stop or job.has_task(it):
+            continue
+        counts[state] = counts.get(state, 0) + 1
+        row = add(job, it, task_id, state, rec.exit_code, rec.history or ((state, now),), rec.allocation,
+                  rec.reason, rec.usage, rec.stderr_tail)
+        task_id += 1
+        job.keep_row(it, row)
+    core._next_task_id = task_id
+    core.task_counts.update(counts)
+
+
+def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
+    """Put a final task back into its job, as a row of the ended table (the next one); nothing is
+    propagated yet (see ``settle_row``). None when there is no such job or iteration, or it has a
+    task already."""
     job = core.registry.get(rec.job)
     if job is None or job.final or not rec.state.final:
         return None
@@ -192,37 +222,32 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> Task | None:
         return None
     if job.has_task(rec.iteration):
         return None
-    task = core._new_task(job, rec.iteration, now)
-    core.task_counts[State.QUEUED] -= 1
+    task_id = core._next_task_id
+    core._next_task_id += 1
     core.task_counts[rec.state] += 1
-    task.state = rec.state
-    task.history = list(rec.history) or [(rec.state, now)]
-    task.exit_code = rec.exit_code
-    task.reason = rec.reason
-    task.allocation = rec.allocation
-    task.usage = rec.usage
-    task.stderr_tail = rec.stderr_tail
-    job.task_ended(task)
-    return task
+    row = core.registry.ended.add_fields(
+        job, rec.iteration, task_id, rec.state, rec.exit_code, rec.history or ((rec.state, now),), rec.allocation,
+        rec.reason, rec.usage, rec.stderr_tail,
+    )
+    job.keep_row(rec.iteration, row)
+    return row
 
 
-def settle_task(core: Core, task: Task, rec: TaskRecord) -> None:
-    """The consequences of a restored task's end: its job's counts, its dependents, its job's end."""
-    job = task.job
-    if job.final:
+def settle_row(core: Core, row: int) -> None:
+    """The consequences of a restored task's end (``row`` of the ended table): its job's counts,
+    its dependents, its job's end."""
+    table = core.registry.ended
+    job = table.job(row)
+    if job.state._value_ >= State.SUCCEED:  # final
         return
-    if rec.state != State.OMITTED:
+    state = table.state(row)
+    if state != State.OMITTED:
         job.started += 1
         if job.state == State.QUEUED:
-            times = dict(rec.history)
-            end = rec.history[-1][1] if rec.history else 0.0
-            core._job_state(job, State.SCHEDULED, times.get(State.SCHEDULED, end))
+            core._job_state(job, State.SCHEDULED, table.time_of(row, State.SCHEDULED))
         if job.state == State.SCHEDULED:
-            times = dict(rec.history)
-            end = rec.history[-1][1] if rec.history else 0.0
-            core._job_state(job, State.EXECUTING, times.get(State.EXECUTING, end))
-    end = rec.history[-1][1] if rec.history else 0.0
-    core._settle_task(task, rec.state, rec.reason, end)
+            core._job_state(job, State.EXECUTING, table.time_of(row, State.EXECUTING))
+    core._settle_task(job, table.iteration(row), state, table.reason(row), table.ended_at(row))
 
 
 def restore_job(core: Core, rec: JobRecord, now: float) -> None:

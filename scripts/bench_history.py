@@ -5,9 +5,10 @@ Three measurements, each in a fresh process:
 
   core-iter N   one job of N iterations run to the end in the master's core (no I/O: each task
                 is placed, started and exits 0 with CPU figures, as an agent reports them); bytes
-                of Python memory (tracemalloc) still held per finished task once all have ended
-  core-jobs N   the same with N one-task jobs (bytes per finished job, its Job record included
-                after submission: the job's spec and record are counted before the run starts)
+                of Python memory (tracemalloc) held per finished task once all have ended, beyond
+                what was held once submitted (bytes_per_task) and in all (with_submitted_...)
+  core-jobs N   the same with N one-task jobs: what a job holds once ended beyond what it held
+                when submitted (its spec and record are counted before the run starts)
   resume N      a journal holding one job of N finished iterations and N one-task finished jobs
                 (written through the journal's own API), then `pj-master --resume` on it: seconds
                 from process start until it answers Status, and its peak RSS (VmHWM)
@@ -35,7 +36,9 @@ def core_run(n: int, mode: str) -> dict:
     from pj.master.model import NodeInfo
     from pj.v1 import pj_pb2 as pb
 
+    tracemalloc.start()  # from the start: what the run frees of the submitted records counts too
     core = Core()
+    zero = tracemalloc.get_traced_memory()[0]
     if mode == "iter":
         msgs = [pb.JobSpec(name="big", exec="/bin/true", iterations=pb.Iterations(start=0, stop=n))]
     else:
@@ -48,7 +51,6 @@ def core_run(n: int, mode: str) -> dict:
     for k in range(8):
         core.node_joined(NodeInfo(f"n{k}", 128), now)
     gc.collect()
-    tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     t0 = time.perf_counter()
     done = 0
@@ -68,10 +70,11 @@ def core_run(n: int, mode: str) -> dict:
     core.step(now + 1)
     wall = time.perf_counter() - t0
     gc.collect()
-    held = tracemalloc.get_traced_memory()[0] - base
+    end = tracemalloc.get_traced_memory()[0]
+    held, whole = end - base, end - zero
     tracemalloc.stop()
     assert done == n and core.unfinished == 0, (done, core.unfinished)
-    return {"tasks": n, "bytes_per_task": round(held / n), "held_mb": round(held / 1e6, 1), "wall_s": round(wall, 2)}
+    return {"tasks": n, "bytes_per_task": round(held / n), "with_submitted_bytes_per_task": round(whole / n), "held_mb": round(held / 1e6, 1), "wall_s": round(wall, 2)}
 
 
 def write_journal(workdir: Path, n: int) -> None:
