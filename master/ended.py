@@ -19,7 +19,7 @@ changing it changes nothing here); ``state(row)`` and ``task_id(row)`` read one 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .model import Allocation, State
@@ -54,6 +54,14 @@ class _Interned(Generic[K]):
             i = self.ids[value] = len(self.values)
             self.values.append(value)
         return i
+
+
+def _last(shape: tuple[State, ...], state: State) -> int:
+    """The index of ``state``'s last entry in ``shape``; -1 if none."""
+    for k in range(len(shape) - 1, -1, -1):
+        if shape[k] == state:
+            return k
+    return -1
 
 
 class Ended:
@@ -166,25 +174,29 @@ class Ended:
     def task_id(self, row: int) -> int:
         return self.ids[row]
 
-    def ended_at(self, row: int) -> float:
-        """When its history last changed (its end)."""
-        sid = self.shapes[row]
-        if sid == _LONG:
-            return self.long[row][-1][1]
-        return self.times[row * TIMES + len(self._shapes.values[sid]) - 1]
-
-    def time_of(self, row: int, state: State) -> float:
-        """When its history last changed to ``state``; its end if never."""
-        sid = self.shapes[row]
-        if sid == _LONG:
-            history = self.long[row]
-            return next((t for s, t in reversed(history) if s == state), history[-1][1])
-        shape = self._shapes.values[sid]
-        base = row * TIMES
-        for k in range(len(shape) - 1, -1, -1):
-            if shape[k] == state:
-                return self.times[base + k]
-        return self.times[base + len(shape) - 1]
+    def settled(self, first: int, last: int) -> Iterator[tuple[Job, int | None, State, str, float, float, float]]:
+        """For rows first..last-1 in order: (job, iteration, state, reason, when it was scheduled, when
+        it began executing, when it ended), a missing time being its end: what a restore settles."""
+        jobs, its, states, reasons, shapes = self.jobs, self.its, self.states, self.reasons, self.shapes
+        reason_of, shape_of, times = self._reasons.values, self._shapes.values, self.times
+        # Per shape: the index of its end, of its last SCHEDULED and of its last EXECUTING entry.
+        marks = [(len(s) - 1, _last(s, State.SCHEDULED), _last(s, State.EXECUTING)) for s in shape_of]
+        for row in range(first, last):
+            sid = shapes[row]
+            if sid == _LONG:
+                history = self.long[row]
+                end = history[-1][1]
+                sched = next((t for s, t in reversed(history) if s == State.SCHEDULED), end)
+                execd = next((t for s, t in reversed(history) if s == State.EXECUTING), end)
+            else:
+                base = row * TIMES
+                e, s_, x = marks[sid]
+                end = times[base + e]
+                sched = times[base + s_] if s_ >= 0 else end
+                execd = times[base + x] if x >= 0 else end
+            it = its[row]
+            yield (jobs[row], None if it == _NO_IT else it, _STATES[states[row]], reason_of[reasons[row]],
+                   sched, execd, end)
 
     def history(self, row: int) -> list[tuple[State, float]]:
         sid = self.shapes[row]

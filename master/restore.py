@@ -122,8 +122,7 @@ def restore(
         restore_orphan(core, p, now)
     if core.recon.orphans:
         core.recon.orphan_deadline = now + orphan_timeout
-    for row in range(first, last):
-        settle_row(core, row)
+    settle_rows(core, first, last)
     for jrec in jobs:
         restore_job(core, jrec, now)
     for req in requests:
@@ -233,21 +232,20 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
     return row
 
 
-def settle_row(core: Core, row: int) -> None:
-    """The consequences of a restored task's end (``row`` of the ended table): its job's counts,
-    its dependents, its job's end."""
-    table = core.registry.ended
-    job = table.job(row)
-    if job.state._value_ >= State.SUCCEED:  # final
-        return
-    state = table.state(row)
-    if state != State.OMITTED:
-        job.started += 1
-        if job.state == State.QUEUED:
-            core._job_state(job, State.SCHEDULED, table.time_of(row, State.SCHEDULED))
-        if job.state == State.SCHEDULED:
-            core._job_state(job, State.EXECUTING, table.time_of(row, State.EXECUTING))
-    core._settle_task(job, table.iteration(row), state, table.reason(row), table.ended_at(row))
+def settle_rows(core: Core, first: int, last: int) -> None:
+    """``settle_row`` for rows first..last-1, in order."""
+    settle, job_state = core._settle_task, core._job_state
+    queued, scheduled, executing, omitted = State.QUEUED, State.SCHEDULED, State.EXECUTING, State.OMITTED
+    for job, it, state, reason, sched, execd, end in core.registry.ended.settled(first, last):
+        if job.state._value_ >= State.SUCCEED:  # final
+            continue
+        if state is not omitted:
+            job.started += 1
+            if job.state is queued:
+                job_state(job, scheduled, sched)
+            if job.state is scheduled:
+                job_state(job, executing, execd)
+        settle(job, it, state, reason, end)
 
 
 def restore_job(core: Core, rec: JobRecord, now: float) -> None:

@@ -9,11 +9,14 @@ Three measurements, each in a fresh process:
                 what was held once submitted (bytes_per_task) and in all (with_submitted_...)
   core-jobs N   the same with N one-task jobs: what a job holds once ended beyond what it held
                 when submitted (its spec and record are counted before the run starts)
-  resume N      a journal holding one job of N finished iterations and N one-task finished jobs
+  core-rss N    core-iter without tracemalloc: the process's peak RSS (VmHWM), whole, for N
+                iterations run to the end (the issue's 10^7-iteration job in <= 2 GB)
+  resume N      a journal holding one job of N/2 finished iterations and N/2 one-task finished jobs
                 (written through the journal's own API), then `pj-master --resume` on it: seconds
                 from process start until it answers Status, and its peak RSS (VmHWM)
+  resume-iter N the same with one job of N finished iterations only
 
-    .venv/bin/python scripts/bench_history.py [--tasks 1000000] [--only core-iter,core-jobs,resume]
+    .venv/bin/python scripts/bench_history.py [--tasks 1000000] [--only core-iter,core-jobs,core-rss,resume,resume-iter]
 """
 
 from __future__ import annotations
@@ -28,6 +31,45 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+
+def vm(key: str) -> float:
+    """This process's /proc/self/status figure in MB (VmRSS, VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def core_rss(n: int) -> dict:
+    """One job of n iterations run to the end in the core, without tracemalloc (it would double the
+    time): the process's peak and final RSS, the whole interpreter included."""
+    from pj.master import convert, usage
+    from pj.master.core import Core
+    from pj.master.model import NodeInfo
+    from pj.v1 import pj_pb2 as pb
+
+    core = Core()
+    core.submit(convert.specs_from_pb(
+        [pb.JobSpec(name="big", exec="/bin/true", iterations=pb.Iterations(start=0, stop=n))], "/"), 1.0)
+    for k in range(8):
+        core.node_joined(NodeInfo(f"n{k}", 128), 1.0)
+    start = vm("VmRSS")
+    t0 = time.perf_counter()
+    now = 1.0
+    while core.unfinished:
+        now += 0.001
+        out = core.step(now)
+        for i, t in enumerate(out.placed):
+            core.task_exited(t.id, 0, "", now + 0.0005, usage.pack(0.01 * (i % 7), 0.002, 2000 + i))
+        del out
+    core.step(now + 1)
+    wall = time.perf_counter() - t0
+    gc.collect()
+    job = core.registry.jobs["big"]
+    assert job.state.name == "SUCCEED" and len(job.tasks) == n
+    return {"tasks": n, "rss_before_mb": round(start), "peak_rss_mb": round(vm("VmHWM")),
+            "rss_after_mb": round(vm("VmRSS")), "wall_s": round(wall, 1), "tasks_per_s": round(n / wall)}
 
 
 def core_run(n: int, mode: str) -> dict:
@@ -77,7 +119,8 @@ def core_run(n: int, mode: str) -> dict:
     return {"tasks": n, "bytes_per_task": round(held / n), "with_submitted_bytes_per_task": round(whole / n), "held_mb": round(held / 1e6, 1), "wall_s": round(wall, 2)}
 
 
-def write_journal(workdir: Path, n: int) -> None:
+def write_journal(workdir: Path, n: int, singles: bool = True) -> None:
+    """A journal of one job of n finished iterations, and (``singles``) n finished one-task jobs."""
     from pj.master import journal, usage
     from pj.master.convert import specs_from_pb
     from pj.master.model import NodeShare, State
@@ -86,7 +129,7 @@ def write_journal(workdir: Path, n: int) -> None:
 
     req = pb.SubmitRequest(base_dir="/", jobs=[
         pb.JobSpec(name="big", exec="/bin/true", iterations=pb.Iterations(start=0, stop=n)),
-        *[pb.JobSpec(name=f"j{i}", exec="/bin/true") for i in range(n)],
+        *[pb.JobSpec(name=f"j{i}", exec="/bin/true") for i in range(n if singles else 0)],
     ])
     jour = journal.Journal(journal.path_in(workdir))
     jour.campaign()
@@ -96,9 +139,10 @@ def write_journal(workdir: Path, n: int) -> None:
     big = jobs[0]
     step = 20_000
     tid = 0
-    for lo in range(0, 2 * n, step):
+    total = 2 * n if singles else n
+    for lo in range(0, total, step):
         tasks = []
-        for k in range(lo, min(2 * n, lo + step)):
+        for k in range(lo, min(total, lo + step)):
             tid += 1
             job, it = (big, k) if k < n else (jobs[1 + k - n], None)
             t = Task(tid, job, it, 1.0)
@@ -126,12 +170,12 @@ def write_journal(workdir: Path, n: int) -> None:
     jour.close()
 
 
-def resume_run(n: int, pj_python: str) -> dict:
+def resume_run(n: int, pj_python: str, singles: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="pj-bench-history-") as tmp:
         wd = Path(tmp) / "run"
         wd.mkdir(mode=0o700)
         t0 = time.perf_counter()
-        write_journal(wd, n)
+        write_journal(wd, n, singles)
         written = time.perf_counter() - t0
         size = (wd / "journal.db").stat().st_size
         t0 = time.perf_counter()
@@ -159,20 +203,26 @@ def resume_run(n: int, pj_python: str) -> dict:
         finally:
             proc.terminate()
             proc.wait(30)
-        return {"tasks": 2 * n, "journal_mb": round(size / 1e6, 1), "write_s": round(written, 1),
+        return {"tasks": 2 * n if singles else n, "jobs": n + 1 if singles else 1, "journal_mb": round(size / 1e6, 1), "write_s": round(written, 1),
                 "resume_ready_s": round(ready, 2), "master_peak_rss_mb": round(hwm), "status": str(st)[:200]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=1_000_000)
-    ap.add_argument("--only", default="core-iter,core-jobs,resume")
+    ap.add_argument("--only", default="core-iter,core-jobs,resume,resume-iter")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:  # a child: one measurement in a fresh process
         kind = a.one
-        res = core_run(a.tasks, "iter" if kind == "core-iter" else "jobs") if kind.startswith("core") \
-            else resume_run(a.tasks // 2, sys.executable)
+        if kind == "core-rss":
+            res = core_rss(a.tasks)
+        elif kind.startswith("core"):
+            res = core_run(a.tasks, "iter" if kind == "core-iter" else "jobs")
+        elif kind == "resume-iter":
+            res = resume_run(a.tasks, sys.executable, singles=False)
+        else:
+            res = resume_run(a.tasks // 2, sys.executable)
         print(json.dumps(res))
         return
     for kind in a.only.split(","):
