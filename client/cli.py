@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pj import __version__
 from pj.common.fastexit import exit_now
 from pj.common.workdir import WORKDIR_ENV
 
@@ -188,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def pj_parser() -> _Parser:
     p = _Parser(prog="pj", description="Run and query PJ campaigns (pilot jobs).")
+    p.add_argument("--version", action="version", version=f"pj {__version__}")
     _add_connection(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -267,7 +269,18 @@ def pj_parser() -> _Parser:
     from .top import add_parser as add_top  # pj top: its options and its code live in top.py
 
     add_top(sub, _add_connection)
+    t = sub.add_parser("sbatch-template", help="print the Slurm batch script that runs a campaign (pj.sbatch)",
+                       description="Print scripts/pj.sbatch, the batch script that runs `pj run FILE` in one "
+                       "Slurm allocation: save it, adapt it, submit it with `sbatch -N 4 pj.sbatch FILE`.")
+    t.set_defaults(func=cmd_sbatch_template)
     return p
+
+
+def cmd_sbatch_template(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    sys.stdout.write(files("pj.client").joinpath("pj.sbatch").read_text())
+    return 0
 
 
 def pj_main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +291,7 @@ def pj_main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = pj_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         if not getattr(args, "func", None):
-            raise UsageError("give a command: run, status, list, info, cancel, wait, finish, resources or top")
+            raise UsageError("give a command: run, status, list, info, cancel, wait, finish, resources, top, report or sbatch-template")
         return int(args.func(args))
 
     rc = _guard(body)
@@ -300,6 +313,7 @@ def submit_parser() -> _Parser:
         "       pj-submit [--workdir DIR] [--name N] [--cores C] [...] -- CMD ARGS...",
         description="Submit a job file, or one command, to a running PJ master; print the job names.",
     )
+    p.add_argument("--version", action="version", version=f"pj-submit {__version__}")
     _add_connection(p)
     p.add_argument("file", nargs="*", metavar="FILE", help="a job file (PJ's format or QCG-PilotJob's)")
     g = p.add_argument_group("one command (after --)")
