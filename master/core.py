@@ -81,8 +81,8 @@ class Core:
         self.task_counts: Counter[State] = Counter()
         self.unfinished = 0
         self.finishing = False
-        self._next_task_id = 1
-        self._out = Outbox()
+        self.next_task_id = 1
+        self.outbox = Outbox()
         # Jobs waiting on one iteration of a job, and per iteration on every iteration of it.
         self._iter_waiters: dict[str, dict[int, list[Job]]] = {}
         self._per_iter_waiters: dict[str, list[Job]] = {}
@@ -121,7 +121,7 @@ class Core:
             self.pool.add(info)
             notice = self.arrivals.join(info.name, info.cores)
             if notice:
-                self._out.notices.append(notice)
+                self.outbox.notices.append(notice)
             if self.arrivals.complete and not self._capacity_known:
                 self._know_capacity(now)
             bad = reconcile.claim(self, info.name)
@@ -153,7 +153,7 @@ class Core:
         """The deadline for the expected nodes passed with some missing: say so, then go on or give up."""
         online = [n.name for n in self.pool.online()]
         notice = self.arrivals.expire(online)
-        self._out.notices.append(notice)
+        self.outbox.notices.append(notice)
         e = self.arrivals.expect
         if e is not None and e.policy == "fail":
             self.finish(drain=False, now=now, reason=notice)
@@ -171,7 +171,7 @@ class Core:
         for task in lost:
             reason = f"node lost: {name}"
             if task.job.cancel_requested:
-                self._end_task(task, State.CANCELED, None, reason, now)
+                self.end_task(task, State.CANCELED, None, reason, now)
                 continue
             job = task.job
             earlier = job.attempts.get(task.iteration, ()) if job.attempts else ()
@@ -180,7 +180,7 @@ class Core:
                 reason = f"crash limit: {crashes} nodes were lost while it ran (last: {name})"
             elif self._retry(task, None, reason, now, lost=True):
                 continue
-            self._end_task(task, State.FAILED, None, reason, now)
+            self.end_task(task, State.FAILED, None, reason, now)
 
     def _judge_fit(self, job: Job, now: float, fits: dict[int, bool] | None = None) -> bool:
         """Fail a job that can never fit the run's resources; True if it was failed. ``fits``: the
@@ -196,9 +196,9 @@ class Core:
         if known:
             return False
         reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
-        self._settle_unrun(job, job.total - job.done)
-        self._job_state(job, State.FAILED, now, reason)
-        self._job_ended(job, now)
+        self.settle_unrun(job, job.total - job.done)
+        self.set_job_state(job, State.FAILED, now, reason)
+        self.job_ended(job, now)
         return True
 
     # ------------------------------------------------------------------ submit
@@ -241,7 +241,7 @@ class Core:
                     self._wire(job, dep, now)
                     if job.final:
                         break
-        changed = self._out.changed
+        changed = self.outbox.changed
         fits: dict[int, bool] = {}  # a batch shares its requests: each is judged once (by id)
         for job in jobs:
             if job.final:
@@ -250,7 +250,7 @@ class Core:
             if self.capacity_known and self._judge_fit(job, now, fits):
                 continue
             if job.pending == 0:
-                self._unblock(job, now)
+                self.unblock(job, now)
         return [s.name for s in specs]
 
     def _wire(self, job: Job, dep: Dependency, now: float) -> None:
@@ -289,7 +289,7 @@ class Core:
                 target.waiters = []
             target.waiters.append(job)
 
-    def _unblock(self, job: Job, now: float) -> None:
+    def unblock(self, job: Job, now: float) -> None:
         """Every whole-job dependency is met: queue the job, or its ready iterations."""
         if job.spec.request.sizing is not None and not itersize.size(self, job, now):
             return
@@ -313,7 +313,7 @@ class Core:
         if not ok:
             task = self._new_task(job, it, now)
             job.iter_sat.pop(it, None)
-            self._end_task(task, State.OMITTED, None, "a dependency of this iteration did not succeed", now)
+            self.end_task(task, State.OMITTED, None, "a dependency of this iteration did not succeed", now)
             return
         n = job.iter_sat.get(it, 0) + 1
         if n >= job.iter_deps and job.iter_ready:
@@ -330,37 +330,37 @@ class Core:
             return
         job.pending -= 1
         if job.pending == 0 and not job.cancel_requested:
-            self._unblock(job, now)
+            self.unblock(job, now)
 
     def _omit(self, job: Job, reason: str, now: float) -> None:
         if job.final:
             return
-        self._settle_unrun(job, job.total - job.done)
-        self._job_state(job, State.OMITTED, now, reason)
-        self._job_ended(job, now)
+        self.settle_unrun(job, job.total - job.done)
+        self.set_job_state(job, State.OMITTED, now, reason)
+        self.job_ended(job, now)
 
     # ------------------------------------------------------------------ placing and running
 
     def _new_task(self, job: Job, it: int | None, now: float) -> Task:
-        task = Task(self._next_task_id, job, it, now)
-        self._next_task_id += 1
+        task = Task(self.next_task_id, job, it, now)
+        self.next_task_id += 1
         job.add_task(task)
         self.task_counts[State.QUEUED] += 1
         return task
 
-    def _place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> Task:
-        task = Task(self._next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
-        self._next_task_id += 1
+    def place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> Task:
+        task = Task(self.next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
+        self.next_task_id += 1
         job.add_task(task)
         task.allocation = allocation
         task.set_state(State.SCHEDULED, now)
         self.task_counts[State.SCHEDULED] += 1
         self.running[task.id] = task
-        self._out.placed.append(task)
+        self.outbox.placed.append(task)
         if job.state == State.QUEUED:
-            self._job_state(job, State.SCHEDULED, now)
+            self.set_job_state(job, State.SCHEDULED, now)
         launch = build(job.spec, task.id, it, allocation, self.ctx)
-        self._out.launches.setdefault(launch.node, []).append(launch)
+        self.outbox.launches.setdefault(launch.node, []).append(launch)
         return task
 
     def task_withdrawn(self, task_id: int, now: float) -> None:
@@ -373,10 +373,10 @@ class Core:
         if task is None or task.state != State.SCHEDULED:
             return
         now = max(now, task.history[-1][1])
-        self._task_state(task, State.EXECUTING, now)
+        self.set_task_state(task, State.EXECUTING, now)
         job = task.job
         if job.state == State.SCHEDULED:
-            self._job_state(job, State.EXECUTING, now)
+            self.set_job_state(job, State.EXECUTING, now)
 
     def task_exited(self, task_id: int, exit_code: int, error: str, now: float, usage: bytes = b"",
                     stderr_tail: str = "") -> None:
@@ -400,7 +400,7 @@ class Core:
             task.stderr_tail = stderr_tail
             if self._retry(task, exit_code, reason, now):
                 return
-        self._end_task(task, state, code, reason, now)
+        self.end_task(task, state, code, reason, now)
 
     def _retry(self, task: Task, exit_code: int | None, reason: str, now: float, lost: bool = False) -> bool:
         """Queue a failed task again if its job has retries left; True if it was."""
@@ -411,19 +411,34 @@ class Core:
         if job.retried is None:
             job.retried = {}
         job.retried[task.iteration] = used + 1
-        del self.running[task.id]
-        self._release(task)
-        self._out.unplaced.append(task.id)
         task.exit_code = exit_code
-        # This attempt's record ends FAILED; the next attempt gets a new task (and id) for the iteration.
-        self._task_state(task, State.FAILED, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)")
-        self._keep_attempt(task, now, lost, retried=True)
-        job.started -= 1
-        self.queue.push(job, task.iteration)
-        self._out.changed[job.name] = job
+        self.requeue(task, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)", lost=lost, retried=True)
         return True
 
-    def _keep_attempt(self, task: Task, now: float, lost: bool, retried: bool = False) -> None:
+    def requeue(self, task: Task, now: float, reason: str | None, *, lost: bool = False, retried: bool = False,
+                front: bool = False) -> None:
+        """Put a placed, not final task's iteration back in the queue (``front``: ahead of the rest).
+
+        ``reason``: its attempt ends FAILED with it and is kept (``keep_attempt``: ``lost``, a node was
+        lost under it; ``retried``, it used one of its job's retries); the next attempt is a new task
+        (and id). None: it never started and leaves no trace (a standby its agent gave back)."""
+        job = task.job
+        del self.running[task.id]
+        self.release(task)
+        self.outbox.unplaced.append(task.id)
+        job.started -= 1
+        if reason is None:
+            job.drop_task(task)
+            self.task_counts[task.state] -= 1
+            if job.started == 0 and job.state == State.SCHEDULED:
+                self.set_job_state(job, State.QUEUED, now)
+        else:
+            self.set_task_state(task, State.FAILED, now, reason)
+            self.keep_attempt(task, now, lost, retried)
+        self.queue.push(job, task.iteration, front=front)
+        self.outbox.changed[job.name] = job
+
+    def keep_attempt(self, task: Task, now: float, lost: bool, retried: bool = False) -> None:
         """Remember the ended attempt of a task about to be queued again (its Task is replaced);
         ``retried``: it used one of the job's retries (both kept in the journal too)."""
         job = task.job
@@ -434,25 +449,25 @@ class Core:
         kept = Attempt(task.state, task.exit_code, task.reason, nodes, started, now, task.id, lost, task.usage,
                        task.stderr_tail)
         job.attempts.setdefault(task.iteration, []).append(kept)
-        self._out.attempts.append((task, kept, retried))
+        self.outbox.attempts.append((task, kept, retried))
 
-    def _end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
+    def end_task(self, task: Task, state: State, exit_code: int | None, reason: str, now: float) -> None:
         if self.running.pop(task.id, None) is not None:
-            self._release(task)
+            self.release(task)
         task.exit_code = exit_code
-        self._task_state(task, state, now, reason)
-        self._out.ended.append(task)
+        self.set_task_state(task, state, now, reason)
+        self.outbox.ended.append(task)
         task.job.task_ended(task)
-        self._settle_task(task.job, task.iteration, state, reason, now)
+        self.settle_task(task.job, task.iteration, state, reason, now)
 
-    def _release(self, task: Task) -> None:
+    def release(self, task: Task) -> None:
         """Give back what the task holds (an orphan may hold only some of its shares, or none; a
         standby holds none, and a task with a standby passes its share on)."""
         if self.standbys.enabled and not self.standbys.leave(task):
             return
         self.pool.release(self.recon.held(task))
 
-    def _settle_task(self, job: Job, it: int | None, state: State, reason: str, now: float) -> None:
+    def settle_task(self, job: Job, it: int | None, state: State, reason: str, now: float) -> None:
         """The job's bookkeeping for one task (iteration ``it``) in a final state: counts, dependents,
         the job's end."""
         job.done += 1
@@ -462,7 +477,7 @@ class Core:
             job.failed += 1
             if not job.reason or job.total == 1:
                 job.reason = f"{job.name}:{it}: {reason}" if job.total > 1 else reason
-        self._out.changed[job.spec.name] = job
+        self.outbox.changed[job.spec.name] = job
         if it is not None and (self._per_iter_waiters or self._iter_waiters):
             ok = state == State.SUCCEED
             for w in self._per_iter_waiters.get(job.name, ()):
@@ -487,16 +502,16 @@ class Core:
                 f"{job.failed} of {job.total} iterations did not succeed (first: {job.reason})"
             )
         job.reason = ""
-        self._job_state(job, state, now, reason)
-        self._job_ended(job, now)
+        self.set_job_state(job, state, now, reason)
+        self.job_ended(job, now)
 
     @staticmethod
-    def _settle_unrun(job: Job, n: int) -> None:
+    def settle_unrun(job: Job, n: int) -> None:
         """``n`` tasks of the job will never run: they count as done and as not succeeded."""
         job.done += n
         job.failed += n
 
-    def _job_ended(self, job: Job, now: float) -> None:
+    def job_ended(self, job: Job, now: float) -> None:
         """A job reached a final state: tell every job that waits on it."""
         ok = job.state == State.SUCCEED
         waiters, job.waiters = job.waiters or (), None
@@ -540,16 +555,16 @@ class Core:
         job.cancel_requested = True
         job.cancel_reason = reason
         running = [t for t in (job.live or {}).values() if t.id in self.running]
-        self._settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
+        self.settle_unrun(job, job.total - len(running) - job.done)  # what never started never will
         if job.iter_sat:
             job.iter_sat.clear()
         if not running:
-            self._job_state(job, State.CANCELED, now, reason)
-            self._job_ended(job, now)
+            self.set_job_state(job, State.CANCELED, now, reason)
+            self.job_ended(job, now)
             return
         for t in running:
-            self._out.cancels.setdefault(t.allocation[0].node, []).append(t.id)
-        self._out.changed[job.name] = job
+            self.outbox.cancels.setdefault(t.allocation[0].node, []).append(t.id)
+        self.outbox.changed[job.name] = job
 
     def finish(self, drain: bool, now: float, reason: str = "canceled") -> None:
         """Stop once every job has ended; without ``drain``, cancel what has not (with ``reason``)."""
@@ -569,12 +584,12 @@ class Core:
         pool, sb = self.pool, self.standbys
         if self.queue.queues and pool.free_cores > 0:
             place: Place = (  # with prefetch, what is placed on free cores may get standbys behind it
-                (lambda job, it, alloc: sb.offer(self._place(job, it, alloc, now))) if sb.enabled
-                else (lambda job, it, alloc: self._place(job, it, alloc, now))
+                (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
+                else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
             self.queue.schedule(pool.allocate, place, lambda: pool.free_cores > 0, now)
         stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
-        out, self._out = self._out, Outbox()
+        out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0
         wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]
         out.wake_at = min(wakes, default=None)
@@ -582,18 +597,18 @@ class Core:
 
     # ------------------------------------------------------------------ state changes
 
-    def _task_state(self, task: Task, state: State, now: float, reason: str = "") -> None:
+    def set_task_state(self, task: Task, state: State, now: float, reason: str = "") -> None:
         counts = self.task_counts
         counts[task.state] -= 1
         task.set_state(state, now, reason)
         counts[state] += 1
 
-    def _job_state(self, job: Job, state: State, now: float, reason: str = "") -> None:
+    def set_job_state(self, job: Job, state: State, now: float, reason: str = "") -> None:
         counts = self.job_counts
         counts[job.state] -= 1
         job.set_state(state, now, reason)
         counts[state] += 1
-        out = self._out
+        out = self.outbox
         if state._value_ >= State.SUCCEED:  # final (State.final, without the property call)
             self.unfinished -= 1
             out.finished.append(job)

@@ -45,9 +45,9 @@ def size(core: Core, job: Job, now: float) -> bool:
     nodes = [(n.total_cores, len(n.gpus)) for n in core.pool.online()]
     got = resolve(job.spec.request, job.spec.iterations.count, nodes)
     if isinstance(got, str):
-        core._settle_unrun(job, job.total - job.done)
-        core._job_state(job, State.FAILED, now, got)
-        core._job_ended(job, now)
+        core.settle_unrun(job, job.total - job.done)
+        core.set_job_state(job, State.FAILED, now, got)
+        core.job_ended(job, now)
         return False
     job.spec = job.spec._replace(request=got)
     return True
@@ -58,7 +58,7 @@ def size_parked(core: Core, now: float) -> None:
     parked, core.unsized = core.unsized, []
     for job in parked:
         if not job.final and not job.cancel_requested:
-            core._unblock(job, now)  # sizes it first; parks it again if still too early
+            core.unblock(job, now)  # sizes it first; parks it again if still too early
 
 
 def resolve(request: Request, iterations: int, nodes: Sequence[tuple[int, int]]) -> Request | str:

@@ -40,7 +40,7 @@ def _unstarted(core: Core, name: str, now: float) -> list[Task]:
             rest.append(task)
             first = task.allocation[0].node
             if first != name:  # its process runs on another node's agent: stop that copy
-                core._out.cancels.setdefault(first, []).append(task.id)
+                core.outbox.cancels.setdefault(first, []).append(task.id)
     return rest
 
 
@@ -61,7 +61,7 @@ def replaced(core: Core, name: str, now: float) -> None:
         earlier = job.attempts.get(task.iteration, ()) if job.attempts else ()
         crashes = 1 + sum(1 for a in earlier if a.lost)
         if core.crash_limit and crashes >= core.crash_limit and not job.cancel_requested:
-            core._end_task(task, State.FAILED, None,
+            core.end_task(task, State.FAILED, None,
                            f"crash limit: {crashes} nodes were lost while it ran (last: {name})", now)
         else:
             reconcile.requeue(core, task, reason, now, lost=True)

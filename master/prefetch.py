@@ -203,7 +203,7 @@ def standby_pass(core: Core, now: float) -> float | None:
     withdraw standbys stuck while cores idle. Returns when to look again for stuck ones (None: when
     something happens)."""
     queue, pool, sb = core.queue, core.pool, core.standbys
-    place = core._place
+    place = core.place
     if queue.queues and sb.heads:
         queue.schedule(lambda request: sb.share_for(request, pool),
                        lambda job, it, alloc: sb.link(place(job, it, alloc, now)),
@@ -211,7 +211,7 @@ def standby_pass(core: Core, now: float) -> float | None:
     if not sb.behind or pool.free_cores <= 0:
         return None
     stuck, wake = sb.stuck(now, pool)
-    withdraws = core._out.withdraws
+    withdraws = core.outbox.withdraws
     for task in stuck:
         withdraws.setdefault(task.allocation[0].node, []).append(task.id)
     return wake
@@ -225,15 +225,6 @@ def withdrawn(core: Core, task_id: int, now: float) -> None:
         return  # it started (or ended) before the withdraw reached the agent
     job = task.job
     if job.cancel_requested:
-        core._end_task(task, State.CANCELED, None, job.cancel_reason, now)
+        core.end_task(task, State.CANCELED, None, job.cancel_reason, now)
         return
-    del core.running[task_id]
-    core._release(task)
-    job.drop_task(task)
-    core.task_counts[State.SCHEDULED] -= 1
-    core._out.unplaced.append(task_id)
-    job.started -= 1
-    if job.started == 0 and job.state == State.SCHEDULED:
-        core._job_state(job, State.QUEUED, now)
-    core.queue.push(job, task.iteration, front=True)
-    core._out.changed[job.name] = job
+    core.requeue(task, now, None, front=True)

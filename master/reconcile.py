@@ -121,7 +121,7 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
     still = set(running)
     exits = {e[0]: e for e in ended}
     mine = [t for t in core.running.values() if t.allocation and t.allocation[0].node == name]
-    cancels = core._out.cancels
+    cancels = core.outbox.cancels
     orphans = core.recon.orphans
     for task in mine:
         was_orphan = task.id in orphans
@@ -142,7 +142,7 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
     unknown = sorted(still - known)
     if unknown:
         cancels.setdefault(name, []).extend(unknown)
-        core._out.notices.append(
+        core.outbox.notices.append(
             f"node {name} runs task(s) {', '.join(map(str, unknown))} this campaign does not: canceled"
         )
 
@@ -152,16 +152,9 @@ def requeue(core: Core, task: Task, reason: str, now: float, lost: bool = False)
     counts towards the crash limit (its agent died under it)."""
     job = task.job
     if job.cancel_requested:
-        core._end_task(task, State.CANCELED, None, job.cancel_reason, now)
+        core.end_task(task, State.CANCELED, None, job.cancel_reason, now)
         return
-    del core.running[task.id]
-    core._release(task)
-    core._task_state(task, State.FAILED, now, reason)
-    core._keep_attempt(task, now, lost)
-    core._out.unplaced.append(task.id)
-    job.started -= 1
-    core.queue.push(job, task.iteration)
-    core._out.changed[job.name] = job
+    core.requeue(task, now, reason, lost=lost)
 
 
 def due(core: Core, now: float) -> None:
@@ -172,7 +165,7 @@ def due(core: Core, now: float) -> None:
         return
     for name, deadline in list(recon.disconnected.items()):
         if now >= deadline:
-            core._out.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
+            core.outbox.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
             nodeloss.node_lost(core, name, now)
     if recon.orphan_deadline is not None and now >= recon.orphan_deadline:
         recon.orphan_deadline = None

@@ -114,7 +114,7 @@ def restore(
         core.submit(batch.specs, batch.time)
     for arec in attempts:
         restore_attempt(core, arec)
-    core._next_task_id = max(core._next_task_id, 1 + max((p.task_id for p in placements), default=0))
+    core.next_task_id = max(core.next_task_id, 1 + max((p.task_id for p in placements), default=0))
     first = len(core.registry.ended)  # restored tasks are rows first.. of the table, in journal order
     restore_tasks(core, tasks, now)
     last = len(core.registry.ended)
@@ -130,7 +130,7 @@ def restore(
             core.cancel([n for n in req.names if n in core.registry], now)
         elif req.kind == "finish":
             core.finish(req.drain, now)
-    out = core._out
+    out = core.outbox
     out.ended.clear()
     out.finished.clear()
     out.placed.clear()
@@ -171,11 +171,11 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
     job.add_task(task)
     core.task_counts[State.QUEUED] += 1
     task.allocation = p.allocation
-    core._task_state(task, State.SCHEDULED, now)
+    core.set_task_state(task, State.SCHEDULED, now)
     core.running[task.id] = task
     job.started += 1
     if job.state == State.QUEUED:
-        core._job_state(job, State.SCHEDULED, now)
+        core.set_job_state(job, State.SCHEDULED, now)
     reconcile.orphan(core, task)
     return task
 
@@ -185,7 +185,7 @@ def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None
     jobs = core.registry.jobs
     add = core.registry.ended.add_fields
     counts: dict[State, int] = {}
-    task_id = core._next_task_id
+    task_id = core.next_task_id
     for rec in records:
         job = jobs.get(rec.job)
         state = rec.state
@@ -203,7 +203,7 @@ def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None
                   rec.reason, rec.usage, rec.stderr_tail)
         task_id += 1
         job.keep_row(it, row)
-    core._next_task_id = task_id
+    core.next_task_id = task_id
     core.task_counts.update(counts)
 
 
@@ -221,8 +221,8 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
         return None
     if job.has_task(rec.iteration):
         return None
-    task_id = core._next_task_id
-    core._next_task_id += 1
+    task_id = core.next_task_id
+    core.next_task_id += 1
     core.task_counts[rec.state] += 1
     row = core.registry.ended.add_fields(
         job, rec.iteration, task_id, rec.state, rec.exit_code, rec.history or ((rec.state, now),), rec.allocation,
@@ -234,7 +234,7 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
 
 def settle_rows(core: Core, first: int, last: int) -> None:
     """``settle_row`` for rows first..last-1, in order."""
-    settle, job_state = core._settle_task, core._job_state
+    settle, job_state = core.settle_task, core.set_job_state
     queued, scheduled, executing, omitted = State.QUEUED, State.SCHEDULED, State.EXECUTING, State.OMITTED
     for job, it, state, reason, sched, execd, end in core.registry.ended.settled(first, last):
         if job.state._value_ >= State.SUCCEED:  # final
@@ -255,13 +255,13 @@ def restore_job(core: Core, rec: JobRecord, now: float) -> None:
     if job is None or not rec.state.final:
         return
     if not job.final:
-        core._settle_unrun(job, job.total - job.done)
+        core.settle_unrun(job, job.total - job.done)
         if rec.state in TRANSITIONS[job.state]:
-            core._job_state(job, rec.state, now, rec.reason)
+            core.set_job_state(job, rec.state, now, rec.reason)
         else:
             _force_state(core, job, rec.state)
             core.unfinished -= 1
-        core._job_ended(job, now)
+        core.job_ended(job, now)
     elif job.state != rec.state:
         _force_state(core, job, rec.state)
     job.history = tuple(rec.history) or job.history
@@ -272,4 +272,4 @@ def _force_state(core: Core, job: Job, state: State) -> None:
     core.job_counts[job.state] -= 1
     core.job_counts[state] += 1
     job.state = state
-    core._out.changed[job.name] = job
+    core.outbox.changed[job.name] = job

@@ -58,7 +58,7 @@ def test_orphans_wait_scheduled_holding_nothing_and_are_not_queued() -> None:
     assert {t.state for t in core.running.values()} == {State.SCHEDULED}
     assert core.registry.jobs["a"].state == State.SCHEDULED
     assert core.recon.orphans == set(c.ids.values())
-    assert core._next_task_id > max(c.ids.values())
+    assert core.next_task_id > max(c.ids.values())
     core.node_joined(node("n1"), c.t)  # another node: the orphans must not be placed there
     assert launched(core, c.t) == []
 
