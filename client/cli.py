@@ -327,7 +327,7 @@ def submit_parser() -> _Parser:
     g.add_argument("--stdout", metavar="F")
     g.add_argument("--stderr", metavar="F")
     g.add_argument("--env", metavar="K=V", action="extend", nargs="+", help="environment variables")
-    g.add_argument("--walltime", metavar="T", help="time limit: 90s, 10m, 1h30m, HH:MM:SS")
+    g.add_argument("--walltime", metavar="T", help="time limit: 90s, 10min, 1h30m, '1h 30min', HH:MM:SS; a bare number is minutes (Slurm)")
     g.add_argument("--retries", metavar="R", type=_count(0), help="times to retry a failed task")
     return p
 

@@ -4,7 +4,10 @@ Accepted forms, all meaning a positive length of time:
 
 - a number (``90``, ``1.5``; a JSON number): seconds;
 - unit forms: ``90s``, ``10m``, ``2h``, ``1d``, combined from the largest unit down (``1h30m``,
-  ``1d2h``, QCG-PilotJob's ``1h30m10s``), each with an optional fraction (``1.5h``);
+  ``1d2h``, QCG-PilotJob's ``1h30m10s``), each with an optional fraction (``1.5h``); HyperQueue's
+  (humantime's) spellings of the units too, with spaces between the parts or not: ``30sec``,
+  ``10min``, ``2hr``, ``1h 30min``, ``2 hours``, ``1w`` (``s``/``sec``/``second``, ``m``/``min``/
+  ``minute``, ``h``/``hr``/``hour``, ``d``/``day``, ``w``/``week``, plurals too);
 - Slurm's forms (``--time``): ``MM`` (minutes, as Slurm means a bare number), ``MM:SS``,
   ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``.
 
@@ -25,14 +28,24 @@ __all__ = ["MAX_SECONDS", "DurationError", "format_duration", "parse_duration"]
 MAX_SECONDS = 100 * 365 * 86400.0
 
 FORMS = (
-    "seconds as a number (90), a unit form ('90s', '10m', '1h30m', '1.5h', '1d2h') "
+    "seconds as a number (90), a unit form ('90s', '10m', '10min', '1h30m', '1h 30min', '1.5h', '1d2h') "
     "or a Slurm time ('MM', 'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS')"
 )
 
-_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_UNIT_ORDER = "dhms"
-_UNIT_FORM = re.compile(r"(?:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*[dhms])+\s*", re.ASCII)
-_UNIT_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([dhms])", re.ASCII)
+_UNITS = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_UNIT_ORDER = "wdhms"
+#: Each spelling of a unit (HyperQueue's humantime ones included) -> its letter in _UNITS.
+_SPELLINGS = {
+    **dict.fromkeys(("w", "week", "weeks"), "w"),
+    **dict.fromkeys(("d", "day", "days"), "d"),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), "s"),
+}
+_UNIT_WORD = "|".join(sorted(_SPELLINGS, key=len, reverse=True))  # longest first: "min" before "m"
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_UNIT_FORM = re.compile(rf"(?:\s*{_NUMBER}\s*(?:{_UNIT_WORD})(?![a-z]))+\s*", re.ASCII)
+_UNIT_PART = re.compile(rf"({_NUMBER})\s*({_UNIT_WORD})(?![a-z])", re.ASCII)
 _MINUTES = re.compile(r"\d+", re.ASCII)
 _MM_SS = re.compile(r"(\d+):(\d{1,2})", re.ASCII)
 _HH_MM_SS = re.compile(r"(\d+):(\d{1,2}):(\d{1,2})", re.ASCII)
@@ -103,7 +116,8 @@ def _parse_text(text: str, field: str) -> float:
 def _parse_units(s: str, text: str, field: str) -> float:
     total = 0.0
     last = -1
-    for number, unit in _UNIT_PART.findall(s):
+    for number, word in _UNIT_PART.findall(s):
+        unit = _SPELLINGS[word]
         rank = _UNIT_ORDER.index(unit)
         if rank <= last:
             raise DurationError(
@@ -122,7 +136,7 @@ def format_duration(seconds: float) -> str:
         return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
     rest = int(seconds)
     parts = []
-    for unit in _UNIT_ORDER:
+    for unit in "dhms":  # weeks are read, never written
         n, rest = divmod(rest, int(_UNITS[unit]))
         if n:
             parts.append(f"{n}{unit}")

@@ -32,6 +32,19 @@ from pj.common.durations import MAX_SECONDS, DurationError, format_duration, par
         ("1d2h3m4s", 93784.0),
         ("1h 30m", 5400.0),
         (" 10m ", 600.0),
+        # HyperQueue's (humantime's) spellings
+        ("30sec", 30.0),
+        ("10min", 600.0),
+        ("2hr", 7200.0),
+        ("1h 30min", 5400.0),
+        ("1hour 12min 5s", 4325.0),
+        ("2 hours", 7200.0),
+        ("10 minutes", 600.0),
+        ("3days", 3 * 86400.0),
+        ("1w", 7 * 86400.0),
+        ("1week 2d", 9 * 86400.0),
+        ("1h30min10sec", 5410.0),
+        ("45 secs", 45.0),
         # Slurm forms: a bare number is minutes
         ("90", 5400.0),
         ("0:30", 30.0),
@@ -58,7 +71,7 @@ def test_accepted_forms(text: str | float, seconds: float) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "   ", "abc", "10x", "h", "1h30", "m10", "1.5", "-5", "-5m", "1:2:3:4", "1-2-3", "1:60", "1:00:60",
-     "1:60:00", "1-24", "1-00:60", "10M", "1e3s", "1..5h", "30m1h", "1h1h", "10 minutes", "1h-30m", "nan", "0x10",
+     "1:60:00", "1-24", "1-00:60", "10M", "1e3s", "1..5h", "30m1h", "1h1h", "10 minits", "1h-30m", "10mn", "1min30", "1hours30", "5 m s", "2 hr hr", "10Min", "nan", "0x10",
      "1-", "-1-00", ":30", "1:", "1d-2h", "1:30:", "1-02:", "2-1:2:3:4", "1--2"],
 )  # fmt: skip
 def test_garbage_is_refused_with_the_accepted_forms(text: str) -> None:
@@ -145,3 +158,14 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_format_duration_reads_back(seconds: float) -> None:
     seconds = round(seconds, 3)
     assert parse_duration(format_duration(seconds), "t") == pytest.approx(seconds, abs=1e-3)
+
+
+def test_a_bare_number_is_minutes_for_a_walltime_and_seconds_for_a_timeout() -> None:
+    from pj.client.cli import _seconds_for
+    from pj.client.jobfile import command_job
+
+    assert command_job(["/bin/true"], walltime="90").walltime_s == 90 * 60.0  # Slurm's --time rule
+    assert command_job(["/bin/true"], walltime="1h 30min").walltime_s == 5400.0
+    timeout = _seconds_for("--timeout")
+    assert timeout("90") == 90.0
+    assert timeout("10min") == 600.0 and timeout("1h 30min") == 5400.0
