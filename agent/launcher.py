@@ -51,9 +51,11 @@ import signal
 import stat
 from collections.abc import Callable, Iterable, Mapping
 
+from pj.common.gpuenv import gpu_env
+
 from . import explain
 from .hostfiles import HostfileError, Hostfiles
-from .resources import GPU_ENV, NodeResources, ResourceError
+from .resources import NodeResources, ResourceError
 from .spawn import FileActions, Libc, Request, Result, Spawner
 from .state import EXIT_CANNOT_START, Exited, TaskSpec
 from .strays import AGENT_ENV, TASK_ENV, Strays
@@ -204,11 +206,12 @@ class Launcher:
         return task_vars, cpus, wd, self._which_exe(spec.argv[0], path_var, wd)
 
     def _task_vars(self, spec: TaskSpec) -> dict[str, str]:
-        """What a task's environment lays over the agent's: Launch.env, CUDA_VISIBLE_DEVICES (unless
-        the job set it), PJ_TASK_ID, and PJ_HOSTFILE/SLURM_HOSTFILE when it has a hostfile."""
+        """What a task's environment lays over the agent's: Launch.env, the GPU variables of every
+        vendor (common/gpuenv.py: each one the launch or the job did not set), PJ_TASK_ID, and
+        PJ_HOSTFILE/SLURM_HOSTFILE when it has a hostfile."""
         env = dict(spec.env)
-        if GPU_ENV not in env:
-            env[GPU_ENV] = ",".join(spec.gpus)
+        for k, v in gpu_env(spec.gpus).items():
+            env.setdefault(k, v)
         env[TASK_ENV] = str(spec.task_id)
         if spec.hostfile:
             self._give_hostfile(env, spec)

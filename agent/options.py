@@ -108,8 +108,8 @@ def _parser() -> _Parser:
     p.add_argument(
         "--gpus",
         metavar="LIST",
-        help="GPU ids, comma-separated (default: $CUDA_VISIBLE_DEVICES, else $SLURM_STEP_GPUS, "
-        "else $SLURM_JOB_GPUS)",
+        help="GPU ids, comma-separated (default: $CUDA_VISIBLE_DEVICES, else $ROCR_VISIBLE_DEVICES, else "
+        "$HIP_VISIBLE_DEVICES, else $SLURM_STEP_GPUS, else $SLURM_JOB_GPUS, else the GPUs this machine shows)",
     )
     p.add_argument(
         "--kill-grace",

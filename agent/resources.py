@@ -22,7 +22,6 @@ from pj.common.ranges import id_ranges
 
 from . import slurm
 
-GPU_ENV = "CUDA_VISIBLE_DEVICES"
 # What Slurm (and some launchers) put in CUDA_VISIBLE_DEVICES when no GPU was granted.
 _NO_GPU_MARKERS = frozenset({"", "NoDevFiles", "none", "None"})
 
@@ -178,7 +177,7 @@ def plan(
         else:
             gpu_ids = found.ids
             notes.append(("info", f"using {found.describe()}, found by {found.source} "
-                                  "(pj-agent --gpus LIST or CUDA_VISIBLE_DEVICES chooses others)"))
+                                  "(pj-agent --gpus LIST, CUDA_VISIBLE_DEVICES or ROCR_VISIBLE_DEVICES chooses others)"))
     if len(set(gpu_ids)) != len(gpu_ids):
         raise ResourceError(f"GPU list {','.join(gpu_ids)} names a GPU twice")
     return Plan(cpus, cores, gpu_ids, tuple(notes))
@@ -211,7 +210,8 @@ def detect(
 ) -> NodeResources:
     """Resources of this node (see ``plan``): cores default to what Slurm grants inside a step,
     else to the usable CPU count; GPUs come from ``gpus`` (a comma-separated list), else
-    $CUDA_VISIBLE_DEVICES, $SLURM_STEP_GPUS, $SLURM_JOB_GPUS, else (outside Slurm) the GPUs
+    $CUDA_VISIBLE_DEVICES, $ROCR_VISIBLE_DEVICES, $HIP_VISIBLE_DEVICES, $SLURM_STEP_GPUS,
+    $SLURM_JOB_GPUS (``slurm.gpus_text``), else (outside Slurm) the GPUs
     the machine shows (``find_gpus``)."""
     env = os.environ if environ is None else environ
     found = find_gpus() if gpus is None and slurm.gpus_text(env) is None else None

@@ -107,12 +107,34 @@ def share(env: Mapping[str, str]) -> Share:
 
 
 def gpus_text(env: Mapping[str, str]) -> str | None:
-    """The GPU list this node's agent may use: $CUDA_VISIBLE_DEVICES, else $SLURM_STEP_GPUS,
-    else $SLURM_JOB_GPUS; None when none of them is set."""
-    for var in ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+    """The GPU list this node's agent may use, spelled as the runtimes in this environment number the
+    GPUs: $CUDA_VISIBLE_DEVICES (NVIDIA; Slurm sets it for every vendor), else $ROCR_VISIBLE_DEVICES
+    (AMD; narrowed further by $HIP_VISIBLE_DEVICES's positions in it when both are set, as HIP
+    applies them), else $HIP_VISIBLE_DEVICES, else $SLURM_STEP_GPUS, else $SLURM_JOB_GPUS; None when
+    none of them is set. Tasks get subsets of these ids (common/gpuenv.py)."""
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return env["CUDA_VISIBLE_DEVICES"]
+    rocr, hip = env.get("ROCR_VISIBLE_DEVICES"), env.get("HIP_VISIBLE_DEVICES")
+    if rocr is not None:
+        return _positions_in(rocr, hip) if hip is not None else rocr
+    if hip is not None:
+        return hip
+    for var in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
         if var in env:
             return env[var]
     return None
+
+
+def _positions_in(outer: str, positions: str) -> str:
+    """HIP_VISIBLE_DEVICES=positions applied to ROCR_VISIBLE_DEVICES=outer: '4,5,6' and '0,2' ->
+    '4,6'. A position that is not a number or not in the list is left out (HIP ignores it too)."""
+    ids = [g.strip() for g in outer.split(",") if g.strip()]
+    out = []
+    for p in positions.split(","):
+        p = p.strip()
+        if p.isdigit() and int(p) < len(ids):
+            out.append(ids[int(p)])
+    return ",".join(out)
 
 
 def task_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pj.common.gpuenv import gpu_env
+
 from . import models
 from .model import Allocation, JobSpec
 
@@ -138,7 +140,7 @@ def build(
         "PJ_NNODES": nn,
         "PJ_NCORES": nc,
         "PJ_CORES": cores_per_node,
-        "CUDA_VISIBLE_DEVICES": ",".join(first.gpus) if first.gpus else "",
+        **gpu_env(first.gpus),  # CUDA_, ROCR_, HIP_VISIBLE_DEVICES, ZE_AFFINITY_MASK (common/gpuenv.py)
         "PJ_MASTER": ctx.master,
         "PJ_WORKDIR": ctx.workdir,
         "QCG_PM_NNODES": nn,

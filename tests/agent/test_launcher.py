@@ -200,10 +200,13 @@ def test_env_overlay(launcher: Launcher, reaper: Reaper, tmp_path: Path) -> None
     assert env["PJ_OVER"] == "task"
     assert env["PJ_NEW"] == "new"
     assert env["CUDA_VISIBLE_DEVICES"] == "1,3"
+    # every vendor's runtime alike; HIP's are positions in what ROCR_VISIBLE_DEVICES leaves
+    assert (env["ROCR_VISIBLE_DEVICES"], env["HIP_VISIBLE_DEVICES"], env["ZE_AFFINITY_MASK"]) == ("1,3", "0,1", "1,3")
     run(launcher, reaper, "/usr/bin/env", env={"CUDA_VISIBLE_DEVICES": "mine"}, gpus=("1",), stdout=str(out))
     assert "CUDA_VISIBLE_DEVICES=mine\n" in out.read_text()
     run(launcher, reaper, "/usr/bin/env", stdout=str(out))
     assert "CUDA_VISIBLE_DEVICES=\n" in out.read_text()  # no GPU: none visible
+    assert "ROCR_VISIBLE_DEVICES=\n" in out.read_text() and "HIP_VISIBLE_DEVICES=\n" in out.read_text()
 
 
 def test_argv0_is_looked_up_in_the_task_path(launcher: Launcher, reaper: Reaper, tmp_path: Path) -> None:

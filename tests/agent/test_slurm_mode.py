@@ -184,6 +184,13 @@ def test_unreadable_slurm_values_name_the_variable_and_the_fix(
         (None, {"CUDA_VISIBLE_DEVICES": None, "SLURM_STEP_GPUS": None, "SLURM_JOB_GPUS": "2,3"}, ("2", "3")),
         (None, {"CUDA_VISIBLE_DEVICES": None, "SLURM_STEP_GPUS": None}, ()),
         (None, {"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, ()),  # Slurm's "no GPU" marker
+        # AMD: ROCm's variables, where Slurm (gres Flags=amd_gpu_env) or a site sets only those
+        (None, {"CUDA_VISIBLE_DEVICES": None, "ROCR_VISIBLE_DEVICES": "2,3"}, ("2", "3")),
+        (None, {"CUDA_VISIBLE_DEVICES": None, "HIP_VISIBLE_DEVICES": "1"}, ("1",)),
+        # HIP selects positions in what ROCR left: the ids the ROCm runtime numbers
+        (None, {"CUDA_VISIBLE_DEVICES": None, "ROCR_VISIBLE_DEVICES": "4,5,6", "HIP_VISIBLE_DEVICES": "0,2"},
+         ("4", "6")),
+        (None, {"ROCR_VISIBLE_DEVICES": "5"}, ("0", "1")),  # CUDA_VISIBLE_DEVICES=0,1 comes first
     ],
 )
 def test_gpu_precedence(option: str | None, changes: dict[str, str | None], expected: tuple[str, ...]) -> None:

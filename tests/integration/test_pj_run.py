@@ -143,7 +143,8 @@ def test_emulated_nodes_spread_tasks_and_place_multi_node_jobs(tmp_path: Path) -
         {"name": "many", "exec": "/bin/sleep", "args": ["0.3"], "iterations": 6},
         {"name": "wide", "exec": "/bin/sh", "args": ["-c", "echo $PJ_NODES $PJ_NNODES $PJ_NCORES"],
          "nodes": 2, "cores": 2, "stdout": "wide.out", "after": ["many"]},
-        {"name": "gpu", "script": "echo \"[$CUDA_VISIBLE_DEVICES]\"", "gpus": 1, "stdout": "gpu.out"},
+        {"name": "gpu", "script": "echo \"[$CUDA_VISIBLE_DEVICES]\" $ROCR_VISIBLE_DEVICES $HIP_VISIBLE_DEVICES "
+         "$ZE_AFFINITY_MASK", "gpus": 1, "stdout": "gpu.out"},
     ]})
     r = pj_run(tmp_path, str(f), "--workdir", "wd", "--nodes", "3", "--cores", "2", "--gpus", "2", "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -152,7 +153,7 @@ def test_emulated_nodes_spread_tasks_and_place_multi_node_jobs(tmp_path: Path) -
     assert used == {"node0", "node1", "node2"}
     nodes, nnodes, ncores = (tmp_path / "wide.out").read_text().split()
     assert nnodes == "2" and ncores == "4" and len(nodes.split(",")) == 2
-    assert (tmp_path / "gpu.out").read_text().strip() in ("[0]", "[1]")
+    assert (tmp_path / "gpu.out").read_text().strip() in ("[0] 0 0 0", "[1] 1 0 1")
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to see binding")

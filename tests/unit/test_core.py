@@ -169,6 +169,9 @@ def test_gpus_are_given_out_per_node_and_limit_concurrency() -> None:
     r.submit(spec("cpu"))
     cpu = r.step()
     assert cpu[0].env["CUDA_VISIBLE_DEVICES"] == ""
+    assert [launch.env["ROCR_VISIBLE_DEVICES"] for launch in launched] == ["0", "1"]
+    assert [launch.env["HIP_VISIBLE_DEVICES"] for launch in launched] == ["0", "0"]
+    assert [launch.env["ZE_AFFINITY_MASK"] for launch in launched] == ["0", "1"]
 
 
 def test_dependency_failure_omits_the_chain() -> None:

@@ -35,3 +35,23 @@ def test_found_gpus_are_used_only_when_nothing_names_gpus_and_never_in_a_slurm_j
     assert plan((0, 1), None, None, {"CUDA_VISIBLE_DEVICES": ""}, found).gpus == ()  # the variable wins
     p = plan((0, 1), None, None, {"SLURM_JOB_ID": "7"}, found)
     assert p.gpus == () and any("Slurm granted none" in m for _, m in p.notes)
+
+
+def test_a_tasks_gpus_are_narrowed_alike_for_every_vendor() -> None:
+    from pj.common.gpuenv import GPU_VARS, gpu_env
+
+    assert gpu_env(("2", "5")) == {"CUDA_VISIBLE_DEVICES": "2,5", "ROCR_VISIBLE_DEVICES": "2,5",
+                                   "HIP_VISIBLE_DEVICES": "0,1", "ZE_AFFINITY_MASK": "2,5"}
+    assert gpu_env(()) == dict.fromkeys(GPU_VARS, "")  # no GPU: none visible
+    assert gpu_env(tuple(map(str, range(100))))["HIP_VISIBLE_DEVICES"] == ",".join(map(str, range(100)))
+
+
+def test_amd_gpus_found_outside_slurm_reach_tasks_as_rocm_numbers_them() -> None:
+    """An AMD node whose agent was given ROCR_VISIBLE_DEVICES=2,3: a task given GPU 3 sees ROCR 3 and
+    HIP 0 (the first of what ROCR left), never HIP 3 (which would index ROCR's one GPU)."""
+    from pj.common.gpuenv import gpu_env
+
+    p = plan((0, 1), None, None, {"ROCR_VISIBLE_DEVICES": "2,3"})
+    assert p.gpus == ("2", "3")
+    env = gpu_env(p.gpus[1:])
+    assert env["ROCR_VISIBLE_DEVICES"] == "3" and env["HIP_VISIBLE_DEVICES"] == "0"
