@@ -22,6 +22,7 @@ from pj.common.ranges import id_ranges
 
 from . import slurm
 
+GPU_ENV = "CUDA_VISIBLE_DEVICES"  # a task's every GPU variable: common/gpuenv.py
 # What Slurm (and some launchers) put in CUDA_VISIBLE_DEVICES when no GPU was granted.
 _NO_GPU_MARKERS = frozenset({"", "NoDevFiles", "none", "None"})
 
