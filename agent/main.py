@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(cfg, ResourcesReport):
         print(json.dumps(cfg.report))
         return EXIT_OK
-    logs.setup(cfg.log_level, component="agent")
+    logs.setup(cfg.log_level, component="agent", fmt=cfg.log_format)
     try:
         return asyncio.run(serve(cfg, own_process=argv is None))
     except KeyboardInterrupt:  # a second ^C while stopping

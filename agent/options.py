@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pj import __version__
+from pj.common import logs
 from pj.common.durations import DurationError, format_duration, parse_duration
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
@@ -22,7 +23,7 @@ from .resources import NodeResources, ResourceError, detect
 EXIT_OK = 0
 EXIT_LINK = 1
 EXIT_USAGE = 2
-_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_LEVELS = logs.LEVELS
 RECONNECT_TIMEOUT_S = 600.0
 DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
 SPAWN_THREADS_ENV = "PJ_AGENT_SPAWN_THREADS"  # as --spawn-threads (reaches agents that pj run starts)
@@ -121,10 +122,16 @@ def _parser() -> _Parser:
     p.add_argument(
         "--log-level",
         metavar="L",
-        default="info",
+        default=None,
         type=str.lower,
         choices=_LOG_LEVELS,
-        help="debug, info, warning or error (default info)",
+        help="debug, info, warning or error (default $PJ_LOG_LEVEL, else info)",
+    )
+    p.add_argument(
+        "--log-format",
+        default=None,
+        choices=logs.FORMATS,
+        help="console (key=value lines, the default; or $PJ_LOG_FORMAT) or json (one object per line)",
     )
     p.add_argument(
         "--wait-master",
@@ -176,13 +183,14 @@ class Config:
     resources: NodeResources
     kill_grace: float
     wait_master: float
-    log_level: str = "info"
+    log_level: str | None = None  # None: $PJ_LOG_LEVEL, else info (common/logs.py)
     slurm_step: bool = False  # started by srun: tasks get the allocation's environment
     reconnect_timeout: float = 0.0  # 0: a broken stream ends the agent (its tasks killed)
     # Finds the master again (re-reads DIR/master.json, the token, the certificate); None: cfg.master.
     rediscover: Callable[[], MasterAddress] | None = None
     dry_run: bool = False  # start no process: every task exits 0 at once
     spawn_threads: int = 0  # 0: posix_spawn in the loop's thread (agent/spawn.py)
+    log_format: str | None = None  # None: $PJ_LOG_FORMAT, else console (common/logs.py)
 
 
 @dataclass(frozen=True)
@@ -235,6 +243,7 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         reconnect_timeout=args.reconnect_timeout,
         rediscover=rediscover,
         dry_run=args.dry_run,
+        log_format=args.log_format,
         spawn_threads=args.spawn_threads if args.spawn_threads is not None else default_spawn_threads(res),
     )
 

@@ -165,6 +165,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.share_group:  # the workdir, its logs and what the master and agents write there (perms.py)
         os.environ[perms.SHARE_ENV] = "group"
+    from pj.common import logs
+
+    # The master and every agent (local, or through srun's environment) read these (common/logs.py).
+    if args.log_level:
+        os.environ[logs.LEVEL_ENV] = args.log_level
+    if args.log_format:
+        os.environ[logs.FORMAT_ENV] = args.log_format
     try:
         perms.modes()
     except perms.ShareError as e:
@@ -236,6 +243,12 @@ def pj_parser() -> _Parser:
                    help="let the workdir's group read it (directories 0750, files 0640; also PJ_SHARE=group); "
                    "default: the owner alone (0700, 0600)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    lg = r.add_argument_group("logs (DIR/master.log, DIR/agent-*.log)")
+    lg.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                    help="of the master and every agent this starts (default info; also $PJ_LOG_LEVEL)")
+    lg.add_argument("--log-format", choices=("console", "json"), default=None,
+                    help="console: key=value lines (the default); json: one object per line; both with "
+                    "ISO-8601 timestamps in milliseconds (also $PJ_LOG_FORMAT)")
     r.set_defaults(func=cmd_run)
 
     def query(name: str, func: Callable[[argparse.Namespace], int], help: str, json_opt: bool = False) -> _Parser:

@@ -49,6 +49,7 @@ MASTER_OPTIONS: dict[str, str | tuple[str, ...]] = {
     "tls": "flag",
     "prefetch": "switch",
     "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("console", "json"),
     "share_group": "flag",
 }
 

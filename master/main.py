@@ -140,7 +140,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--watch-stall", default=str(WATCH_STALL_S), metavar="DURATION",
         help=f"see --watch-backlog (seconds or a duration); default {WATCH_STALL_S:g} s",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=logs.LEVELS,
+                   help="debug, info, warning or error (default $PJ_LOG_LEVEL, else info)")
+    p.add_argument("--log-format", default=None, choices=logs.FORMATS,
+                   help="console (key=value lines, the default; or $PJ_LOG_FORMAT) or json (one object per line); "
+                   "both with ISO-8601 timestamps in milliseconds")
     p.add_argument(
         "--share-group", action="store_true",
         help="let the workdir's group read it (directories 0750, files 0640; also PJ_SHARE=group); "
@@ -376,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    logs.setup(args.log_level, component="master")
+    logs.setup(args.log_level, component="master", fmt=args.log_format)
     # The registry holds hundreds of thousands of long-lived objects and every task allocates a
     # few more: collecting the young generation every 700 allocations (the default) cost about a
     # tenth of the master's time per task; every GC_YOUNG is as safe and nearly free.

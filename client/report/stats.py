@@ -18,6 +18,7 @@ Definitions (the same everywhere in ``pj report``):
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from array import array
@@ -74,12 +75,26 @@ def node_sizes_from_log(workdir: Path) -> dict[str, int]:
         with open(workdir / "master.log", errors="replace") as f:
             for line in f:
                 if "agent joined" in line:
-                    m = _JOINED.search(line)
-                    if m:
-                        sizes[m.group(1)] = max(sizes.get(m.group(1), 0), int(m.group(2)))
+                    node, cores = _joined(line)
+                    if node is not None:
+                        sizes[node] = max(sizes.get(node, 0), cores)
     except OSError:
         pass
     return sizes
+
+
+def _joined(line: str) -> tuple[str | None, int]:
+    """The node and cores of an 'agent joined' line, console (key=value) or --log-format json."""
+    if line.startswith("{"):
+        try:
+            rec = json.loads(line)
+            if rec.get("event") == "agent joined":
+                return str(rec["node"]), int(rec["cores"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass
+        return None, 0
+    m = _JOINED.search(line)
+    return (m.group(1), int(m.group(2))) if m else (None, 0)
 
 
 class Submissions:

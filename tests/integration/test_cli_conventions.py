@@ -3,7 +3,9 @@ subprocesses (`--version`, `pj sbatch-template`, the packaging, the README's fir
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,3 +98,22 @@ def test_readme_first_command_leaves_git_status_clean(tmp_path: Path) -> None:
     status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=all"], capture_output=True,
                             text=True, check=True)
     assert status.stdout == ""
+
+
+def test_pj_run_log_level_and_json_format_reach_the_master_and_agents(tmp_path: Path) -> None:
+    (tmp_path / "j.json").write_text('{"jobs": [{"name": "a", "exec": "/bin/true"}]}')
+    r = cli("pj", "run", "j.json", "--workdir", "wd", "--quiet", "--nodes", "2", "--cores", "1",
+            "--log-level", "debug", "--log-format", "json", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    iso_ms = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
+    for name in ("master.log", "agent-node0.log", "agent-node1.log"):
+        records = [json.loads(line) for line in (tmp_path / "wd" / name).read_text().splitlines()]
+        assert records and all(iso_ms.fullmatch(rec["timestamp"]) for rec in records), name
+        assert any(rec["level"] == "debug" for rec in records), name  # --log-level debug got there
+    r = cli("pj", "run", "j.json", "--workdir", "wd2", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = (tmp_path / "wd2" / "master.log").read_text().splitlines()[0]
+    m = re.match(r"timestamp='([^']*)' level='info' event='master ready'", first)
+    assert m and iso_ms.fullmatch(m.group(1)), first
+    r = cli("pj-master", "--log-format", "xml")
+    assert r.returncode == 2 and "--log-format" in r.stderr
