@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import itersize, prefetch, reconcile
+from . import invariants, itersize, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import Allocation, Dependency, JobSpec, NodeInfo, State
@@ -140,6 +140,11 @@ class Core:
 
     def is_disconnected(self, name: str) -> bool:
         return name in self.recon.disconnected
+
+    def check(self) -> None:
+        """Raise ``InvariantError`` naming every invariant the core breaks (invariants.py): counts,
+        jobs, running tasks, no core held twice, pool totals, standbys. For tests: it walks everything."""
+        invariants.check(self)
 
     def _know_capacity(self, now: float) -> None:
         self._capacity_known = True

@@ -19,6 +19,7 @@ changing it changes nothing here); ``state(row)`` and ``task_id(row)`` read one 
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from collections.abc import Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -167,6 +168,10 @@ class Ended:
 
     def reason(self, row: int) -> str:
         return self._reasons.values[self.reasons[row]]
+
+    def state_counts(self) -> Counter[State]:
+        """How many rows end in each state."""
+        return Counter({_STATES[v]: n for v, n in Counter(self.states).items()})
 
     def state(self, row: int) -> State:
         return _STATES[self.states[row]]

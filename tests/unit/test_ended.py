@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -77,6 +78,7 @@ def test_a_job_finds_its_ended_tasks_by_iteration_and_a_retry_replaces_the_ended
     assert [t.id for t in job.each_task()] == [11, 20]
 
 
+@pytest.mark.no_invariants  # 20,000 tasks: checking every invariant after each event would take minutes
 def test_a_finished_task_costs_at_most_150_bytes() -> None:
     """One job of 20,000 iterations run to the end in the core, each exit with CPU figures as an
     agent sends them: what the core still holds per finished task."""
