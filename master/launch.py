@@ -3,7 +3,7 @@
 Pure functions of the job spec, the iteration and the allocation: ``${it}`` and the other
 variables are substituted per field (never in raw JSON), relative paths resolved, and the
 task environment (PJ_* and the QCG_PM_* names users' scripts read) built here. How the
-execution model starts the command (srun, mpirun) and the SLURM_* variables are in models.py.
+execution model starts the command (srun, mpirun) and the SLURM_* variables are in execmodels.py.
 
 The hostfile (one node name per rank, which the agent turns into PJ_HOSTFILE) is sent in Slurm
 mode for every task, and outside it only for the parallel models and multi-node jobs: a 1-core
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from pj.common.gpuenv import gpu_env
 
-from . import models
+from . import execmodels
 from .model import Allocation, JobSpec
 
 # Before `module load`: QCG-PilotJob sources /etc/profile (where environment modules define
@@ -125,7 +125,7 @@ def build(
         prefix.append(MODULE_INIT + "module load " + " ".join(shlex.quote(m) for m in spec.modules))
     if spec.venv:
         prefix.append(f"source {shlex.quote(_path(base, sub(spec.venv)))}/bin/activate")
-    launcher = models.launcher(spec, allocation, ctx.slurm) if spec.model in models.PARALLEL else ()
+    launcher = execmodels.launcher(spec, allocation, ctx.slurm) if spec.model in execmodels.PARALLEL else ()
     if spec.script and not launcher:
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
     else:
@@ -155,13 +155,13 @@ def build(
         env["OMP_NUM_THREADS"] = str(len(first.cores))
     hostfile, slurm_hostfile = "", False
     if ctx.slurm:
-        if spec.model in models.SLURM_SHARE:
-            env.update(models.slurm_env(allocation))
+        if spec.model in execmodels.SLURM_SHARE:
+            env.update(execmodels.slurm_env(allocation))
         else:
             env["SLURM_OVERLAP"] = "1"
-        hostfile, slurm_hostfile = models.hostfile(allocation), spec.model in models.SLURM_HOSTFILE
-    elif len(allocation) > 1 or spec.model in models.PARALLEL:
-        hostfile = models.hostfile(allocation)
+        hostfile, slurm_hostfile = execmodels.hostfile(allocation), spec.model in execmodels.SLURM_HOSTFILE
+    elif len(allocation) > 1 or spec.model in execmodels.PARALLEL:
+        hostfile = execmodels.hostfile(allocation)
     for k, val in spec.env:
         env[k] = sub(val)
     return TaskLaunch(  # positional (the fields' order): the cheapest call

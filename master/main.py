@@ -47,7 +47,7 @@ from .core import Core
 from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
 from .restore import restore
-from .runtime import HEARTBEAT_TIMEOUT_S, Master
+from .runtime import HEARTBEAT_TIMEOUT_S, Dispatcher
 from .service import TokenInterceptor, add_services
 from .watchhub import WATCH_BACKLOG_MB, WATCH_STALL_S, WatchHub
 from .writefault import WRITE_ERRORS
@@ -195,7 +195,7 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
         print(jour, file=sys.stderr)
         return 2
     token = write_token(workdir, keep=args.resume)
-    master = Master(core, journal=jour)
+    master = Dispatcher(core, journal=jour)
     master.heartbeat_timeout = args.heartbeat_timeout
     master.hub = WatchHub(master.event, backlog_mb=args.watch_backlog, stall_s=args.watch_stall)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])

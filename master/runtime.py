@@ -1,6 +1,6 @@
 """The master's asyncio shell around the core: it feeds events in, and carries the Outbox out.
 
-One dispatcher task (``Master.run``) runs a scheduling pass whenever something was poked
+One dispatcher task (``Dispatcher.run``) runs a scheduling pass whenever something was poked
 and routes the commands: launches and cancels to each agent's outgoing batch, changed
 jobs and run-level notices to the watchers. Events that arrive while a pass or a write is
 under way pile up and travel together: batching comes from the loop, not from timers. The
@@ -113,7 +113,7 @@ class AgentTable(dict[str, AgentConn]):
         return value
 
 
-class Master:
+class Dispatcher:
     def __init__(self, core: Core, address: str = "", journal: Journal | None = None) -> None:
         self.core = core
         self.journal = journal  # None: nothing is journaled (tests of the shell alone)

@@ -2,7 +2,7 @@
 
 ``PilotJobService`` answers users (submit, query, cancel, watch, finish);
 ``AgentLinkService`` holds one bidirectional stream per agent. Both work on the
-one ``Master`` (runtime.py), all in the event loop's thread: no locks.
+one ``Dispatcher`` (runtime.py), all in the event loop's thread: no locks.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
 from .registry import Job
-from .runtime import TRIM_AFTER_JOBS, AgentConn, Master
+from .runtime import TRIM_AFTER_JOBS, AgentConn, Dispatcher
 from .watchhub import Watcher, WatchHub
 from .writefault import WRITE_ERRORS
 
@@ -87,7 +87,7 @@ def _ref(job: Job | None) -> JobRef | None:
 
 
 class PilotJobService(rpc.PilotJobServicer):
-    def __init__(self, master: Master) -> None:
+    def __init__(self, master: Dispatcher) -> None:
         self.m = master
         self.lines = why.Lines()  # the queue's lines as last seen, for reasons (kept while it does not move)
 
@@ -299,7 +299,7 @@ class _RawWatch:
         self.server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
 
 
-def add_services(master: Master, server: grpc.aio.Server) -> None:
+def add_services(master: Dispatcher, server: grpc.aio.Server) -> None:
     """Serve PilotJob (Watch's messages go out as the bytes the servicer gives) and AgentLink."""
     proxy = _RawWatch(server)
     rpc.add_PilotJobServicer_to_server(PilotJobService(master), proxy)
@@ -309,7 +309,7 @@ def add_services(master: Master, server: grpc.aio.Server) -> None:
 
 
 class AgentLinkService(rpc.AgentLinkServicer):
-    def __init__(self, master: Master) -> None:
+    def __init__(self, master: Dispatcher) -> None:
         self.m = master
 
     async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
@@ -347,7 +347,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
             async with asyncio.TaskGroup() as tg:
                 writer = tg.create_task(self._write(conn, context))
                 reader = tg.create_task(self._read(conn, context))
-                lost = tg.create_task(conn.lost.wait())  # set by Master.watch_agents: silent too long
+                lost = tg.create_task(conn.lost.wait())  # set by Dispatcher.watch_agents: silent too long
                 await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
                 for t in (writer, reader, lost):
                     t.cancel()

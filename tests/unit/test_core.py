@@ -543,8 +543,8 @@ def test_a_pass_costs_what_it_places_not_the_queue_length() -> None:
 def test_core_modules_do_no_io() -> None:
     root = pathlib.Path(__file__).resolve().parents[2] / "master"
     forbidden = {"grpc", "asyncio", "subprocess", "socket", "time", "os", "threading"}
-    for mod in ("model", "pool", "registry", "scheduler", "launch", "core", "expect", "models", "reconcile",
-                "restore", "prefetch", "itersize", "nodeloss", "peers", "usage", "why"):
+    for mod in ("model", "pool", "registry", "scheduler", "launch", "core", "expect", "execmodels", "reconcile",
+                "restore", "prefetch", "itersize", "nodeloss", "peers", "usage", "why", "ended", "invariants"):
         tree = ast.parse((root / f"{mod}.py").read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

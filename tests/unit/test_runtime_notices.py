@@ -8,7 +8,7 @@ import time
 from pj.master.core import Core
 from pj.master.expect import Expectation
 from pj.master.model import NodeInfo
-from pj.master.runtime import Master
+from pj.master.runtime import Dispatcher
 from pj.master.watchhub import FULL, Watcher
 from pj.v1 import pj_pb2 as pb
 
@@ -17,7 +17,7 @@ def test_the_deadline_passes_with_nothing_else_happening_and_watchers_hear_of_it
     async def scenario() -> tuple[list[str], list[str], dict[str, object], bool]:
         core = Core(expect=Expectation.parse("a,b", timeout_s=0.2), now=time.time())
         core.node_joined(NodeInfo("a", 2), time.time())
-        master = Master(core)
+        master = Dispatcher(core)
         everyone, one_job = Watcher(None), Watcher({"some-job"})
         master.hub.add(everyone)
         master.hub.add(one_job)

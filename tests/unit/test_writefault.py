@@ -15,7 +15,7 @@ from pj.master import writefault as wf
 from pj.master.core import Core
 from pj.master.journal import Journal
 from pj.master.model import JobSpec, NodeInfo, Range, Request, State
-from pj.master.runtime import AgentConn, Master
+from pj.master.runtime import AgentConn, Dispatcher
 from pj.master.watchhub import Watcher
 
 
@@ -83,7 +83,7 @@ def test_a_pass_that_cannot_be_journaled_is_held_and_sent_once_written(tmp_path:
     async def scenario() -> tuple[list[str], int, int, list[State]]:
         core = Core(now=time.time())
         core.node_joined(NodeInfo("a", 1), time.time())
-        master = Master(core, journal=jour)
+        master = Dispatcher(core, journal=jour)
         conn = master.agents["a"] = AgentConn("a")
         watcher = Watcher({"first"})  # a watch of named jobs keeps its notices (watchhub.py)
         master.hub.add(watcher)
