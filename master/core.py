@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import invariants, itersize, prefetch, reconcile
+from . import deps, invariants, itersize, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
-from .model import Allocation, Dependency, JobSpec, NodeInfo, State
+from .model import Allocation, JobSpec, NodeInfo, State
 from .pool import Pool
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
@@ -83,9 +83,7 @@ class Core:
         self.finishing = False
         self.next_task_id = 1
         self.outbox = Outbox()
-        # Jobs waiting on one iteration of a job, and per iteration on every iteration of it.
-        self._iter_waiters: dict[str, dict[int, list[Job]]] = {}
-        self._per_iter_waiters: dict[str, list[Job]] = {}
+        self.waiters = deps.Waiters()  # jobs waiting on iterations of others (deps.py)
         self.unsized: list[Job] = []  # ready jobs whose iterations wait for the run's size (itersize.py)
 
     # ------------------------------------------------------------------ capacity
@@ -243,7 +241,7 @@ class Core:
         for job in jobs:
             if job.spec.after:
                 for dep in job.spec.after:
-                    self._wire(job, dep, now)
+                    deps.wire(self, job, dep, now)
                     if job.final:
                         break
         changed = self.outbox.changed
@@ -258,42 +256,6 @@ class Core:
                 self.unblock(job, now)
         return [s.name for s in specs]
 
-    def _wire(self, job: Job, dep: Dependency, now: float) -> None:
-        target = self.registry.jobs[dep.job]
-        if dep.per_iteration:
-            job.iter_deps += 1
-            if job.iter_sat is None:
-                job.iter_sat = {}
-            self._per_iter_waiters.setdefault(target.name, []).append(job)
-            it_range = job.spec.iterations
-            assert it_range is not None
-            for it in range(it_range.start, it_range.stop):
-                ended = target.ended_state(it)
-                if ended is not None:
-                    self._iter_dep_done(job, it, ended == State.SUCCEED, now)
-                elif target.final:
-                    self._iter_dep_done(job, it, target.state == State.SUCCEED, now)
-            return
-        if dep.iteration is not None:
-            ended = target.ended_state(dep.iteration)
-            if ended is not None:
-                if ended != State.SUCCEED:
-                    self._omit(job, f"dependency {dep} {ended.name}", now)
-            elif target.final:
-                self._omit(job, f"dependency {dep} did not run ({target.name} {target.state.name})", now)
-            else:
-                job.pending += 1
-                self._iter_waiters.setdefault(target.name, {}).setdefault(dep.iteration, []).append(job)
-            return
-        if target.final:
-            if target.state != State.SUCCEED:
-                self._omit(job, f"dependency {dep} {target.state.name}", now)
-        else:
-            job.pending += 1
-            if target.waiters is None:
-                target.waiters = []
-            target.waiters.append(job)
-
     def unblock(self, job: Job, now: float) -> None:
         """Every whole-job dependency is met: queue the job, or its ready iterations."""
         if job.spec.request.sizing is not None and not itersize.size(self, job, now):
@@ -307,46 +269,10 @@ class Core:
             del job.iter_sat[it]
             self.queue.push(job, it)
 
-    def _iter_dep_done(self, job: Job, it: int, ok: bool, now: float) -> None:
-        """Iteration ``it`` of a job ``job`` depends on per iteration has ended."""
-        if job.final or job.cancel_requested:
-            return
-        assert job.spec.iterations is not None
-        if it not in job.spec.iterations or job.has_task(it):
-            return
-        assert job.iter_sat is not None  # made when the dependency was wired
-        if not ok:
-            task = self._new_task(job, it, now)
-            job.iter_sat.pop(it, None)
-            self.end_task(task, State.OMITTED, None, "a dependency of this iteration did not succeed", now)
-            return
-        n = job.iter_sat.get(it, 0) + 1
-        if n >= job.iter_deps and job.iter_ready:
-            job.iter_sat.pop(it, None)
-            self.queue.push(job, it)
-        else:
-            job.iter_sat[it] = n
-
-    def _dep_done(self, job: Job, ok: bool, what: str, now: float) -> None:
-        if job.final:
-            return
-        if not ok:
-            self._omit(job, f"dependency {what}", now)
-            return
-        job.pending -= 1
-        if job.pending == 0 and not job.cancel_requested:
-            self.unblock(job, now)
-
-    def _omit(self, job: Job, reason: str, now: float) -> None:
-        if job.final:
-            return
-        self.settle_unrun(job, job.total - job.done)
-        self.set_job_state(job, State.OMITTED, now, reason)
-        self.job_ended(job, now)
-
     # ------------------------------------------------------------------ placing and running
 
-    def _new_task(self, job: Job, it: int | None, now: float) -> Task:
+    def new_task(self, job: Job, it: int | None, now: float) -> Task:
+        """A task for iteration ``it`` of ``job``, QUEUED (it is not placed: e.g. it ends at once)."""
         task = Task(self.next_task_id, job, it, now)
         self.next_task_id += 1
         job.add_task(task)
@@ -354,7 +280,7 @@ class Core:
         return task
 
     def place(self, job: Job, it: int | None, allocation: Allocation, now: float) -> Task:
-        task = Task(self.next_task_id, job, it, now)  # _new_task, then QUEUED -> SCHEDULED
+        task = Task(self.next_task_id, job, it, now)  # new_task, then QUEUED -> SCHEDULED
         self.next_task_id += 1
         job.add_task(task)
         task.allocation = allocation
@@ -483,14 +409,8 @@ class Core:
             if not job.reason or job.total == 1:
                 job.reason = f"{job.name}:{it}: {reason}" if job.total > 1 else reason
         self.outbox.changed[job.spec.name] = job
-        if it is not None and (self._per_iter_waiters or self._iter_waiters):
-            ok = state == State.SUCCEED
-            for w in self._per_iter_waiters.get(job.name, ()):
-                self._iter_dep_done(w, it, ok, now)
-            waiting = self._iter_waiters.get(job.name)
-            if waiting and it in waiting:
-                for w in waiting.pop(it):
-                    self._dep_done(w, ok, f"{job.name}:{it} {state.name}", now)
+        if it is not None and self.waiters:
+            deps.iteration_ended(self, job, it, state, now)
         if job.done >= job.total and not job.final:
             self._finish_job(job, now)
 
@@ -517,23 +437,8 @@ class Core:
         job.failed += n
 
     def job_ended(self, job: Job, now: float) -> None:
-        """A job reached a final state: tell every job that waits on it."""
-        ok = job.state == State.SUCCEED
-        waiters, job.waiters = job.waiters or (), None
-        for w in waiters:
-            self._dep_done(w, ok, f"{job.name} {job.state.name}", now)
-        if not self._per_iter_waiters and not self._iter_waiters:
-            return
-        for w in self._per_iter_waiters.pop(job.name, ()):
-            if w.final or w.spec.iterations is None:
-                continue
-            for it in range(w.spec.iterations.start, w.spec.iterations.stop):
-                if not job.has_task(it):  # never ran: it will never succeed
-                    self._iter_dep_done(w, it, False, now)
-        for it, ws in self._iter_waiters.pop(job.name, {}).items():
-            ok = job.ended_state(it) == State.SUCCEED
-            for w in ws:
-                self._dep_done(w, ok, f"{job.name}:{it}", now)
+        """A job reached a final state: tell every job that waits on it (deps.py)."""
+        deps.job_ended(self, job, now)
 
     # ------------------------------------------------------------------ cancel and finish
 
