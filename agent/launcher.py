@@ -132,6 +132,11 @@ class Launcher:
         self._capture_wds: dict[int, list[bytes]] = {}  # capture descriptor -> the wds cached with it
         self._wds: set[str] = set()  # working directories known to exist (made if missing)
 
+    @property
+    def base_env(self) -> dict[str, str]:
+        """The environment every task's own variables are laid over (the agent's marks included)."""
+        return self._base_env
+
     def close(self) -> None:
         """Stop the spawner threads, give the thread its CPUs back, release the launcher's
         descriptor and remove its hostfiles (when the agent ends)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from .launcher import Launcher, SpawnError
+from .pyworkers import TOKEN_PID0, PyWorkers
 from .spawn import Request
 from .state import (
     EXIT_CANNOT_START,
@@ -101,9 +102,11 @@ class Runner:
         launcher: Launcher,
         outbox: Outbox | None = None,
         clock: Callable[[], float] = time.time,
+        pyworkers: PyWorkers | None = None,
     ) -> None:
         self.state = state
         self.launcher = launcher
+        self.pyworkers = pyworkers  # function calls go to warm workers (pyworkers.py)
         self.outbox = outbox if outbox is not None else Outbox()
         self.drained = asyncio.Event()
         self._clock = clock
@@ -130,9 +133,13 @@ class Runner:
             self.launcher.spawner.set_wake(functools.partial(loop.call_soon_threadsafe, self.on_spawned))
         if self.launcher.captures.directory:
             self._trim_timer = loop.call_later(TRIM_INTERVAL_S, self._trim_captures)
+        if self.pyworkers is not None:
+            self.pyworkers.attach(loop, self.feed)
         self.on_sigchld()
 
     def detach(self) -> None:
+        if self.pyworkers is not None:
+            self.pyworkers.close()
         if self._trim_timer is not None:
             self._trim_timer.cancel()
             self._trim_timer = None
@@ -229,6 +236,8 @@ class Runner:
                 # Every exit drops the task's stderr capture; a failed one's tail goes with it.
                 r: ReportExited = a  # type: ignore[assignment]
                 text = self.launcher.ended(r.task_id, r.tail)
+                if self.pyworkers is not None and not text:
+                    text = self.pyworkers.ended(r.task_id)
                 if text:
                     r = dataclasses.replace(r, stderr_tail=text)
                 self.outbox.exited.append(r)
@@ -264,10 +273,13 @@ class Runner:
     def _spawn(self, spec: TaskSpec) -> None:
         follow: Event
         try:
-            if self.launcher.spawner is not None:
+            if self.pyworkers is not None and self.pyworkers.is_call(spec):
+                pid = self.pyworkers.start(spec)
+            elif self.launcher.spawner is not None:
                 self._requests.append(self.launcher.prepare(spec))  # started at the feed's end
                 return
-            pid = self.launcher.spawn(spec)
+            else:
+                pid = self.launcher.spawn(spec)
         except Exception as e:  # never let one task take the agent down
             follow = _spawn_failed(spec.task_id, e)
         else:
@@ -275,6 +287,9 @@ class Runner:
         self._step(follow, self._clock())
 
     def _signal(self, a: Signal) -> None:
+        if a.pgid >= TOKEN_PID0 and self.pyworkers is not None:  # a call: its worker, if it still runs it
+            self.pyworkers.signal(a.pgid, a.signum)
+            return
         if a.strays:  # a stop: gathered, so that one pass over /proc serves the whole batch
             self._sweeps.append((a.task_id, a.pgid, a.signum, a.leader_gone))
             return
@@ -298,6 +313,8 @@ class Runner:
         if spawner is not None:
             self.on_spawned()  # first learn every pid started so far
         exits = self.launcher.reap()
+        if exits and self.pyworkers is not None:  # workers are children too: a call may end with one
+            exits = self.pyworkers.reaped(exits)
         if spawner is not None and exits and spawner.in_flight:
             # A child may end before its spawner thread has handed in its pid: keep its exit.
             known = self.state.has_pid

@@ -25,6 +25,7 @@ from .hostfiles import Hostfiles
 from .launcher import DryLauncher, Launcher
 from .link import Link, LinkBroken, LinkRefused, Outcome
 from .options import EXIT_LINK, EXIT_OK, Config
+from .pyworkers import PyWorkers, idle_from_env
 from .reconnect import SentExits, backoff_delay
 from .runner import Runner
 from .signals import SignalHub
@@ -73,7 +74,11 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
         if wanted and launcher.captures.directory != wanted:
             log.warning(f"{tails.DIR_ENV}={wanted}: no unnamed file (O_TMPFILE) can be made there; set it to a "
                         "node-local directory on tmpfs, ext4 or xfs", using=launcher.captures.directory or "/dev/null")
-    runner = Runner(state, launcher)
+    workers = None
+    if not cfg.dry_run:  # function calls (pj.client.Executor) run on warm workers
+        workers = PyWorkers(launcher.base_env, cfg.resources.cores, cfg.resources.real_cpus,
+                            idle_from_env(os.environ))
+    runner = Runner(state, launcher, pyworkers=workers)
     stop = asyncio.Event()
     stopped_by: list[int] = []
 

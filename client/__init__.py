@@ -21,10 +21,12 @@ if TYPE_CHECKING:
         UnknownJobError,
         WatchDropped,
     )
+    from .executor import CallError, CallFuture, CallTooBig, DependencyFailed, Executor, RemoteTraceback
 
 _API = ("Client", "JobFileWarning", "WatchStream")
 _AIO = ("AsyncClient",)
 _CLUSTER = ("ClusterError", "LocalCluster")
+_EXECUTOR = ("CallError", "CallFuture", "CallTooBig", "DependencyFailed", "Executor", "RemoteTraceback")
 _ERRORS = (
     "AuthError",
     "InvalidJobError",
@@ -38,8 +40,13 @@ _ERRORS = (
 __all__ = [
     "AsyncClient",
     "AuthError",
+    "CallError",
+    "CallFuture",
+    "CallTooBig",
     "Client",
     "ClusterError",
+    "DependencyFailed",
+    "Executor",
     "InvalidJobError",
     "JobFileWarning",
     "LocalCluster",
@@ -47,6 +54,7 @@ __all__ = [
     "MasterUnreachable",
     "PJError",
     "PJTimeout",
+    "RemoteTraceback",
     "UnknownJobError",
     "WatchDropped",
     "WatchStream",
@@ -66,6 +74,10 @@ def __getattr__(name: str) -> Any:
         from . import cluster
 
         return getattr(cluster, name)
+    if name in _EXECUTOR:
+        from . import executor
+
+        return getattr(executor, name)
     if name in _ERRORS:
         from . import errors
 
