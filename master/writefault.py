@@ -1,7 +1,7 @@
 """Writes that fail: a full disk (ENOSPC, SQLITE_FULL), a quota (EDQUOT), a read-only remount
 (EROFS, SQLITE_READONLY) or any other OSError or sqlite3 error from a journal or report write.
 
-The master survives them (docs/architecture.md, "When the disk is full"):
+The master survives them (docs/internals.md, "When the disk is full"):
 
 - a Submit that cannot be journaled is refused (``refusal``, ``status_name``) and nothing of it
   is kept: the service journals a checked batch before the core takes it;
