@@ -18,8 +18,18 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pj.common.workdir import MASTER_ENV, WORKDIR_ENV
 
 from .convert import BAD_STATES, STATES, WAITING, JobInfo
-from .errors import PJTimeout, one_line
-from .formats import fmt_bytes, fmt_cpu, fmt_history, fmt_iterations, fmt_rss, fmt_shares, table, tail_lines
+from .errors import one_line
+from .formats import (
+    fmt_bytes,
+    fmt_cpu,
+    fmt_history,
+    fmt_iterations,
+    fmt_rss,
+    fmt_shares,
+    plural,
+    table,
+    tail_lines,
+)
 from .progress import fmt_counts, fmt_duration
 
 if TYPE_CHECKING:  # importing api pulls in grpc: done when a command needs it
@@ -160,7 +170,8 @@ def _tail_lines(info: JobInfo) -> list[str]:
         out.append(f"  stderr of {t.name} (its end):")
         out += tail_lines(t.stderr_tail, TAIL_LINES)
     if len(failed) > TAILS_SHOWN:
-        out.append(f"  ... and the stderr of {len(failed) - TAILS_SHOWN} more failed tasks (pj info --json)")
+        more = len(failed) - TAILS_SHOWN
+        out.append(f"  ... and the stderr of {more} more failed {'task' if more == 1 else 'tasks'} (pj info --json)")
     return out
 
 
@@ -182,6 +193,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         res = c.cancel(args.names)
+    if args.json:
+        _json({"canceled": list(res.canceled), "already_finished": list(res.already_finished)})
+        return 0
     if res.canceled:
         _out().write(f"canceled: {' '.join(res.canceled)}\n")
     if res.already_finished:
@@ -191,16 +205,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     with _connect(args) as c:
-        try:
-            final = c.wait(args.names or None, timeout=args.timeout)
-        except PJTimeout as e:
-            _say(str(e))
-            return 1
+        final = c.wait(args.names or None, timeout=args.timeout)  # PJTimeout: one line, exit 1 (cli.guard)
+    return show_final(final, args.json)
+
+
+def wait_result(final: dict[str, str]) -> dict[str, Any]:
+    """What `pj wait --json` (and `pj submit --wait --json`) print of the jobs' final states."""
     counts: dict[str, int] = {}
     for state in final.values():
         counts[state] = counts.get(state, 0) + 1
+    return {"jobs": final, "counts": counts, "all_succeeded": all(s == "SUCCEED" for s in final.values())}
+
+
+def show_final(final: dict[str, str], as_json: bool) -> int:
+    """Print the final states (a line of counts, then the jobs that did not succeed); 0 if all succeeded."""
+    result = wait_result(final)
+    if as_json:
+        _json(result)
+        return 0 if result["all_succeeded"] else 1
     out = _out()
-    out.write(f"{len(final)} jobs finished" + (f": {fmt_counts(counts, ', ')}" if final else "") + "\n")
+    out.write(f"{plural(len(final), 'job')} finished" + (f": {fmt_counts(result['counts'], ', ')}" if final else "")
+              + "\n")
     bad = [(n, s) for n, s in final.items() if s != "SUCCEED"]
     if bad:
         _print_lines(["  " + line for line in table(["NAME", "STATE"], [[n, s] for n, s in bad[:20]])])
@@ -213,7 +238,9 @@ def cmd_finish(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         c.finish(drain=not args.cancel)
         addr = c.address
-    if args.cancel:
+    if args.json:
+        _json({"address": addr, "finishing": True, "cancel": bool(args.cancel)})
+    elif args.cancel:
         _out().write(f"the master at {addr} cancels every job and stops\n")
     else:
         _out().write(f"the master at {addr} stops once every job has ended\n")
@@ -246,7 +273,8 @@ def cmd_resources(args: argparse.Namespace) -> int:
         from pj.common.hostlist import compress
 
         missing = f", {len(res.nodes_missing)} missing ({compress(res.nodes_missing)})"
-    lines.append(f"{online} node(s) online{expected}{missing}, {sum(n.cores_free for n in res.nodes)} cores free")
+    free = sum(n.cores_free for n in res.nodes)
+    lines.append(f"{plural(online, 'node')} online{expected}{missing}, {plural(free, 'core')} free")
     _print_lines(lines)
     return 0
 

@@ -10,6 +10,11 @@ from pj.common.ranges import id_ranges
 from .convert import NodeShare, StateChange
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 job``, ``2 jobs``, ``0 jobs`` (``nouns``: an irregular plural)."""
+    return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Aligned columns; the last one is not padded."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]

@@ -7,6 +7,7 @@ in place at most ~4 times a second, elsewhere one line every ~5 s, nothing when 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .convert import BAD_STATES, FINAL_STATES, JobSummary, WatchEvent, sort_counts
 from .errors import PJError, one_line
-from .formats import tail_lines
+from .formats import plural, tail_lines
 
 if TYPE_CHECKING:  # importing api pulls in grpc
     from .api import Client
@@ -184,9 +185,29 @@ class Summary:
     def all_succeeded(self) -> bool:
         return self.outcome == "finished" and set(self.jobs) <= {"SUCCEED"}
 
+    def as_dict(self) -> dict[str, object]:
+        """`pj run --json`: what lines() says, as data (schema: pj/common/schemas/cli-output.v1.schema.json)."""
+        ran = sum(n for s, n in self.tasks.items() if s in FINAL_STATES)
+        return {
+            "outcome": self.outcome,
+            "all_succeeded": self.all_succeeded,
+            "jobs": self.jobs,
+            "tasks": self.tasks,
+            "tasks_run": ran,
+            "not_succeeded": [dataclasses.asdict(j) for j in self.bad],
+            "not_succeeded_total": self.bad_total,
+            "wall_time_s": round(self.elapsed, 3),
+            "campaign_s": round(self.campaign, 3),
+            "workdir": str(self.workdir),
+            "report": None if self.report_missing else str(self.workdir / "jobs.jsonl"),
+            "report_missing": self.report_missing,
+            "logs": [str(self.workdir / name) for name in self.logs],
+            "stderr_tail": None if self.tail is None else {"task": self.tail[0], "text": self.tail[1]},
+        }
+
     def lines(self) -> list[str]:
         njobs = sum(self.jobs.values())
-        out = [f"pj run {self.outcome}: {njobs} jobs" + (f": {fmt_counts(self.jobs, ', ')}" if njobs else "")]
+        out = [f"pj run {self.outcome}: {plural(njobs, 'job')}" + (f": {fmt_counts(self.jobs, ', ')}" if njobs else "")]
         ran = sum(n for s, n in self.tasks.items() if s in FINAL_STATES)
         rate = ran / self.campaign if self.campaign > 0 else 0.0
         task_counts = f" ({fmt_counts(self.tasks, ', ')})" if self.tasks else ""

@@ -16,6 +16,7 @@ can put fakes in their place.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from pj.common.workdir import MasterAddress
 from . import runsummary, slurm, startup
 from .errors import InvalidJobError, PJError, one_line
 from .follow import Follower
+from .formats import plural
 from .procs import CampaignError, Child, kill_all, wait_all
 from .progress import Progress, Summary, Tracker
 from .runsummary import MAX_BAD_SHOWN
@@ -72,6 +74,7 @@ class Campaign:
         start_timeout: float = 60.0,
         exit_timeout: float = 30.0,
         tick: float = 0.25,
+        json_out: bool = False,
     ) -> None:
         self.file = Path(file)
         self.start_dir = Path(os.getcwd())
@@ -89,7 +92,9 @@ class Campaign:
         self.tls = tls  # the master serves TCP over TLS; agents (and we) pin DIR/tls.crt
         self.layout = startup.Layout()  # local or Slurm mode: set by _choose_mode
         self.alloc: slurm.Allocation | None = None  # set in Slurm mode
-        self.quiet = quiet
+        self.json_out = json_out  # --json: the summary as one JSON object on stdout, no progress display
+        self.quiet = quiet or json_out
+        self.summary_printed, self.last_said = False, ""
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.env: Mapping[str, str] = env if env is not None else os.environ
@@ -103,7 +108,7 @@ class Campaign:
         self.agents: list[Child] = []
         self.client: Client | None = None
         self.tracker = Tracker()
-        self.follower = Follower(self.tracker, self.err, self._say_plain, quiet=quiet, tick=tick)
+        self.follower = Follower(self.tracker, self.err, self._say_plain, quiet=self.quiet, tick=tick)
         self.t0 = time.monotonic()
         self.t_submit: float | None = None
 
@@ -117,6 +122,7 @@ class Campaign:
         self.say(msg)
 
     def say(self, msg: str, detail: Sequence[str] = ()) -> None:
+        self.last_said = msg
         if self.progress is not None:
             self.progress.clear()
         print(f"pj: {msg}", file=self.err)
@@ -211,9 +217,9 @@ class Campaign:
                 return 2
             self.t_submit = time.monotonic()
             if not self.quiet:
-                what = f"{len(names)} jobs submitted"
+                what = f"{plural(len(names), 'job')} submitted"
                 if self.resume:
-                    what = f"resumed with {len(known)} jobs journaled, {len(names)} new submitted"
+                    what = f"resumed with {plural(len(known), 'job')} journaled, {len(names)} new submitted"
                 self.say(f"{what}; {self.layout.describe()}; workdir {self.workdir}")
             self._follow()
             summary = runsummary.final_summary(self.client, self.tracker, self._facts())
@@ -329,8 +335,12 @@ class Campaign:
         summary.report_missing = runsummary.report_missing(
             self.workdir, self.master.proc.returncode if self.master else None)
         summary.elapsed = time.monotonic() - self.t0  # wall time includes the shutdown
-        for line in summary.lines():
-            print(line, file=self.out)
+        if self.json_out:
+            print(json.dumps(summary.as_dict(), indent=2), file=self.out)
+        else:
+            for line in summary.lines():
+                print(line, file=self.out)
+        self.summary_printed = True
         self.out.flush()
 
     # ------------------------------------------------------------ ending

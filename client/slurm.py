@@ -33,6 +33,8 @@ from pathlib import Path
 
 from pj.common import hostlist
 
+from .formats import plural
+
 JOB_ID_ENV = "SLURM_JOB_ID"
 NODELIST_ENV = "SLURM_JOB_NODELIST"
 CPUS_ENV = "SLURM_JOB_CPUS_PER_NODE"
@@ -64,7 +66,7 @@ class Allocation:
     def describe(self) -> str:
         """``Slurm job 12: 4 nodes n[1-4], 16 CPUs``."""
         cpus = f", {self.cpus} CPUs" if self.cpus else ""
-        return f"Slurm job {self.job_id}: {len(self.nodes)} node(s) {self.nodelist}{cpus}"
+        return f"Slurm job {self.job_id}: {plural(len(self.nodes), 'node')} {self.nodelist}{cpus}"
 
 
 def wants_slurm(env: Mapping[str, str], choice: bool | None) -> bool:

@@ -25,6 +25,7 @@ from pj.common import perms
 from pj.common.workdir import MASTER_FILE, TOKEN_FILE, MasterAddress, WorkdirError, find_master, poll_interval
 
 from . import slurm
+from .formats import plural
 from .procs import CampaignError, Child, pid_alive, spawn
 
 MasterCmd = Callable[[Path, Sequence[str]], list[str]]  # workdir, options -> argv
@@ -119,8 +120,8 @@ class Layout:
         if self.alloc is not None:
             return f"{self.alloc.describe()}, one agent per node"
         if self.cores is None:
-            return f"{self.nodes} agent(s) of {'+'.join(map(str, self.node_cores))} cores"
-        return f"{self.nodes} agent(s) x {self.cores} cores"
+            return f"{plural(self.nodes or 0, 'agent')} of {'+'.join(map(str, self.node_cores))} cores"
+        return f"{plural(self.nodes or 0, 'agent')} x {plural(self.cores or 0, 'core')}"
 
 
 def choose_layout(

@@ -290,6 +290,15 @@ def cmd_top(args: argparse.Namespace) -> int:
     from .commands import _connect
 
     out = sys.stdout
+    if args.json:  # a snapshot of what top shows, as data: `pj status --json` and `pj resources --json` in one
+        import dataclasses
+
+        from .commands import _json
+
+        with _connect(args) as client:
+            _json({"status": dataclasses.asdict(client.status()),
+                   "resources": dataclasses.asdict(client.resources())})
+        return 0
     with _connect(args) as client:
         client.timeout = min(client.timeout or 5.0, 5.0)  # a refresh never hangs for long
         top = Top(client, out, args.interval)

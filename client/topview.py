@@ -373,4 +373,4 @@ def ended_line(v: View) -> str:
     """What the view says when every job has ended."""
     if set(v.jobs) <= {"SUCCEED"}:
         return f"campaign ended: all {v.total} jobs succeeded"
-    return f"campaign ended: {v.total} jobs: {fmt_counts(sort_counts(v.jobs), ', ')}"
+    return f"campaign ended: {v.total} {'job' if v.total == 1 else 'jobs'}: {fmt_counts(sort_counts(v.jobs), ', ')}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..commands import UsageError
+from ..formats import plural
 from .reading import JobLine, ReportError, TaskLine, records, report_path
 
 KINDS = ("stats", "gantt", "efficiency", "rusage", "launch", "html")
@@ -35,7 +36,8 @@ def add_parser(sub: Any) -> None:
     r.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
     r.add_argument("--workdir", metavar="DIR", default=argparse.SUPPRESS,
                    help="the campaign's workdir, holding jobs.jsonl (default $PJ_WORKDIR); a report file works too")
-    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.add_argument("--json", action="store_true", default=argparse.SUPPRESS,  # also `pj --json report`
+                   help="machine-readable output")
     r.add_argument("-o", "--output", metavar="FILE", default=None,
                    help="write there instead of stdout (gantt: FILE.png or FILE.svg, required)")
     r.add_argument("--below", metavar="F", type=_share, default=0.25,
@@ -112,7 +114,7 @@ def _chart(args: argparse.Namespace, path: Path, announced: dict[str, int]) -> i
     if args.kind == "gantt":
         scan(path, [data])
         chart = data.chart(announced)
-        title = f"{path.parent.name or path}: {chart.tasks} tasks, {chart.failed} failed"
+        title = f"{path.parent.name or path}: {plural(chart.tasks, 'task')}, {chart.failed} failed"
         if args.output.lower().endswith(".png"):
             from .png import write_png
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..formats import plural
 from .gantt import CANCELED_COLOUR, FAILED_COLOUR, FLAG_CANCELED, FLAG_FAILED, IDLE_COLOUR, Chart
 from .svg import fmt_tick, nice_step
 
@@ -45,7 +46,7 @@ def write_png(chart: Chart, path: Path, title: str = "") -> None:
     ticks = [i * step for i in range(int(chart.span / step + 1e-9) + 1)]
     ax.set_xticks(ticks, [fmt_tick(t, step) for t in ticks])
     ax.set_xlabel("time since the first submission")
-    ax.set_title(title or f"{chart.tasks} tasks, {chart.failed} failed", loc="left", fontsize=11)
+    ax.set_title(title or f"{plural(chart.tasks, 'task')}, {chart.failed} failed", loc="left", fontsize=11)
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=c, label=name[:24]) for c, name in zip(chart.colours, chart.jobs, strict=True)]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from html import escape
 
+from ..formats import plural
 from .gantt import (
     CANCELED_COLOUR,
     FAILED_COLOUR,
@@ -67,7 +68,7 @@ def render(chart: Chart, title: str = "") -> str:
     out.append(f'<svg xmlns="http://www.w3.org/2000/svg" class="pj-gantt" width="{WIDTH}" height="{_num(height)}" '
                f'viewBox="0 0 {WIDTH} {_num(height)}" font-family="sans-serif" font-size="11">')
     out.append('<rect width="100%" height="100%" fill="#ffffff"/>')
-    head = title or f"{chart.tasks} tasks, {chart.failed} failed"
+    head = title or f"{plural(chart.tasks, 'task')}, {chart.failed} failed"
     out.append(f'<text x="{LEFT}" y="20" font-size="14" font-weight="bold">{escape(head)}</text>')
     if chart.mode == "band":
         _bands(out, chart, x, band_h)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..formats import table
+from ..formats import plural, table
 from ..progress import fmt_duration
 
 
@@ -47,7 +47,7 @@ def stats_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) pairs: the text report and the HTML page's table."""
     nodes = r["nodes"]
     nodes_text = ", ".join(f"{n} {c}" for n, c in nodes.items()) if len(nodes) <= 8 else (
-        f"{len(nodes)} nodes, {sum(nodes.values())} cores")  # fmt: skip
+        f"{plural(len(nodes), 'node')}, {plural(sum(nodes.values()), 'core')}")  # fmt: skip
     return [
         ("jobs", f"{sum(r['jobs'].values())}: {counts(r['jobs'])}"),
         ("tasks", f"{sum(r['tasks'].values())}: {counts(r['tasks'])}"),
@@ -68,15 +68,15 @@ def stats_text(r: dict[str, Any]) -> list[str]:
 def efficiency_text(r: dict[str, Any]) -> list[str]:
     o = r["overall"]
     lines = [f"overall: CPU {o['cpu_s']:.1f} s of {o['capacity_core_s']:.1f} core-seconds held: "
-             f"efficiency {pct(o['efficiency'])} ({o['tasks']} tasks)"]  # fmt: skip
+             f"efficiency {pct(o['efficiency'])} ({plural(o['tasks'], 'task')})"]  # fmt: skip
     if r["without_rusage"]:
-        lines.append(f"{r['without_rusage']} task(s) without CPU figures (a report written before PJ kept them) left out")
+        lines.append(f"{plural(r['without_rusage'], 'task')} without CPU figures (a report written before PJ kept them) left out")
     if not r["jobs"]:
         return lines
     rows = [[name, str(j["tasks"]), f"{j['cpu_s']:.1f}", f"{j['capacity_core_s']:.1f}", pct(j["efficiency"]),
              str(j["low_tasks"])] for name, j in sorted(r["jobs"].items())]  # fmt: skip
     lines += ["", *table(["JOB", "TASKS", "CPU_S", "CORE_S", "EFFICIENCY", f"BELOW_{r['low_threshold']:.0%}"], rows)]
-    lines += ["", f"{r['low_tasks']} task(s) used less than {r['low_threshold']:.0%} of their cores"
+    lines += ["", f"{plural(r['low_tasks'], 'task')} used less than {r['low_threshold']:.0%} of their cores"
               + (f"; the {len(r['worst'])} that wasted most core-seconds:" if r["worst"] else "")]
     if r["worst"]:
         lines += table(["TASK", "CORES", "WALL", "CPU", "EFFICIENCY", "STATE"],
@@ -94,7 +94,7 @@ def rusage_text(r: dict[str, Any]) -> list[str]:
     heads = ["JOB", "TASKS", "CPU_MIN", "CPU_MEDIAN", "CPU_MAX", "RSS_MIN", "RSS_MEDIAN", "RSS_MAX"]
     lines = table(heads, [row(n, j) for n, j in r["jobs"].items()] + [row("(all)", r["overall"])])
     if r["without_rusage"]:
-        lines.append(f"{r['without_rusage']} task(s) without CPU or memory figures "
+        lines.append(f"{plural(r['without_rusage'], 'task')} without CPU or memory figures "
                      "(a report written before PJ kept them)")
     return lines
 

@@ -117,3 +117,153 @@ def test_pj_run_log_level_and_json_format_reach_the_master_and_agents(tmp_path: 
     assert m and iso_ms.fullmatch(m.group(1)), first
     r = cli("pj-master", "--log-format", "xml")
     assert r.returncode == 2 and "--log-format" in r.stderr
+
+
+# ----------------------------------------------------------------- --json everywhere, pj submit, plurals
+
+SCHEMAS = REPO / "common" / "schemas"
+
+
+def validate(doc: object, kind: str) -> None:
+    """``doc`` against the shipped schema's $defs entry ``kind`` (cli-output.v1)."""
+    import jsonschema  # a dev/test dependency only: PJ never validates at run time
+
+    schema = json.loads((SCHEMAS / "cli-output.v1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(doc, {**schema, "$ref": f"#/$defs/{kind}"})
+
+
+def as_json(r: subprocess.CompletedProcess[str], rc: int = 0) -> object:
+    assert r.returncode == rc, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def test_json_before_or_after_every_command_and_errors_as_json(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = cluster_factory(nodes=1, cores=2)
+    wd = str(c.workdir)
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"jobs": [{"name": "ok", "exec": "/bin/true"},
+                                         {"name": "bad", "exec": "/bin/false"}]}))
+    doc = as_json(cli("pj", "submit", "--workdir", wd, "--json", str(jobs), cwd=tmp_path))
+    validate(doc, "submit")
+    assert doc == {"submitted": ["ok", "bad"], "warnings": []}
+    doc = as_json(cli("pj", "--json", "submit", "--workdir", wd, "--wait", "--name", "w", "--", "/bin/true"))
+    validate(doc, "submit_wait")
+    assert doc["submitted"] == ["w"] and doc["jobs"] == {"w": "SUCCEED"} and doc["all_succeeded"] is True
+    doc = as_json(cli("pj-submit", "--workdir", wd, "--json", "--wait", "--name", "f", "--", "/bin/false"), rc=1)
+    validate(doc, "submit_wait")
+    assert doc["jobs"] == {"f": "FAILED"} and doc["counts"] == {"FAILED": 1}
+    doc = as_json(cli("pj", "--json", "wait", "--workdir", wd), rc=1)  # 'bad' failed
+    validate(doc, "wait")
+    assert doc["jobs"]["ok"] == "SUCCEED" and doc["jobs"]["bad"] == "FAILED"
+    for argv, kind in [
+        (["pj", "--json", "status", "--workdir", wd], "status"),
+        (["pj", "status", "--workdir", wd, "--json"], "status"),
+        (["pj", "--json", "list", "--workdir", wd], "list"),
+        (["pj", "info", "--workdir", wd, "ok", "bad", "--tasks", "--json"], "info"),
+        (["pj", "resources", "--workdir", wd, "--json"], "resources"),
+        (["pj", "--json", "top", "--workdir", wd], "top"),
+        (["pj", "cancel", "--workdir", wd, "ok", "--json"], "cancel"),
+        (["pj", "--json", "sbatch-template"], "sbatch_template"),
+        (["pj", "completion", "bash", "--json"], "completion"),
+    ]:
+        validate(as_json(cli(*argv)), kind)
+    assert as_json(cli("pj", "--json", "cancel", "--workdir", wd, "ok")) == {"canceled": [], "already_finished": ["ok"]}
+    # errors: one JSON object on stdout, a non-zero exit
+    for argv, rc, kind in [
+        (["pj", "--json", "info", "--workdir", wd, "nosuch"], 2, "input"),
+        (["pj", "info", "nosuch", "--json"], 2, "usage"),  # no master given
+        (["pj", "--json", "status", "--workdir", str(tmp_path)], 1, "runtime"),  # no master there
+        (["pj", "--json", "bogus"], 2, "usage"),
+        (["pj-submit", "--json", "--workdir", wd, str(tmp_path / "missing.json")], 2, "usage"),
+        (["pj", "--json", "run", str(tmp_path / "missing.json")], 2, "usage"),
+    ]:
+        doc = as_json(cli(*argv), rc=rc)
+        validate(doc, "error")
+        assert doc["kind"] == kind and doc["exit_code"] == rc and doc["error"], doc
+    doc = as_json(cli("pj", "finish", "--workdir", wd, "--json"))
+    validate(doc, "finish")
+    assert c.wait_exit() == 0
+
+
+def test_pj_submit_is_pj_submit_and_counts_read_as_english(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = cluster_factory(nodes=1, cores=2)
+    wd = str(c.workdir)
+    r = cli("pj", "submit", "--workdir", wd, "--name", "one", "--wait", "--", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "one\n1 job finished: SUCCEED 1\n"
+    r = cli("pj", "submit", "--workdir", wd, "--name", "two", "--wait", "--", "/bin/sh", "-c", "exit 3")
+    assert r.returncode == 1 and r.stdout.startswith("two\n1 job finished: FAILED 1\n"), r.stdout
+    r = cli("pj", "wait", "--workdir", wd)
+    assert r.returncode == 1 and r.stdout.startswith("2 jobs finished: SUCCEED 1, FAILED 1\n"), r.stdout
+    r = cli("pj", "resources", "--workdir", wd)
+    assert r.stdout.splitlines()[-1] == "1 node online of 1 expected, 2 cores free", r.stdout
+    r = cli("pj", "submit", "--help")
+    assert r.returncode == 0 and "--wait" in r.stdout and "pj submit" in r.stdout
+    cli("pj", "finish", "--workdir", wd)
+    assert c.wait_exit() == 0
+    (tmp_path / "one.json").write_text('{"jobs": [{"name": "a", "exec": "/bin/true"}]}')
+    r = cli("pj", "run", "one.json", "--workdir", "wd", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "pj: 1 job submitted;" in r.stderr and "pj run finished: 1 job: SUCCEED 1" in r.stdout
+
+
+def test_pj_run_json_summary_follows_the_schema(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text(json.dumps({"jobs": [
+        {"name": "ok", "exec": "/bin/true"},
+        {"name": "bad", "script": "echo oops >&2; exit 4"},
+        {"name": "it", "exec": "/bin/true", "iterations": 2},
+    ]}))
+    r = cli("pj", "run", "c.json", "--workdir", "wd", "--json", cwd=tmp_path)
+    doc = as_json(r, rc=1)
+    validate(doc, "run")
+    assert doc["outcome"] == "finished" and doc["all_succeeded"] is False
+    assert doc["jobs"] == {"SUCCEED": 2, "FAILED": 1} and doc["not_succeeded_total"] == 1
+    assert doc["stderr_tail"]["task"] == "bad" and doc["stderr_tail"]["text"].strip() == "oops"
+    assert doc["report"] == str(tmp_path / "wd" / "jobs.jsonl") and r.stderr == ""
+
+
+def test_jobs_jsonl_follows_its_schema(tmp_path: Path) -> None:
+    import jsonschema
+
+    (tmp_path / "c.json").write_text(json.dumps({"jobs": [
+        {"name": "ok", "exec": "/bin/true", "gpus": 1},
+        {"name": "it", "script": "exit ${it}", "iterations": 2, "retries": 1},
+        {"name": "after", "exec": "/bin/true", "after": ["it"]},
+    ]}))
+    r = cli("pj", "run", "c.json", "--workdir", "wd", "--quiet", "--gpus", "1", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    schema = json.loads((SCHEMAS / "jobs-line.v1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    lines = [json.loads(line) for line in (tmp_path / "wd" / "jobs.jsonl").read_text().splitlines()]
+    assert {rec["name"] for rec in lines} == {"ok", "it", "it:0", "it:1", "after"}
+    for rec in lines:
+        jsonschema.validate(rec, schema)
+    assert any("attempts" in rec for rec in lines) and any("gpus" in rec for rec in lines)
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish", "tcsh"])
+def test_completion_scripts(shell: str, tmp_path: Path) -> None:
+    r = cli("pj", "completion", shell)
+    assert r.returncode == 0, r.stderr
+    for word in ("submit", "status", "completion", *(("--workdir",) if shell != "tcsh" else ())):
+        assert word in r.stdout, word  # shtab's tcsh script completes commands, not options
+    checker = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "fish": ["fish", "--no-execute"]}.get(shell)
+    if checker and shutil.which(checker[0]):  # the shell itself reads it without a syntax error
+        (tmp_path / "pj.comp").write_text(r.stdout)
+        check = subprocess.run([*checker, str(tmp_path / "pj.comp")], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+    if shell == "bash":  # and completes: `pj sub<TAB>` offers submit
+        script = tmp_path / "try.sh"
+        script.write_text(f"source {tmp_path / 'pj.comp'}\nCOMP_WORDS=(pj sub); COMP_CWORD=1; COMP_LINE='pj sub'; "
+                          "COMP_POINT=6\n_shtab_pj pj sub pj\necho \"${COMPREPLY[@]}\"\n")
+        done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        assert "submit" in done.stdout.split(), done.stdout + done.stderr
+
+
+def test_completion_costs_other_commands_nothing() -> None:
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "from pj.client import cli; cli.pj_parser()"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "shtab" not in r.stderr
+    r = cli("pj", "completion", "powershell")
+    assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -164,12 +164,12 @@ def test_submit_wait_and_query(cluster_factory: Any, tmp_path: Path) -> None:
     assert res["nodes_expected"] == 2
     assert sorted((n["name"], n["cores"], n["cores_free"], n["online"]) for n in res["nodes"]) == [
         ("node0", 2, 2, True), ("node1", 2, 2, True)]
-    assert ok(pj("resources", "--workdir", wd)).splitlines()[-1] == "2 node(s) online of 2 expected, 4 cores free"
+    assert ok(pj("resources", "--workdir", wd)).splitlines()[-1] == "2 nodes online of 2 expected, 4 cores free"
 
     # PJ_WORKDIR in place of --workdir, for pj-submit and pj alike.
     env = user_env(PJ_WORKDIR=wd)
     assert ok(pj_submit("--name", "via-env", "--", "/bin/true", env=env)).split() == ["via-env"]
-    assert ok(pj("wait", "via-env", env=env)).startswith("1 jobs finished: SUCCEED 1")
+    assert ok(pj("wait", "via-env", env=env)).startswith("1 job finished: SUCCEED 1")
     assert pj_json("status", env=env)["jobs_total"] == 4
     # Without either, one line and exit 2.
     r = pj("status")
@@ -371,9 +371,12 @@ def test_duplicate_name_is_refused_and_nothing_is_registered(cluster_factory: An
 
 def test_unknown_job(cluster_factory: Any) -> None:
     c = cluster_factory(nodes=1)
-    for args in (["info", "nosuchjob"], ["info", "--json", "nosuchjob"], ["wait", "nosuchjob"]):
+    for args in (["info", "nosuchjob"], ["wait", "nosuchjob"]):
         r = pj(*args, "--workdir", str(c.workdir))
         assert (r.returncode, r.stdout, r.stderr) == (2, "", "pj: no job named 'nosuchjob'\n"), args
+    r = pj("info", "--json", "nosuchjob", "--workdir", str(c.workdir))  # under --json: a JSON object
+    assert (r.returncode, r.stderr) == (2, "")
+    assert json.loads(r.stdout) == {"error": "no job named 'nosuchjob'", "kind": "input", "exit_code": 2}
 
 
 def test_wrong_token(cluster_factory: Any, tmp_path: Path) -> None:
@@ -477,7 +480,7 @@ def test_a_too_big_job_waits_for_the_expected_nodes_then_fails(cluster_factory: 
     ok(pj_submit("--workdir", wd, "--name", "huge", "--cores", "3", "--", "/bin/true"))
     ok(pj_submit("--workdir", wd, "--name", "small", "--", "/bin/true"))
     ok(pj_submit("--workdir", wd, "--name", "post", "--iterations", "3", "--after", "huge", "--", "/bin/true"))
-    assert ok(pj("wait", "--workdir", wd, "small")).startswith("1 jobs finished: SUCCEED 1")
+    assert ok(pj("wait", "--workdir", wd, "small")).startswith("1 job finished: SUCCEED 1")
     # Only 1 of 2 expected nodes: the missing one might be big enough, so the job waits.
     queued = pj_json("list", "--workdir", wd, "--state", "QUEUED")
     assert [j["name"] for j in queued] == ["huge", "post"]
@@ -485,7 +488,7 @@ def test_a_too_big_job_waits_for_the_expected_nodes_then_fails(cluster_factory: 
         "no node that has joined has 3 cores (largest: 2 cores); 1 of 2 expected nodes not joined yet; "
         "the wait for them ends in "), queued[0]
     assert queued[1]["reason"] == "waiting for huge (QUEUED)"
-    assert ok(pj("resources", "--workdir", wd)).splitlines()[-1].startswith("1 node(s) online of 2 expected")
+    assert ok(pj("resources", "--workdir", wd)).splitlines()[-1].startswith("1 node online of 2 expected")
     c.add_agent("little", 1)
     with Client(wd) as cl:
         assert cl.wait("huge", timeout=20) == {"huge": "FAILED"}

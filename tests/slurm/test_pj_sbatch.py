@@ -39,8 +39,8 @@ def test_the_sbatch_template_runs_a_campaign_on_every_node(tmp_path: Path, slurm
     res = t.sbatch_wait(["-N4", "--exclusive", "--time=2", str(t.template), str(jobs), "--workdir", "W"],
                         cwd=tmp_path, timeout=90)
     assert res.returncode == 0, res.explain()
-    assert "pj run finished: 1 jobs: SUCCEED 1" in res.output, res.explain()
-    assert f"Slurm job {res.job_id}: 4 node(s) n[1-4]" in res.output
+    assert "pj run finished: 1 job: SUCCEED 1" in res.output, res.explain()
+    assert f"Slurm job {res.job_id}: 4 nodes n[1-4]" in res.output
     report = t.read_report(tmp_path / "W")
     tasks = [report[f"t:{i}"] for i in range(40)]
     assert all(r["state"] == "SUCCEED" for r in tasks), [r for r in tasks if r["state"] != "SUCCEED"]

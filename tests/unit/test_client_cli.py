@@ -103,7 +103,7 @@ def test_cancel_finish_resources(master: Master, capsys: pytest.CaptureFixture[s
     assert rc == 0 and out == "canceled: a\nalready finished: b\n"
     rc, out, _ = run(capsys, "resources", "--workdir", wd)
     assert rc == 0 and out.splitlines()[1].split() == ["node0", "yes", "3/4", "1/2", "8.0", "GiB"]
-    assert "1 node(s) online of 2 expected" in out
+    assert "1 node online of 2 expected" in out
     rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
     assert json.loads(out)["nodes"][0]["gpus"] == ["0", "1"]
     rc, out, _ = run(capsys, "finish", "--cancel", "--workdir", wd)
@@ -124,7 +124,7 @@ def test_status_shows_notices_and_resources_the_missing_nodes(master: Master,
     rc, out, _ = run(capsys, "resources", "--workdir", wd)
     lines = out.splitlines()
     assert rc == 0 and lines[2].split() == ["n3", "missing", "-", "-", "-"]
-    assert "1 node(s) online of 2 expected, 1 missing (n3), 3 cores free" in lines[-1]
+    assert "1 node online of 2 expected, 1 missing (n3), 3 cores free" in lines[-1]
     rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
     assert json.loads(out)["nodes_missing"] == ["n3"]
 
@@ -136,7 +136,7 @@ def test_wait_exit_codes_and_timeout(master: Master, capsys: pytest.CaptureFixtu
     wd = str(master.workdir)
     fake.set_later(0.2, "a", S.JOB_STATE_SUCCEED)
     rc, out, _ = run(capsys, "wait", "a", "--workdir", wd, "--timeout", "20")
-    assert rc == 0 and out == "1 jobs finished: SUCCEED 1\n"
+    assert rc == 0 and out == "1 job finished: SUCCEED 1\n"
     rc, out, err = run(capsys, "wait", "b", "--workdir", wd, "--timeout", "0.3")
     assert rc == 1 and "waited 0.3 s: 1 of 1 jobs still unfinished" in one_error_line(err)
     fake.set_later(0.2, "b", S.JOB_STATE_FAILED, "exit code 1")

@@ -38,10 +38,10 @@ def test_mode_follows_slurm_job_id_unless_told() -> None:
 def test_allocation_from_the_environment() -> None:
     a = slurm.allocation(ALLOC_ENV)
     assert a == slurm.Allocation(job_id="77", nodelist="n[1-2,4]", nodes=("n1", "n2", "n4"), cpus=10)
-    assert a.describe() == "Slurm job 77: 3 node(s) n[1-2,4], 10 CPUs"
+    assert a.describe() == "Slurm job 77: 3 nodes n[1-2,4], 10 CPUs"
     salloc_shell = {"SLURM_JOB_ID": "5", "SLURM_NODELIST": "n3"}  # only the old name
     assert slurm.allocation(salloc_shell).nodes == ("n3",)
-    assert slurm.allocation(salloc_shell).describe() == "Slurm job 5: 1 node(s) n3"
+    assert slurm.allocation(salloc_shell).describe() == "Slurm job 5: 1 node n3"
     with pytest.raises(slurm.SlurmModeError, match=r"SLURM_JOB_NODELIST is not set.*--local"):
         slurm.allocation({"SLURM_JOB_ID": "5"})
     with pytest.raises(slurm.SlurmModeError, match=r"SLURM_JOB_NODELIST.*never closed"):
@@ -148,7 +148,7 @@ def test_slurm_campaign_starts_one_srun_and_prints_notices(
     out, err = capsys.readouterr()
     wd = next((tmp_path / "pj-runs").iterdir())
     assert wd.name.endswith("-job77")  # the default workdir names the Slurm job
-    assert "2 jobs submitted; Slurm job 77: 3 node(s) n[1-2,4], 10 CPUs, one agent per node" in err
+    assert "2 jobs submitted; Slurm job 77: 3 nodes n[1-2,4], 10 CPUs, one agent per node" in err
     assert "pj: warning: node(s) n3 did not register within 1 s; going on with 1 of 2 nodes (notice-me)" in err
     assert "pj run finished: 2 jobs: SUCCEED 2" in out
     assert f"logs:   {wd / 'master.log'}, {wd / 'agent-*.log'}, {wd / 'srun.log'}" in out
@@ -173,7 +173,7 @@ def test_slurm_campaign_ends_when_the_agents_srun_ends_early(tmp_path: Path,
     assert ("pj: the agents' srun (a step of Slurm job 77) exited with code 1 before the campaign ended: "
             "no agent is left") in err
     assert "agent n1: cannot reach the master at vm:1" in err and "task 0: Exited with exit code 1" in err
-    assert out.startswith("pj run failed: 1 jobs")
+    assert out.startswith("pj run failed: 1 job:")
     assert c.master is not None and c.master.proc.returncode == 0  # told to cancel and stop
 
 

@@ -408,7 +408,7 @@ def test_qcg_duplicate_keys_warn_as_qcg_took_the_last_value() -> None:
         ({"name": "a", **QE, "resources": {"numCores": {"exact": 2, "extra": 1}}}, "unknown field 'extra' in 'resources.numCores'"),
         ({"name": "a", **QE, "resources": {"numNodes": {"min": 3, "max": 1}}}, "field 'resources.numNodes': min 3 is greater than max 1"),
         ({"name": "a", **QE, "resources": {"numCores": 5_000_000}}, "field 'resources.numCores': more than 1000000"),
-        ({"name": "a", **QE, "resources": {"wt": "10 minutes"}}, "field 'resources.wt': '10 minutes' is not a duration"),
+        ({"name": "a", **QE, "resources": {"wt": "10 minits"}}, "field 'resources.wt': '10 minits' is not a duration"),
         ({"name": "a", **QE, "resources": {"wt": "0s"}}, "field 'resources.wt': must be greater than zero"),
         ({"name": "a", **QE, "resources": {"nodeCrs": {"tpu": 1}}}, "field 'resources.nodeCrs.tpu': unknown consumable resource; QCG-PilotJob knows 'gpu' and 'mem'"),
         ({"name": "a", **QE, "resources": {"nodeCrs": {"gpu": 0}}}, "field 'resources.nodeCrs.gpu': must be at least 1"),

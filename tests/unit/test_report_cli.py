@@ -78,7 +78,7 @@ def test_efficiency_rusage_launch(capsys: pytest.CaptureFixture[str], wd: Path) 
     rc, out, _ = run(capsys, "efficiency", "--workdir", str(wd))
     assert rc == 0
     assert "efficiency 55.6% (4 tasks)" in out  # 15 / 27
-    assert "2 task(s) used less than 25% of their cores" in out
+    assert "2 tasks used less than 25% of their cores" in out
     worst = out[out.index("\nTASK ") + 1 :].splitlines()[1:]
     assert [w.split()[0] for w in worst] == ["a:1", "d"]
     rc, out, _ = run(capsys, "efficiency", "--workdir", str(wd), "--below", "0.15", "--json")
@@ -99,9 +99,9 @@ def test_an_old_report_without_rusage_says_so(capsys: pytest.CaptureFixture[str]
     old = [re.sub(r',"cpu_user_s":[^,]+,"cpu_system_s":[^,]+,"max_rss_kb":\d+', "", line) for line in LINES]
     write_report(tmp_path, old)
     rc, out, _ = run(capsys, "efficiency", "--workdir", str(tmp_path))
-    assert rc == 0 and "4 task(s) without CPU figures" in out
+    assert rc == 0 and "4 tasks without CPU figures" in out
     rc, out, _ = run(capsys, "rusage", "--workdir", str(tmp_path))
-    assert rc == 0 and "4 task(s) without CPU or memory figures" in out
+    assert rc == 0 and "4 tasks without CPU or memory figures" in out
 
 
 def one_line_error(err: str) -> str:
