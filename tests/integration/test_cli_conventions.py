@@ -61,7 +61,7 @@ def test_runtime_code_never_imports_psutil() -> None:
 
 
 @pytest.mark.slow
-def test_wheel_ships_the_template_and_license(tmp_path: Path) -> None:
+def test_wheel_ships_the_template_schemas_and_license(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -70,6 +70,7 @@ def test_wheel_ships_the_template_and_license(tmp_path: Path) -> None:
         names = set(z.namelist())
         metadata = z.read(f"pj-{pj.__version__}.dist-info/METADATA").decode()
     assert "pj/client/pj.sbatch" in names
+    assert {"pj/common/schemas/cli-output.v1.schema.json", "pj/common/schemas/jobs-line.v1.schema.json"} <= names
     assert any(n.endswith("dist-info/licenses/LICENSE") for n in names)
     runtime = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert runtime and not any("psutil" in line for line in runtime), runtime
