@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import deps, invariants, itersize, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
-from .model import Allocation, JobSpec, NodeInfo, State
+from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, State
 from .pool import Pool
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
@@ -200,7 +200,7 @@ class Core:
             return False
         reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
         self.settle_unrun(job, job.total - job.done)
-        self.set_job_state(job, State.FAILED, now, reason)
+        self.move_job(job, Event.FAIL, now, reason)
         self.job_ended(job, now)
         return True
 
@@ -284,12 +284,12 @@ class Core:
         self.next_task_id += 1
         job.add_task(task)
         task.allocation = allocation
-        task.set_state(State.SCHEDULED, now)
+        task.move(Event.PLACE, now)
         self.task_counts[State.SCHEDULED] += 1
         self.running[task.id] = task
         self.outbox.placed.append(task)
         if job.state == State.QUEUED:
-            self.set_job_state(job, State.SCHEDULED, now)
+            self.move_job(job, Event.PLACE, now)
         launch = build(job.spec, task.id, it, allocation, self.ctx)
         self.outbox.launches.setdefault(launch.node, []).append(launch)
         return task
@@ -304,10 +304,10 @@ class Core:
         if task is None or task.state != State.SCHEDULED:
             return
         now = max(now, task.history[-1][1])
-        self.set_task_state(task, State.EXECUTING, now)
+        self.move_task(task, Event.START, now)
         job = task.job
         if job.state == State.SCHEDULED:
-            self.set_job_state(job, State.EXECUTING, now)
+            self.move_job(job, Event.START, now)
 
     def task_exited(self, task_id: int, exit_code: int, error: str, now: float, usage: bytes = b"",
                     stderr_tail: str = "") -> None:
@@ -362,9 +362,9 @@ class Core:
             job.drop_task(task)
             self.task_counts[task.state] -= 1
             if job.started == 0 and job.state == State.SCHEDULED:
-                self.set_job_state(job, State.QUEUED, now)
+                self.move_job(job, Event.UNPLACE, now)
         else:
-            self.set_task_state(task, State.FAILED, now, reason)
+            self.move_task(task, Event.FAIL, now, reason)
             self.keep_attempt(task, now, lost, retried)
         self.queue.push(job, task.iteration, front=front)
         self.outbox.changed[job.name] = job
@@ -386,7 +386,7 @@ class Core:
         if self.running.pop(task.id, None) is not None:
             self.release(task)
         task.exit_code = exit_code
-        self.set_task_state(task, state, now, reason)
+        self.move_task(task, END_EVENTS[state], now, reason)
         self.outbox.ended.append(task)
         task.job.task_ended(task)
         self.settle_task(task.job, task.iteration, state, reason, now)
@@ -427,7 +427,7 @@ class Core:
                 f"{job.failed} of {job.total} iterations did not succeed (first: {job.reason})"
             )
         job.reason = ""
-        self.set_job_state(job, state, now, reason)
+        self.move_job(job, END_EVENTS[state], now, reason)
         self.job_ended(job, now)
 
     @staticmethod
@@ -469,7 +469,7 @@ class Core:
         if job.iter_sat:
             job.iter_sat.clear()
         if not running:
-            self.set_job_state(job, State.CANCELED, now, reason)
+            self.move_job(job, Event.CANCEL, now, reason)
             self.job_ended(job, now)
             return
         for t in running:
@@ -507,16 +507,18 @@ class Core:
 
     # ------------------------------------------------------------------ state changes
 
-    def set_task_state(self, task: Task, state: State, now: float, reason: str = "") -> None:
+    def move_task(self, task: Task, event: Event, now: float, reason: str = "") -> None:
+        """``task`` takes the move ``TASK_MOVES[(its state, event)]`` (an illegal one raises)."""
         counts = self.task_counts
         counts[task.state] -= 1
-        task.set_state(state, now, reason)
-        counts[state] += 1
+        counts[task.move(event, now, reason)] += 1
 
-    def set_job_state(self, job: Job, state: State, now: float, reason: str = "") -> None:
+    def move_job(self, job: Job, event: Event, now: float, reason: str = "") -> None:
+        """``job`` takes the move ``JOB_MOVES[(its state, event)]`` (an illegal one raises); the
+        outbox learns of the change, and of its end."""
         counts = self.job_counts
         counts[job.state] -= 1
-        job.set_state(state, now, reason)
+        state = job.move(event, now, reason)
         counts[state] += 1
         out = self.outbox
         if state._value_ >= State.SUCCEED:  # final (State.final, without the property call)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .model import Dependency, State
+from .model import Dependency, Event, State
 
 if TYPE_CHECKING:
     from .core import Core
@@ -143,5 +143,5 @@ def omit(core: Core, job: Job, reason: str, now: float) -> None:
     if job.final:
         return
     core.settle_unrun(job, job.total - job.done)
-    core.set_job_state(job, State.OMITTED, now, reason)
+    core.move_job(job, Event.OMIT, now, reason)
     core.job_ended(job, now)

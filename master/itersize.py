@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .model import Range, Request, State
+from .model import Event, Range, Request
 
 if TYPE_CHECKING:
     from .core import Core
@@ -46,7 +46,7 @@ def size(core: Core, job: Job, now: float) -> bool:
     got = resolve(job.spec.request, job.spec.iterations.count, nodes)
     if isinstance(got, str):
         core.settle_unrun(job, job.total - job.done)
-        core.set_job_state(job, State.FAILED, now, got)
+        core.move_job(job, Event.FAIL, now, got)
         core.job_ended(job, now)
         return False
     job.spec = job.spec._replace(request=got)

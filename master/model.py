@@ -29,26 +29,70 @@ class State(enum.IntEnum):
 
 FINAL_STATES = frozenset(s for s in State if s.final)
 
-# The one table of legal transitions, for jobs and tasks alike. Anything else is a bug.
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.SCHEDULED, State.FAILED, State.CANCELED, State.OMITTED}),
-    # SCHEDULED -> QUEUED: a job whose only placed task was a standby the agent gave back unstarted.
-    State.SCHEDULED: frozenset({State.EXECUTING, State.FAILED, State.CANCELED, State.QUEUED}),
-    State.EXECUTING: frozenset({State.SUCCEED, State.FAILED, State.CANCELED}),
-    State.SUCCEED: frozenset(),
-    State.FAILED: frozenset(),
-    State.CANCELED: frozenset(),
-    State.OMITTED: frozenset(),
+class Event(enum.Enum):
+    """What moves a job or a task from one state to the next (the tables below)."""
+
+    PLACE = "place"  # put on nodes (a job: its first task)
+    UNPLACE = "unplace"  # a job whose only placed task was a standby its agent gave back unstarted
+    START = "start"  # its agent started it (a job: its first task)
+    SUCCEED = "succeed"  # it exited 0 (a job: every task did)
+    FAIL = "fail"  # it failed: exit code, signal, lost node, walltime; a job: can never fit, or a task failed
+    CANCEL = "cancel"  # a user's cancel, or a finish without drain
+    OMIT = "omit"  # a dependency did not succeed
+
+
+Q, S, X = State.QUEUED, State.SCHEDULED, State.EXECUTING
+# The legal moves, (state, event) -> next state; anything else is a bug (IllegalTransition).
+JOB_MOVES: dict[tuple[State, Event], State] = {
+    (Q, Event.PLACE): S, (S, Event.UNPLACE): Q, (S, Event.START): X, (X, Event.SUCCEED): State.SUCCEED,
+    (Q, Event.FAIL): State.FAILED, (S, Event.FAIL): State.FAILED, (X, Event.FAIL): State.FAILED,
+    (Q, Event.CANCEL): State.CANCELED, (S, Event.CANCEL): State.CANCELED, (X, Event.CANCEL): State.CANCELED,
+    (Q, Event.OMIT): State.OMITTED,
+}
+TASK_MOVES: dict[tuple[State, Event], State] = {
+    (Q, Event.PLACE): S, (S, Event.START): X, (X, Event.SUCCEED): State.SUCCEED,
+    (S, Event.FAIL): State.FAILED, (X, Event.FAIL): State.FAILED,
+    (S, Event.CANCEL): State.CANCELED, (X, Event.CANCEL): State.CANCELED,
+    (Q, Event.OMIT): State.OMITTED,
+}
+del Q, S, X
+# The event that ends a job or a task in each final state.
+END_EVENTS: dict[State, Event] = {
+    State.SUCCEED: Event.SUCCEED, State.FAILED: Event.FAIL, State.CANCELED: Event.CANCEL, State.OMITTED: Event.OMIT,
 }
 
 
+def _reachable(moves: dict[tuple[State, Event], State]) -> dict[State, frozenset[State]]:
+    return {s: frozenset(new for (old, _), new in moves.items() if old == s) for s in State}
+
+
+# Which states follow which, for jobs (reports and checks that name states, not events).
+TRANSITIONS: dict[State, frozenset[State]] = _reachable(JOB_MOVES)
+TASK_TRANSITIONS: dict[State, frozenset[State]] = _reachable(TASK_MOVES)
+
+
 class IllegalTransition(RuntimeError):
-    """A state change the table forbids: always a bug in PJ, never a user error."""
+    """A state change the tables forbid: always a bug in PJ, never a user error."""
+
+
+def move(moves: dict[tuple[State, Event], State], what: str, old: State, event: Event) -> State:
+    """The state ``event`` moves ``old`` to; raises IllegalTransition naming ``what``."""
+    new = moves.get((old, event))
+    if new is None:
+        raise IllegalTransition(f"{what}: {old.name} --{event.value}--> is not a legal move")
+    return new
+
+
+def event_to(moves: dict[tuple[State, Event], State], what: str, old: State, new: State) -> Event:
+    """The event that moves ``old`` to ``new``; raises IllegalTransition naming ``what``."""
+    for (s, event), target in moves.items():
+        if s == old and target == new:
+            return event
+    raise IllegalTransition(f"{what}: {old.name} -> {new.name} is not a legal transition")
 
 
 def check_transition(what: str, old: State, new: State) -> None:
-    if new not in TRANSITIONS[old]:
-        raise IllegalTransition(f"{what}: {old.name} -> {new.name} is not a legal transition")
+    event_to(JOB_MOVES, what, old, new)
 
 
 @dataclass(frozen=True, slots=True)

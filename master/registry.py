@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from .ended import Ended
-from .model import TRANSITIONS, Allocation, JobSpec, State, check_transition
+from .model import JOB_MOVES, TASK_MOVES, Allocation, Event, JobSpec, State, event_to, move
 
 
 class Attempt(NamedTuple):
@@ -64,9 +64,20 @@ class Task:
     def name(self) -> str:
         return self.job.name if self.iteration is None else f"{self.job.name}:{self.iteration}"
 
+    def move(self, event: Event, now: float, reason: str = "") -> State:
+        """Take the move ``TASK_MOVES[(state, event)]`` (else IllegalTransition); the new state."""
+        state = TASK_MOVES.get((self.state, event))
+        if state is None:
+            move(TASK_MOVES, f"task {self.name}", self.state, event)  # raises, naming the task
+        assert state is not None
+        self._to(state, now, reason)
+        return state
+
     def set_state(self, state: State, now: float, reason: str = "") -> None:
-        if state not in TRANSITIONS[self.state]:  # checked here: the message is made only when it fails
-            check_transition(f"task {self.name}", self.state, state)
+        """Move to ``state`` by the one event that leads there from here (records made by hand)."""
+        self.move(event_to(TASK_MOVES, f"task {self.name}", self.state, state), now, reason)
+
+    def _to(self, state: State, now: float, reason: str) -> None:
         self.state = state
         entry = _stamps.get(state)  # _stamp, inlined: this runs three times per task
         if entry is None or entry[1] != now:
@@ -271,9 +282,20 @@ class Job:
         for t in self.each_task():
             yield t.iteration
 
+    def move(self, event: Event, now: float, reason: str = "") -> State:
+        """Take the move ``JOB_MOVES[(state, event)]`` (else IllegalTransition); the new state."""
+        state = JOB_MOVES.get((self.state, event))
+        if state is None:
+            move(JOB_MOVES, f"job {self.name}", self.state, event)  # raises, naming the job
+        assert state is not None
+        self._to(state, now, reason)
+        return state
+
     def set_state(self, state: State, now: float, reason: str = "") -> None:
-        if state not in TRANSITIONS[self.state]:
-            check_transition(f"job {self.name}", self.state, state)
+        """Move to ``state`` by the one event that leads there from here (records made by hand)."""
+        self.move(event_to(JOB_MOVES, f"job {self.name}", self.state, state), now, reason)
+
+    def _to(self, state: State, now: float, reason: str) -> None:
         self.state = state
         entry = _stamps.get(state)
         if entry is None or entry[1] != now:

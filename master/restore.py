@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from . import reconcile
 from .core import Core
-from .model import TRANSITIONS, Allocation, JobSpec, State
+from .model import END_EVENTS, JOB_MOVES, Allocation, Event, JobSpec, State
 from .registry import Attempt, Job, Task
 
 History = tuple[tuple[State, float], ...]
@@ -171,11 +171,11 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
     job.add_task(task)
     core.task_counts[State.QUEUED] += 1
     task.allocation = p.allocation
-    core.set_task_state(task, State.SCHEDULED, now)
+    core.move_task(task, Event.PLACE, now)
     core.running[task.id] = task
     job.started += 1
     if job.state == State.QUEUED:
-        core.set_job_state(job, State.SCHEDULED, now)
+        core.move_job(job, Event.PLACE, now)
     reconcile.orphan(core, task)
     return task
 
@@ -233,18 +233,19 @@ def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
 
 
 def settle_rows(core: Core, first: int, last: int) -> None:
-    """``settle_row`` for rows first..last-1, in order."""
-    settle, job_state = core.settle_task, core.set_job_state
-    queued, scheduled, executing, omitted = State.QUEUED, State.SCHEDULED, State.EXECUTING, State.OMITTED
+    """Settle the restored tasks of rows first..last-1, in the order they ended: their jobs' counts
+    (and first placement and start), their dependents, their jobs' ends."""
+    settle, move_job = core.settle_task, core.move_job
+    queued, scheduled, omitted = State.QUEUED, State.SCHEDULED, State.OMITTED
     for job, it, state, reason, sched, execd, end in core.registry.ended.settled(first, last):
         if job.state._value_ >= State.SUCCEED:  # final
             continue
         if state is not omitted:
             job.started += 1
             if job.state is queued:
-                job_state(job, scheduled, sched)
+                move_job(job, Event.PLACE, sched)
             if job.state is scheduled:
-                job_state(job, executing, execd)
+                move_job(job, Event.START, execd)
         settle(job, it, state, reason, end)
 
 
@@ -256,8 +257,8 @@ def restore_job(core: Core, rec: JobRecord, now: float) -> None:
         return
     if not job.final:
         core.settle_unrun(job, job.total - job.done)
-        if rec.state in TRANSITIONS[job.state]:
-            core.set_job_state(job, rec.state, now, rec.reason)
+        if (job.state, END_EVENTS[rec.state]) in JOB_MOVES:
+            core.move_job(job, END_EVENTS[rec.state], now, rec.reason)
         else:
             _force_state(core, job, rec.state)
             core.unfinished -= 1
