@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from . import deps, invariants, itersize, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
-from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, State
+from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, Placement, State
 from .pool import Pool
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
@@ -138,6 +138,21 @@ class Core:
 
     def is_disconnected(self, name: str) -> bool:
         return name in self.recon.disconnected
+
+    def placement(self, task: Task) -> Placement:
+        """Where ``task`` stands with its nodes: the one answer, read from the bookkeeping that
+        keeps it (``running``, the standbys' links, the reconciler's orphans and cut-off nodes)."""
+        if task.id not in self.running:
+            return Placement.NONE
+        if task.id in self.recon.orphans:
+            return Placement.ORPHAN
+        if self.recon.disconnected and any(s.node in self.recon.disconnected for s in task.allocation):
+            return Placement.CUT_OFF
+        if task.id in self.standbys.withdrawing:
+            return Placement.WITHDRAWING
+        if task.id in self.standbys.behind:
+            return Placement.STANDBY
+        return Placement.RUNNING
 
     def check(self) -> None:
         """Raise ``InvariantError`` naming every invariant the core breaks (invariants.py): counts,

@@ -131,6 +131,13 @@ def _pool(core: Core, out: list[str]) -> None:
 
 def _standbys(core: Core, out: list[str]) -> None:
     sb = core.standbys
+    for tid in sb.withdrawing - set(sb.behind):
+        out.append(f"task {tid} is being withdrawn but is no standby")
+    for tid in core.recon.orphans:
+        if tid not in core.running:
+            out.append(f"orphan {tid} is not a running task")
+        elif tid in sb.behind:
+            out.append(f"orphan {tid} is also a standby")
     for sid, before in sb.behind.items():
         if sb.ahead.get(before.id) is None or sb.ahead[before.id].id != sid:
             out.append(f"standby {sid} waits on task {before.id}, which does not have it ahead")

@@ -71,6 +71,17 @@ TRANSITIONS: dict[State, frozenset[State]] = _reachable(JOB_MOVES)
 TASK_TRANSITIONS: dict[State, frozenset[State]] = _reachable(TASK_MOVES)
 
 
+class Placement(enum.Enum):
+    """Where a task stands with its nodes (``Core.placement``), beside its state."""
+
+    NONE = "none"  # not placed: queued, or ended
+    RUNNING = "running"  # holds its share: its agent starts it at once, or runs it
+    STANDBY = "standby"  # waits at its agent on a running task's share (prefetch.py)
+    WITHDRAWING = "withdrawing"  # a standby its agent was asked to give back
+    ORPHAN = "orphan"  # placed before a master restart; its node has not registered since
+    CUT_OFF = "cut off"  # on a node whose agent's stream broke (it may come back)
+
+
 class IllegalTransition(RuntimeError):
     """A state change the tables forbid: always a bug in PJ, never a user error."""
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .expect import show
-from .model import Dependency, Request, State
+from .model import Dependency, Placement, Request, State
 
 if TYPE_CHECKING:
     from .core import Core
@@ -210,13 +210,12 @@ class Why:
         return {k: got[k] for k in KINDS if got[k]}
 
     def _task_kind(self, task: Task) -> str:
-        core = self.core
-        node = task.allocation[0].node if task.allocation else ""
-        if task.id in core.recon.orphans or node in core.recon.disconnected:
+        where = self.core.placement(task)
+        if where in (Placement.ORPHAN, Placement.CUT_OFF):
             return "agent"
         if task.state == State.EXECUTING:
             return ""
-        if core.standbys.waits_on(task.id) is not None:
+        if where in (Placement.STANDBY, Placement.WITHDRAWING):
             return "standby"
         return "starting"
 

@@ -339,3 +339,23 @@ def test_without_prefetch_nothing_waits_on_a_busy_core() -> None:
     core.submit([spec(f"j{i}") for i in range(5)], 1001.0)
     out = core.step(1002.0)
     assert names(out) == ["j0", "j1"]
+
+
+def test_placement_says_where_each_task_stands() -> None:
+    """Core.placement: running, standby, withdrawing, cut off, and none once ended."""
+    from pj.master.model import Placement
+
+    core = Core(now=1000.0, prefetch_on=True, campaign="c1")
+    core.node_joined(NodeInfo("n0", 1), 1000.0)
+    core.submit([spec("a"), spec("b")], 1000.0)
+    out = core.step(1000.1)
+    a, b = sorted(out.placed, key=lambda t: t.id)
+    core.task_started(a.id, 1000.1)
+    assert core.placement(a) == Placement.RUNNING and core.placement(b) == Placement.STANDBY
+    core.node_disconnected("n0", 1000.2)
+    assert core.placement(a) == core.placement(b) == Placement.CUT_OFF
+    core.node_joined(core.pool.by_name["n0"].info, 1000.3, core.campaign, running=[a.id])  # the same agent
+    assert core.placement(a) == Placement.RUNNING and core.placement(b) in (Placement.STANDBY, Placement.NONE)
+    core.task_exited(a.id, 0, "", 1000.4)
+    core.step(1000.4)
+    assert core.placement(a) == Placement.NONE
