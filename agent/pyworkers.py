@@ -104,6 +104,11 @@ class PyWorkers:
     def __len__(self) -> int:
         return len(self._by_pid)
 
+    @property
+    def busy(self) -> bool:
+        """Whether calls run now (their exits may wait a little for others: runner.EXIT_DELAY_S)."""
+        return bool(self._running)
+
     def attach(self, loop: asyncio.AbstractEventLoop, feed: Callable[[list[Exited]], None]) -> None:
         self._loop = loop
         self._feed = feed

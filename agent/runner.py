@@ -206,7 +206,8 @@ class Runner:
         if self._requests:
             requests, self._requests = self._requests, []
             self.launcher.spawner.submit(requests)  # type: ignore[union-attr]
-        if self.outbox.withdrawn or (len(self.outbox.exited) != exited_before and not held_before):
+        if self.outbox.withdrawn or (len(self.outbox.exited) != exited_before and not held_before
+                                     and not (self.pyworkers is not None and self.pyworkers.busy)):
             self.outbox.ready.set()
         elif len(self.outbox.exited) != exited_before:
             # The master was ahead of us (launches waited here for their cores): what ends now
