@@ -210,3 +210,19 @@ def test_jobs_jsonl_shows_calls_with_rusage(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (wd / "jobs.jsonl").read_text().splitlines()]
     (line,) = [x for x in lines if x.get("name") == name and "cpu_user_s" in x]
     assert line["state"] == "SUCCEED" and 0.2 <= line["cpu_user_s"] < 30 and line["max_rss_kb"] > 0
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def test_idle_workers_leave_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PJ_WORKER_IDLE_S", "1")  # the agents' environment
+    with LocalCluster(nodes=1, cores=2, workdir=tmp_path / "wd") as c, Executor(c) as ex:
+        first = ex.submit(pid).result(timeout=30)
+        assert _alive(first)
+        deadline = time.time() + 10
+        while _alive(first) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(first)  # idle past 1 s: sent away
+        assert ex.submit(pid).result(timeout=30) != first  # a new one comes on demand
