@@ -23,8 +23,10 @@ from pj.common.peercheck import (
 )
 from pj.master import peers
 from pj.master.core import Core
-from pj.master.model import JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import JobSpec, NodeInfo, State
 from pj.v1 import pj_pb2
+
+from .coreharness import spec as harness_spec
 
 
 def reg(**fields: object) -> pj_pb2.Register:
@@ -127,7 +129,7 @@ def test_clip_keeps_the_end() -> None:
 
 
 def spec(name: str, nodes: int = 1) -> JobSpec:
-    return JobSpec(name=name, exec="/bin/true", request=Request(Range(2, 2), Range(nodes, nodes), 0), base_dir="/w")
+    return harness_spec(name, cores=2, nodes=nodes)
 
 
 def test_only_the_node_a_task_runs_on_reports_on_it() -> None:

@@ -12,14 +12,9 @@ from collections import deque
 from pj.master.core import Core, Outbox
 from pj.master.expect import Expectation
 from pj.master.launch import TaskLaunch
-from pj.master.model import Iterations, JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import NodeInfo, Range, State
 
-
-def spec(name: str, cores: int | Range = 1, gpus: int = 0, it: int | None = None, **kw: object) -> JobSpec:
-    c = Range(cores, cores) if isinstance(cores, int) else cores
-    return JobSpec(name=name, exec="/bin/true", request=Request(c, Range(1, 1), gpus),
-                   iterations=Iterations(0, it) if it else None, base_dir="/home/u/run",
-                   **kw)  # type: ignore[arg-type]
+from .coreharness import spec
 
 
 class Agents:

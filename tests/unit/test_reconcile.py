@@ -10,16 +10,13 @@ import pytest
 from pj.common.workdir import write_token
 from pj.master import journal
 from pj.master.core import Core
-from pj.master.model import Iterations, JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import JobSpec, NodeInfo, State
 from pj.master.reconcile import INTERRUPTED_RESTART, INTERRUPTED_RETURN, WrongCampaign
 from pj.master.restore import Batch, Placement, restore
 
+from .coreharness import spec
+
 CAMPAIGN = "c0ffee"
-
-
-def spec(name: str, it: int | None = None, retries: int = 0, cores: int = 1) -> JobSpec:
-    return JobSpec(name=name, exec="/bin/true", request=Request(Range(cores, cores), Range(1, 1), 0),
-                   iterations=Iterations(0, it) if it else None, base_dir="/w", retries=retries)
 
 
 def node(name: str = "n0", cores: int = 4) -> NodeInfo:

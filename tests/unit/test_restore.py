@@ -6,19 +6,11 @@ from pathlib import Path
 
 from pj.master import convert, journal
 from pj.master.core import Core, Outbox
-from pj.master.model import Dependency, Iterations, JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import JobSpec, NodeInfo, State
 from pj.master.restore import Batch, JobRecord, RequestRecord, TaskRecord, restore
 from pj.v1 import pj_pb2 as pb
 
-
-def spec(name: str, it: int | None = None, after: tuple[str, ...] = ()) -> JobSpec:
-    deps = []
-    for a in after:
-        job, _, i = a.partition(":")
-        deps.append(Dependency(job) if not i else Dependency(job, per_iteration=True) if i == "${it}"
-                    else Dependency(job, iteration=int(i)))
-    return JobSpec(name=name, exec="/bin/true", request=Request(Range(1, 1), Range(1, 1), 0),
-                   iterations=Iterations(0, it) if it else None, after=tuple(deps), base_dir="/w")
+from .coreharness import spec
 
 
 class Journaled:

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from pj.master import journal, reconcile, report, usage
 from pj.master.core import Core, Outbox
-from pj.master.model import JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import JobSpec, NodeInfo, State
 from pj.master.registry import Attempt, Task
 from pj.master.restore import AttemptRecord, Batch, TaskRecord, restore
 
+from .coreharness import spec as harness_spec
+
 
 def spec(name: str, retries: int) -> JobSpec:
-    return JobSpec(name=name, exec="/bin/false", request=Request(Range(1, 1), Range(1, 1), 0),
-                   base_dir="/w", retries=retries)
+    return harness_spec(name, retries=retries, exec="/bin/false")
 
 
 class Run:

@@ -7,24 +7,13 @@ from pathlib import Path
 
 from pj.master import convert, journal, report, usage
 from pj.master.core import Core
-from pj.master.model import Iterations, JobSpec, NodeInfo, Range, Request, State
+from pj.master.model import NodeInfo, State
 from pj.master.restore import restore
 from pj.v1 import pj_pb2 as pb
 
+from .coreharness import spec, start
+
 TAIL = "Traceback (most recent call last):\nValueError: bad input"
-
-
-def spec(name: str, it: int | None = None, retries: int = 0) -> JobSpec:
-    return JobSpec(name=name, exec="/bin/true", request=Request(Range(1, 1), Range(1, 1), 0),
-                   iterations=Iterations(0, it) if it else None, base_dir="/w", retries=retries)
-
-
-def start(core: Core, t: float) -> list[int]:
-    out = core.step(t)
-    ids = [launch.task_id for ls in out.launches.values() for launch in ls]
-    for tid in ids:
-        core.task_started(tid, t)
-    return ids
 
 
 def test_pack_round_trip_and_nothing_measured_is_empty() -> None:

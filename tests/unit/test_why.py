@@ -7,20 +7,11 @@ import pathlib
 
 from pj.master.core import Core
 from pj.master.expect import Expectation
-from pj.master.model import Dependency, Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
+from pj.master.model import Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
 from pj.master.restore import Batch, Placement, restore
 from pj.master.why import KINDS, Lines, Why, counts
 
-
-def spec(name: str, cores: int = 1, nodes: int = 1, gpus: int = 0, it: int | None = None,
-         after: tuple[str, ...] = (), retries: int = 0) -> JobSpec:
-    deps = []
-    for a in after:
-        job, _, i = a.partition(":")
-        deps.append(Dependency(job) if not i else Dependency(job, per_iteration=True) if i == "${it}"
-                    else Dependency(job, iteration=int(i)))
-    return JobSpec(name=name, exec="/bin/true", request=Request(Range(cores, cores), Range(nodes, nodes), gpus),
-                   iterations=Iterations(0, it) if it else None, after=tuple(deps), retries=retries, base_dir="/w")
+from .coreharness import node, spec
 
 
 class Run:
@@ -66,10 +57,6 @@ class Run:
 
     def counts(self) -> dict[str, int]:
         return counts(self.core, self.t)
-
-
-def node(name: str, cores: int, gpus: int = 0) -> NodeInfo:
-    return NodeInfo(name, cores, tuple(str(g) for g in range(gpus)))
 
 
 # ---------------------------------------------------------------- dependencies
