@@ -1,7 +1,7 @@
 """What must hold of a master core between any two events (``Core.check``). Pure, read-only.
 
-Tests call ``Core.check()`` after every event (tests/unit/conftest.py wraps the event methods), and
-a hypothesis state machine drives the core with random events (tests/unit/test_core_machine.py).
+Tests call ``Core.check()`` after every event (tests/master/conftest.py wraps the event methods), and
+a hypothesis state machine drives the core with random events (tests/master/test_core_machine.py).
 Each broken invariant is one line of the ``InvariantError``: a bug in the core, never a user error.
 """
 

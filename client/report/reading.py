@@ -11,7 +11,7 @@ Speed: ``json.loads`` costs about 9 µs per line, most of ``pj report stats`` on
 so lines in the master's exact layout (its key order) are taken apart by one regular expression,
 and only what the expression does not cover (GPUs, attempts, rusage, stderr tails) goes through
 ``json.loads``. Any other line, however written, takes the ``json.loads`` path; both paths give the
-same records (``tests/unit/test_report_reading.py`` checks it).
+same records (``tests/client/test_report_reading.py`` checks it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # report_lines
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "client"))  # report_lines
 from report_lines import write_report
 
 PJ = str(Path(sys.executable).parent / "pj")
