@@ -25,7 +25,7 @@ import structlog
 
 from pj.v1 import pj_pb2 as pb
 
-from . import convert
+from . import convert, peers
 from .core import Core, Outbox
 from .journal import Journal
 from .registry import Job
@@ -133,6 +133,54 @@ class Dispatcher:
     @staticmethod
     def now() -> float:
         return time.time()
+
+    # ------------------------------------------------------------------ agent sessions (policy)
+
+    def may_replace(self, old: AgentConn, pid: int, hostname: str, campaign: str) -> bool:
+        """A Register for a node that is connected: True when it is the same agent process (pid and
+        host) back for this campaign, so its old stream is dead though unnoticed (a network cut
+        leaves no reset) and is to be replaced; anyone else is refused."""
+        return bool(campaign) and campaign == self.core.campaign and (pid, hostname) == (old.pid, old.hostname)
+
+    def agent_reports(self, node: str, started: Iterable[tuple[int, float]],
+                      exited: Iterable[tuple[int, int, str, float, bytes, str]], withdrawn: Iterable[int]) -> None:
+        """An agent's batch of reports: starts (task id, its time), exits (task id, exit code, error,
+        time, usage, stderr tail), standbys given back. The agent's own times count (when it spawned
+        and reaped), never after now. Only reports on this node's own tasks count (peers.py): the
+        others are logged and ignored."""
+        core, now = self.core, self.now()
+        ours, bad = peers.reports_on, []
+        for tid, t in started:
+            if ours(core, node, tid):
+                core.task_started(tid, t if 0 < t < now else now)
+            else:
+                bad.append(tid)
+        for tid, code, error, t, used, tail in exited:
+            if ours(core, node, tid):
+                core.task_exited(tid, code, error, t if 0 < t < now else now, used, tail)
+            else:
+                bad.append(tid)
+        for tid in withdrawn:
+            if ours(core, node, tid):
+                core.task_withdrawn(tid, now)
+            else:
+                bad.append(tid)
+        if bad:
+            log.warning(peers.warning(node, bad))
+        self.poke()
+
+    def agent_gone(self, node: str, goodbye: bool) -> bool:
+        """A node's agent stream ended. An agent that stops reports its tasks' ends, then closes its
+        side (``goodbye``): it left. A killed one's stream also ends cleanly, but with tasks still
+        running: it is given the grace, as an agent that may come back with them. True: it left."""
+        core = self.core
+        left = bool(self.shutdown_reason) or (goodbye and not core.runs_on(node))
+        if left:
+            core.node_left(node, self.now())
+        else:
+            core.node_disconnected(node, self.now())
+        self.poke()
+        return left
 
     def trim_soon(self) -> None:
         """Give the heap's free memory back shortly (after a big Submit: its request is freed

@@ -23,7 +23,7 @@ from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
-from . import convert, peers, why
+from . import convert, why
 from . import writefault as wf
 from .core import SubmitError
 from .model import State
@@ -363,27 +363,18 @@ class AgentLinkService(rpc.AgentLinkServicer):
             log.warning("agent stream broke", node=reg.node, error=repr(e))
         finally:
             del m.agents[reg.node]
-            # An agent that stops reports its tasks' ends, then closes its side: nothing to wait for.
-            # A killed one's stream also ends cleanly here, but with tasks still running: it is
-            # given the grace, as an agent that may come back with them.
-            if m.shutdown_reason or (conn.goodbye and not m.core.runs_on(reg.node)):
-                m.core.node_left(reg.node, m.now())
+            if m.agent_gone(reg.node, conn.goodbye):
                 log.info("agent left", node=reg.node)
             else:  # its agent may still run its tasks: it has the grace to come back
-                m.core.node_disconnected(reg.node, m.now())
                 log.info("agent disconnected", node=reg.node, grace_s=m.core.recon.grace)
             conn.closed.set()
-            m.poke()
 
     async def _replace(self, old: AgentConn, reg: pb.Register, context: grpc.aio.ServicerContext) -> None:
-        """A Register for a node that is connected. The same agent process (pid and host) back for
-        this campaign means its old stream is dead though the master has not noticed yet (a network
-        cut leaves no reset): that stream is ended, and the agent rejoins at once with what it runs,
-        instead of waiting out the heartbeat. Anyone else is refused (ALREADY_EXISTS)."""
+        """A Register for a node that is connected: the same agent back (``Dispatcher.may_replace``)
+        has its old stream ended and rejoins at once with what it runs, instead of waiting out the
+        heartbeat. Anyone else is refused (ALREADY_EXISTS)."""
         m = self.m
-        same = bool(reg.campaign) and reg.campaign == m.core.campaign and (reg.pid, reg.hostname) == (
-            old.pid, old.hostname)
-        if not same:
+        if not m.may_replace(old, reg.pid, reg.hostname, reg.campaign):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
         log.info("agent came back on a new stream: its old one is closed", node=reg.node, pid=reg.pid)
         old.replaced = True
@@ -396,7 +387,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
 
     async def _read(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
-        core, m = self.m.core, self.m
+        m = self.m
         while True:
             msg = await context.read()
             if msg is _EOF:
@@ -404,30 +395,14 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 return
             kind = msg.WhichOneof("body")
             if kind == "events":
-                # The agent's own times (when it spawned and reaped), not when the report came:
-                # started reports may wait for exits to travel with them. Never after now.
-                # Only reports on this node's own tasks count (peers.py): others are logged, ignored.
-                now = m.now()
-                node, ours, bad = conn.node, peers.reports_on, []
-                for s in msg.events.started:
-                    if ours(core, node, s.task_id):
-                        core.task_started(s.task_id, s.time if 0 < s.time < now else now)
-                    else:
-                        bad.append(s.task_id)
-                for e in msg.events.exited:
-                    if ours(core, node, e.task_id):
-                        core.task_exited(e.task_id, e.exit_code, clip(e.error), e.time if 0 < e.time < now else now,
-                                         convert.usage_from_pb(e), clip(e.stderr_tail))
-                    else:
-                        bad.append(e.task_id)
-                for tid in msg.events.withdrawn:
-                    if ours(core, node, tid):
-                        core.task_withdrawn(tid, now)
-                    else:
-                        bad.append(tid)
-                if bad:
-                    log.warning(peers.warning(node, bad))
-                m.poke()
+                ev = msg.events
+                m.agent_reports(
+                    conn.node,
+                    [(s.task_id, s.time) for s in ev.started],
+                    [(e.task_id, e.exit_code, clip(e.error), e.time, convert.usage_from_pb(e), clip(e.stderr_tail))
+                     for e in ev.exited],
+                    ev.withdrawn,
+                )
             conn.last_seen = time.monotonic()
 
     async def _write(self, conn: AgentConn, context: grpc.aio.ServicerContext) -> None:
