@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pj import __version__
-from pj.common import logs
+from pj.common import logopts
 from pj.common.durations import DurationError, format_duration, parse_duration
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
@@ -23,7 +23,6 @@ from .resources import NodeResources, ResourceError, detect
 EXIT_OK = 0
 EXIT_LINK = 1
 EXIT_USAGE = 2
-_LOG_LEVELS = logs.LEVELS
 RECONNECT_TIMEOUT_S = 600.0
 DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
 SPAWN_THREADS_ENV = "PJ_AGENT_SPAWN_THREADS"  # as --spawn-threads (reaches agents that pj run starts)
@@ -119,20 +118,7 @@ def _parser() -> _Parser:
         default=5.0,
         help="seconds between SIGTERM and SIGKILL when stopping a task (default 5)",
     )
-    p.add_argument(
-        "--log-level",
-        metavar="L",
-        default=None,
-        type=str.lower,
-        choices=_LOG_LEVELS,
-        help="debug, info, warning or error (default $PJ_LOG_LEVEL, else info)",
-    )
-    p.add_argument(
-        "--log-format",
-        default=None,
-        choices=logs.FORMATS,
-        help="console (key=value lines, the default; or $PJ_LOG_FORMAT) or json (one object per line)",
-    )
+    logopts.add_options(p)
     p.add_argument(
         "--wait-master",
         metavar="S",

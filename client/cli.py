@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pj import __version__
+from pj.common import logopts
 from pj.common.fastexit import exit_now
 
 from . import cliparse, submitcmd
@@ -143,11 +144,7 @@ def pj_parser() -> _Parser:
                    "default: the owner alone (0700, 0600)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     lg = r.add_argument_group("logs (DIR/master.log, DIR/agent-*.log)")
-    lg.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
-                    help="of the master and every agent this starts (default info; also $PJ_LOG_LEVEL)")
-    lg.add_argument("--log-format", choices=("console", "json"), default=None,
-                    help="console: key=value lines (the default); json: one object per line; both with "
-                    "ISO-8601 timestamps in milliseconds (also $PJ_LOG_FORMAT)")
+    logopts.add_options(lg, "the master and every agent this starts")
     r.set_defaults(func=cmd_run)
 
     def query(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Parser:

@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 import structlog
 
-LEVELS = ("debug", "info", "warning", "error")
-FORMATS = ("console", "json")
+from .logopts import FORMATS, LEVELS
+
 LEVEL_ENV = "PJ_LOG_LEVEL"
 FORMAT_ENV = "PJ_LOG_FORMAT"
 
@@ -80,3 +80,4 @@ def _logger_name(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> M
     if record is not None:
         event["logger"] = record.name
     return event
+

@@ -30,7 +30,7 @@ import grpc
 import structlog
 
 from pj import __version__
-from pj.common import logs, perms
+from pj.common import logopts, logs, perms
 from pj.common.durations import parse_duration
 from pj.common.fastexit import exit_now
 from pj.common.journalcheck import damaged, resume_problem
@@ -140,11 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--watch-stall", default=str(WATCH_STALL_S), metavar="DURATION",
         help=f"see --watch-backlog (seconds or a duration); default {WATCH_STALL_S:g} s",
     )
-    p.add_argument("--log-level", default=None, choices=logs.LEVELS,
-                   help="debug, info, warning or error (default $PJ_LOG_LEVEL, else info)")
-    p.add_argument("--log-format", default=None, choices=logs.FORMATS,
-                   help="console (key=value lines, the default; or $PJ_LOG_FORMAT) or json (one object per line); "
-                   "both with ISO-8601 timestamps in milliseconds")
+    logopts.add_options(p)
     p.add_argument(
         "--share-group", action="store_true",
         help="let the workdir's group read it (directories 0750, files 0640; also PJ_SHARE=group); "
