@@ -361,6 +361,16 @@ class Core:
         self.requeue(task, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)", lost=lost, retried=True)
         return True
 
+    def interrupt(self, task: Task, reason: str, now: float, lost: bool = False) -> None:
+        """A placed task was cut short by no fault of its own (its node lost, the master restarted):
+        queued again with its attempt kept and no retry used (``lost``: it counts towards the crash
+        limit), or ended CANCELED if its job is being canceled."""
+        job = task.job
+        if job.cancel_requested:
+            self.end_task(task, State.CANCELED, None, job.cancel_reason, now)
+            return
+        self.requeue(task, now, reason, lost=lost)
+
     def requeue(self, task: Task, now: float, reason: str | None, *, lost: bool = False, retried: bool = False,
                 front: bool = False) -> None:
         """Put a placed, not final task's iteration back in the queue (``front``: ahead of the rest).

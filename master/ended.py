@@ -12,8 +12,9 @@ entry) that is about 570 bytes a task; here it is one row of typed columns, abou
 - what the task used (usage.py's 24 packed bytes, zeros when nothing was measured);
 - rarely: a FAILED task's stderr tail, a history longer than ``TIMES`` entries (side dicts).
 
-A row never changes once written. ``task(row)`` makes a ``Task`` from it on demand (a copy:
-changing it changes nothing here); ``state(row)`` and ``task_id(row)`` read one column.
+A row never changes once written. ``fields(row)`` gives it back whole (``registry.Task.ended``
+makes a ``Task`` of it on demand: a copy, changing it changes nothing here); ``state(row)`` and
+``task_id(row)`` read one column.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Hashable, Iterator, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from .model import Allocation, State
 
@@ -63,6 +64,21 @@ def _last(shape: tuple[State, ...], state: State) -> int:
         if shape[k] == state:
             return k
     return -1
+
+
+class Fields(NamedTuple):
+    """One ended task's fields, as a row gives them back."""
+
+    id: int
+    job: Job
+    iteration: int | None
+    state: State
+    history: list[tuple[State, float]]
+    allocation: Allocation
+    exit_code: int | None
+    reason: str
+    usage: bytes
+    stderr_tail: str
 
 
 class Ended:
@@ -211,22 +227,13 @@ class Ended:
         base = row * TIMES
         return list(zip(shape, self.times[base:base + len(shape)], strict=True))
 
-    def task(self, row: int) -> Task:
-        """The ended task of ``row``, as a ``Task`` (made now: a copy)."""
-        from .registry import Task
-
+    def fields(self, row: int) -> Fields:
+        """What ``row`` keeps of its task (``registry.Task.ended`` makes a ``Task`` of it)."""
         it = self.its[row]
-        task = Task.__new__(Task)
-        task.id = self.ids[row]
-        task.job = self.jobs[row]
-        task.iteration = None if it == _NO_IT else it
-        task.state = _STATES[self.states[row]]
-        task.history = self.history(row)
-        task.allocation = self._allocs.values[self.allocs[row]]
         code = self.codes[row]
-        task.exit_code = None if code == _NO_CODE else code
-        task.reason = self._reasons.values[self.reasons[row]]
         used = bytes(self.usage[row * _USAGE:(row + 1) * _USAGE])
-        task.usage = b"" if used == _ZERO_USAGE else used
-        task.stderr_tail = self.tails.get(row, "")
-        return task
+        return Fields(
+            self.ids[row], self.jobs[row], None if it == _NO_IT else it, _STATES[self.states[row]],
+            self.history(row), self._allocs.values[self.allocs[row]], None if code == _NO_CODE else code,
+            self._reasons.values[self.reasons[row]], b"" if used == _ZERO_USAGE else used, self.tails.get(row, ""),
+        )

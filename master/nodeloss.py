@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import prefetch, reconcile
+from . import prefetch
 from .model import State
 
 if TYPE_CHECKING:
@@ -64,5 +64,5 @@ def replaced(core: Core, name: str, now: float) -> None:
             core.end_task(task, State.FAILED, None,
                            f"crash limit: {crashes} nodes were lost while it ran (last: {name})", now)
         else:
-            reconcile.requeue(core, task, reason, now, lost=True)
+            core.interrupt(task, reason, now, lost=True)
     core.node_left(name, now)

@@ -137,7 +137,7 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
         else:
             if task.id in still:  # it runs, but on cores this node no longer offers
                 cancels.setdefault(name, []).append(task.id)
-            requeue(core, task, INTERRUPTED_RESTART if was_orphan else INTERRUPTED_RETURN, now)
+            core.interrupt(task, INTERRUPTED_RESTART if was_orphan else INTERRUPTED_RETURN, now)
     known = {t.id for t in mine}
     unknown = sorted(still - known)
     if unknown:
@@ -145,16 +145,6 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
         core.outbox.notices.append(
             f"node {name} runs task(s) {', '.join(map(str, unknown))} this campaign does not: canceled"
         )
-
-
-def requeue(core: Core, task: Task, reason: str, now: float, lost: bool = False) -> None:
-    """Queue an interrupted task again: the attempt is kept, no retry is used; ``lost``: the attempt
-    counts towards the crash limit (its agent died under it)."""
-    job = task.job
-    if job.cancel_requested:
-        core.end_task(task, State.CANCELED, None, job.cancel_reason, now)
-        return
-    core.requeue(task, now, reason, lost=lost)
 
 
 def due(core: Core, now: float) -> None:
@@ -173,4 +163,4 @@ def due(core: Core, now: float) -> None:
         for tid in sorted(orphans):
             task = core.running.get(tid)
             if task is not None:
-                requeue(core, task, INTERRUPTED_RESTART, now)
+                core.interrupt(task, INTERRUPTED_RESTART, now)

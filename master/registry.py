@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
-from .ended import Ended
+from .ended import Ended, Fields
 from .model import JOB_MOVES, TASK_MOVES, Allocation, Event, JobSpec, State, event_to, move
 
 
@@ -63,6 +63,14 @@ class Task:
     @property
     def name(self) -> str:
         return self.job.name if self.iteration is None else f"{self.job.name}:{self.iteration}"
+
+    @classmethod
+    def ended(cls, f: Fields) -> Task:
+        """An ended task made from its row's fields (ended.py): a copy, for reading."""
+        task = cls.__new__(cls)
+        (task.id, task.job, task.iteration, task.state, task.history, task.allocation, task.exit_code,
+         task.reason, task.usage, task.stderr_tail) = f
+        return task
 
     def move(self, event: Event, now: float, reason: str = "") -> State:
         """Take the move ``TASK_MOVES[(state, event)]`` (else IllegalTransition); the new state."""
@@ -173,7 +181,7 @@ class Job:
             if t is not None:
                 return t
         row = self.row(it)
-        return None if row is None else self.ended.task(row)
+        return None if row is None else Task.ended(self.ended.fields(row))
 
     def row(self, it: int | None) -> int | None:
         """The ended task's row in the registry's table, or None."""
@@ -272,7 +280,7 @@ class Job:
                 yield live[it]
                 p += 1
             elif r:
-                yield ended.task(r - 1)
+                yield Task.ended(ended.fields(r - 1))
         while p < len(pending):
             yield live[pending[p]]
             p += 1

@@ -505,3 +505,33 @@ def test_start_and_end_times_are_the_agents_but_never_before_the_tasks_last_chan
     assert a is not None and b is not None
     assert [(s, t - t0) for s, t in a.history[-2:]] == [(State.EXECUTING, 0.25), (State.SUCCEED, 0.5)]
     assert [(s, t - t0) for s, t in b.history[-2:]] == [(State.EXECUTING, 0.0), (State.SUCCEED, 0.0)]
+
+
+def test_master_modules_import_each_other_in_no_circle() -> None:
+    """At run time (imports under TYPE_CHECKING aside, function-level ones counted) no module of
+    pj.master imports, through others, itself: helpers of the core use it, it does not need them back."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "master"
+    graph: dict[str, set[str]] = {}
+    for f in root.glob("*.py"):
+        deps: set[str] = set()
+
+        def visit(node: ast.AST, typing_only: bool, deps: set[str] = deps) -> None:
+            for child in ast.iter_child_nodes(node):
+                tc = typing_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+                if isinstance(child, ast.ImportFrom) and child.level == 1 and not tc:
+                    deps.update([child.module.split(".")[0]] if child.module else [a.name for a in child.names])
+                visit(child, tc)
+
+        visit(ast.parse(f.read_text()), False)
+        graph[f.stem] = deps
+    circles = []
+    for start in graph:
+        stack = [(start, [start])]
+        while stack:
+            mod, path = stack.pop()
+            for nxt in graph.get(mod, ()):
+                if nxt == start:
+                    circles.append(" -> ".join([*path, start]))
+                elif nxt not in path:
+                    stack.append((nxt, [*path, nxt]))
+    assert circles == []

@@ -52,7 +52,7 @@ def test_a_row_gives_back_the_task_that_went_in(states, final, code, reason, all
     table = Ended()
     table.add(Task(1, job, it, 0.0))  # another row first: rows are not all row 0
     row = table.add(t)
-    back = table.task(row)
+    back = Task.ended(table.fields(row))
     assert _fields(back) == _fields(t)
     assert table.state(row) == final and table.task_id(row) == t.id
     assert (row in table.long) == (len(t.history) > TIMES)

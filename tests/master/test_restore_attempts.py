@@ -121,7 +121,7 @@ def test_an_interrupted_attempt_is_kept_without_using_a_retry() -> None:
     r = Run()
     r.submit(spec("a", retries=1))
     tid = r.launch()
-    reconcile.requeue(r.core, r.core.running[tid], reconcile.INTERRUPTED_RESTART, r.t + 1)
+    r.core.interrupt(r.core.running[tid], reconcile.INTERRUPTED_RESTART, r.t + 1)
     r.keep(r.core.step(r.t + 2))
     assert [(a.retried, a.attempt.lost) for a in r.attempts] == [(False, False)]
     core = r.resumed()
