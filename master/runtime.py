@@ -113,6 +113,9 @@ class AgentTable(dict[str, AgentConn]):
         return value
 
 
+SETTLE_WAIT_S = 2.0  # how long a read waits for the journal (Dispatcher.settled)
+
+
 class Dispatcher:
     def __init__(self, core: Core, address: str = "", journal: Journal | None = None) -> None:
         self.core = core
@@ -129,6 +132,10 @@ class Dispatcher:
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S  # an agent silent this long is lost
         self._trim_pending = False
         self.stall = Stall()  # dispatch paused by a journal write that failed (writefault.py)
+        # Reads wait for the journal (``settled``): pokes so far, and pokes a journaled pass covers.
+        self._poked = 0
+        self._passed = 0
+        self._pass_done = asyncio.Event()
 
     @staticmethod
     def now() -> float:
@@ -195,7 +202,27 @@ class Dispatcher:
 
     def poke(self) -> None:
         """Something changed: run a pass soon (once, however many pokes)."""
+        self._poked += 1
         self._wake.set()
+
+    async def settled(self, timeout: float = SETTLE_WAIT_S) -> None:
+        """Wait until the passes that cover every change so far are journaled, so that what a
+        client reads next (Status, Info, List) survives a kill -9 of the master: a task it saw
+        SUCCEED never runs again after --resume. At most ``timeout`` (a pass held by a full disk
+        must not stall reads: they then show what is not journaled yet)."""
+        target = self._poked
+        if self._passed >= target or self.stopping:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._passed < target and not self.stopping:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._pass_done.wait(), left)
+            except TimeoutError:
+                return
 
     async def run(self) -> None:
         """The dispatcher: pass, route, repeat, until the core says every job ended after finish."""
@@ -213,12 +240,16 @@ class Dispatcher:
                     pass  # the core asked for a pass now
             if held is None:
                 self._wake.clear()
+                covered = self._poked  # the changes this pass takes in
                 out = self.core.step(self.now())
             else:
                 out, held = held, None
             if self.journal is not None and not self._record(self.journal, out):
                 held = out  # nothing of it goes out (no launch, no news) before it is journaled
                 continue
+            self._passed = covered
+            self._pass_done.set()  # wakes every reader waiting now
+            self._pass_done.clear()
             wake_at = out.wake_at
             self._route(out)
             if out.stop:

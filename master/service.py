@@ -119,6 +119,7 @@ class PilotJobService(rpc.PilotJobServicer):
         return pb.SubmitReply(names=names)
 
     async def Status(self, request: pb.StatusRequest, context: grpc.aio.ServicerContext) -> pb.StatusReply:
+        await self.m.settled()  # what it reads is journaled
         core = self.m.core
         return pb.StatusReply(
             jobs=convert.counts_to_pb(core.job_counts),
@@ -146,6 +147,7 @@ class PilotJobService(rpc.PilotJobServicer):
         return jobs
 
     async def Info(self, request: pb.InfoRequest, context: grpc.aio.ServicerContext) -> pb.InfoReply:
+        await self.m.settled()
         jobs = await self._jobs(list(request.names), context)
         whys = why.Why(self.m.core, self.m.now(), self.lines)
         return pb.InfoReply(jobs=[convert.info_to_pb(j, request.with_tasks, whys.reason(j)) for j in jobs])
@@ -158,6 +160,7 @@ class PilotJobService(rpc.PilotJobServicer):
         except PeerError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         states = {State(s) for s in request.states if s}
+        await self.m.settled()
         out: list[pb.JobSummary] = []
         jobs = list(self.m.core.registry.jobs.values())
         i = start

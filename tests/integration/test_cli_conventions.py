@@ -102,8 +102,10 @@ def test_readme_first_command_leaves_git_status_clean(tmp_path: Path) -> None:
 
 
 def test_pj_run_log_level_and_json_format_reach_the_master_and_agents(tmp_path: Path) -> None:
+    # A job on both nodes: each agent has joined (and logged) before the run can end.
+    (tmp_path / "j2.json").write_text('{"jobs": [{"name": "a", "exec": "/bin/true", "nodes": 2}]}')
     (tmp_path / "j.json").write_text('{"jobs": [{"name": "a", "exec": "/bin/true"}]}')
-    r = cli("pj", "run", "j.json", "--workdir", "wd", "--quiet", "--nodes", "2", "--cores", "1",
+    r = cli("pj", "run", "j2.json", "--workdir", "wd", "--quiet", "--nodes", "2", "--cores", "1",
             "--log-level", "debug", "--log-format", "json", cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     iso_ms = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
