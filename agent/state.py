@@ -39,6 +39,7 @@ import enum
 import heapq
 import itertools
 import signal
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -214,6 +215,10 @@ class Phase(enum.Enum):
     GONE = "gone"
 
 
+class AgentInvariantError(AssertionError):
+    """The agent's bookkeeping broke one of its invariants (``AgentState.check``): a bug."""
+
+
 class IllegalTransition(RuntimeError):
     pass
 
@@ -345,6 +350,35 @@ class AgentState:
         return None
 
     # ------------------------------------------------------------ events
+
+    def check(self) -> None:
+        """Raise AgentInvariantError naming every invariant broken (tests run it after each event):
+        a held task is WAITING and every WAITING task is held; the tasks not WAITING hold their
+        cores and GPUs, none held twice, and nothing else is busy; pids map to live spawned tasks."""
+        bad: list[str] = []
+        held = set(self._holds.waiting())
+        holding: Counter[object] = Counter()
+        for tid, t in self._tasks.items():
+            if t.spec.task_id != tid:
+                bad.append(f"task {tid} is filed under {t.spec.task_id}")
+            if (t.phase is Phase.WAITING) != (tid in held):
+                bad.append(f"task {tid} is {t.phase.name} but {'' if tid in held else 'not '}held")
+            if t.phase is not Phase.WAITING:
+                holding.update(dict.fromkeys((*t.spec.cores, *t.spec.gpus), 1))
+            if t.phase in (Phase.RUNNING, Phase.TERMINATING, Phase.KILLING) and self._by_pid.get(t.pid) is not t:
+                bad.append(f"task {tid} is {t.phase.name} with pid {t.pid} not filed under it")
+        for tid in held - set(self._tasks):
+            bad.append(f"held launch {tid} is no task here")
+        twice = sorted(map(str, (k for k, n in holding.items() if n > 1)))
+        if twice:
+            bad.append(f"resources held by two tasks at once: {', '.join(twice)}")
+        if set(holding) != self._holds.busy:
+            bad.append(f"busy {sorted(map(str, self._holds.busy))} != held by tasks {sorted(map(str, holding))}")
+        for pid, t in self._by_pid.items():
+            if t.pid != pid or self._tasks.get(t.spec.task_id) is not t:
+                bad.append(f"pid {pid} names task {t.spec.task_id}, which is not here with that pid")
+        if bad:
+            raise AgentInvariantError("agent state invariants broken:\n  " + "\n  ".join(bad))
 
     def handle(self, event: Event, now: float) -> list[Action]:
         out: list[Action] = []
