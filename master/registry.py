@@ -74,10 +74,8 @@ class Task:
 
     def move(self, event: Event, now: float, reason: str = "") -> State:
         """Take the move ``TASK_MOVES[(state, event)]`` (else IllegalTransition); the new state."""
-        state = TASK_MOVES.get((self.state, event))
-        if state is None:
-            move(TASK_MOVES, f"task {self.name}", self.state, event)  # raises, naming the task
-        assert state is not None
+        # The lookup inlined (it runs three times per task); move() raises, naming the task.
+        state = TASK_MOVES.get((self.state, event)) or move(TASK_MOVES, f"task {self.name}", self.state, event)
         self._to(state, now, reason)
         return state
 
@@ -292,10 +290,7 @@ class Job:
 
     def move(self, event: Event, now: float, reason: str = "") -> State:
         """Take the move ``JOB_MOVES[(state, event)]`` (else IllegalTransition); the new state."""
-        state = JOB_MOVES.get((self.state, event))
-        if state is None:
-            move(JOB_MOVES, f"job {self.name}", self.state, event)  # raises, naming the job
-        assert state is not None
+        state = JOB_MOVES.get((self.state, event)) or move(JOB_MOVES, f"job {self.name}", self.state, event)
         self._to(state, now, reason)
         return state
 

@@ -181,7 +181,9 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
 
 
 def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None:
-    """``restore_task`` for each record, in order (the loop a resume spends its time in)."""
+    """Put each final task back into its job, in order, as the next row of the ended table; nothing
+    is propagated yet (``settle_rows``). A record with no such job or iteration, or whose iteration
+    has a task already, is skipped (the loop a resume spends its time in)."""
     jobs = core.registry.jobs
     add = core.registry.ended.add_fields
     counts: dict[State, int] = {}
@@ -205,31 +207,6 @@ def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None
         job.keep_row(it, row)
     core.next_task_id = task_id
     core.task_counts.update(counts)
-
-
-def restore_task(core: Core, rec: TaskRecord, now: float) -> int | None:
-    """Put a final task back into its job, as a row of the ended table (the next one); nothing is
-    propagated yet (see ``settle_row``). None when there is no such job or iteration, or it has a
-    task already."""
-    job = core.registry.get(rec.job)
-    if job is None or job.final or not rec.state.final:
-        return None
-    it_range = job.spec.iterations
-    if (rec.iteration is None) != (it_range is None):
-        return None
-    if it_range is not None and rec.iteration not in range(it_range.start, it_range.stop):
-        return None
-    if job.has_task(rec.iteration):
-        return None
-    task_id = core.next_task_id
-    core.next_task_id += 1
-    core.task_counts[rec.state] += 1
-    row = core.registry.ended.add_fields(
-        job, rec.iteration, task_id, rec.state, rec.exit_code, rec.history or ((rec.state, now),), rec.allocation,
-        rec.reason, rec.usage, rec.stderr_tail,
-    )
-    job.keep_row(rec.iteration, row)
-    return row
 
 
 def settle_rows(core: Core, first: int, last: int) -> None:

@@ -88,6 +88,20 @@ def cluster_label(s: str) -> str:
             "qcgapi-qcg": "qcgapi-qcg (the same script on QCG-PilotJob)"}[s]
 
 
+def run_driver(cmd: list[str], run_dir: Path, timeout: float, tools: Any) -> tuple[int, float, float, dict, str | None]:
+    """Run a driver script in ``run_dir``: (exit status, wall, cpu, its last output line as JSON,
+    what went wrong or None). Shared by the systems whose timings come from a driver's own clock."""
+    rc, wall, cpu = tools.timed(cmd, run_dir, run_dir / "output.log", timeout)
+    out: dict[str, Any] = {}
+    problem = None if rc == 0 else f"exit status {rc}: {tools.tail(run_dir / 'output.log', 5)}"
+    if problem is None:
+        try:
+            out = json.loads((run_dir / "output.log").read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as e:
+            problem = f"no timings in output.log ({e})"
+    return rc, wall, cpu, out, problem
+
+
 def run_cluster(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
     """One run of a CLUSTER_SYSTEMS system; returns scripts/bench's run record (plus ready_s)."""
     run_dir: Path = ctx["tmp"] / f"{system}-r{rnd}"
@@ -96,17 +110,9 @@ def run_cluster(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
     driver.write_text(DRIVERS[system])
     python = Path(ctx["pj"] if system.endswith("-pj") else ctx["qcg"]).parent / "python"
     cmd = [str(python), str(driver)]
-    rc, wall, cpu = tools.timed(cmd, run_dir, run_dir / "output.log", a.timeout)
-    out: dict[str, Any] = {}
-    problem = None if rc == 0 else f"exit status {rc}: {tools.tail(run_dir / 'output.log', 5)}"
-    if problem is None:
-        try:
-            out = json.loads((run_dir / "output.log").read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError) as e:
-            problem = f"no timings in output.log ({e})"
-        else:
-            if out.get("state") != "SUCCEED":
-                problem = f"the job ended {out.get('state')}"
+    rc, wall, cpu, out, problem = run_driver(cmd, run_dir, a.timeout, tools)
+    if problem is None and out.get("state") != "SUCCEED":
+        problem = f"the job ended {out.get('state')}"
     if problem:
         print(f"\nbench: error: {system} round {rnd}: {problem}\n--- logs kept in {run_dir}", file=sys.stderr)
         ctx["keep"] = True

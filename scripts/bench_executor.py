@@ -15,11 +15,12 @@ ratios pj/dask (target >= 2) and pj's µs per call over the pool's (target <= 3)
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from bench_cluster import run_driver
 
 EXECUTOR_SYSTEMS = ("exec-pj", "exec-dask", "exec-pool")
 EXECUTOR_EXTRAS = ("small_rate", "large_rate", "small_wall_s")
@@ -80,17 +81,9 @@ def run_executor(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
     driver.write_text(DRIVER)
     python = Path(ctx["pj"]).parent / "python"
     cmd = [str(python), str(driver), system, str(a.exec_cores), str(a.exec_small), str(a.exec_calls)]
-    rc, _, cpu = tools.timed(cmd, run_dir, run_dir / "output.log", a.timeout)
-    out: dict[str, Any] = {}
-    problem = None if rc == 0 else f"exit status {rc}: {tools.tail(run_dir / 'output.log', 5)}"
-    if problem is None:
-        try:
-            out = json.loads((run_dir / "output.log").read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError) as e:
-            problem = f"no timings in output.log ({e})"
-        else:
-            if not out.get("ok"):
-                problem = "a call returned a wrong result"
+    rc, _, cpu, out, problem = run_driver(cmd, run_dir, a.timeout, tools)
+    if problem is None and not out.get("ok"):
+        problem = "a call returned a wrong result"
     if problem:
         hint = " (pip install 'pj[bench]' into PJ's venv)" if system == "exec-dask" else ""
         print(f"\nbench: error: {system} round {rnd}: {problem}{hint}\n--- logs kept in {run_dir}", file=sys.stderr)
