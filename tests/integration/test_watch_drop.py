@@ -124,8 +124,12 @@ def test_a_wait_or_watch_whose_watch_is_dropped_reconnects_and_goes_on(
 
     def pause(unfinished: int) -> None:
         seen.append(unfinished)
-        if len(seen) == 2:  # after the present and the first news: the client reads nothing for a while
+        if len(seen) == 2:  # after the present and the first news: the client reads nothing until the
+            # master has dropped it (at least 4 s; at most 30: on a loaded machine the backlog grows slowly)
             time.sleep(4)
+            deadline = time.monotonic() + 26
+            while _drops(wd) == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
 
     def slow_feed(self: calls.WaitTally, m: pj_pb2.WatchEvent) -> bool:
         pause(m.watched_unfinished)
