@@ -32,10 +32,11 @@ NO_GROWTH = [("grpc.http2.bdp_probe", 0)]  # the window stays at 64 KB
 CHAINS, LINKS = 4, 1000
 
 
-def _jobs() -> list[dict[str, Any]]:
+def _jobs(prefix: str = "c") -> list[dict[str, Any]]:
     pad = "x" * 150  # every summary some 170 bytes
     return [
-        {"name": f"c{c}-{i}-{pad}", "exec": "/bin/true", **({"after": [f"c{c}-{i - 1}-{pad}"]} if i else {})}
+        {"name": f"{prefix}{c}-{i}-{pad}", "exec": "/bin/true",
+         **({"after": [f"{prefix}{c}-{i - 1}-{pad}"]} if i else {})}
         for c in range(CHAINS) for i in range(LINKS)
     ]
 
@@ -114,18 +115,23 @@ def test_an_unread_watcher_is_dropped_while_readers_get_the_same_bytes_and_dispa
 @pytest.mark.parametrize("how", ["wait", "async wait", "watch"])
 def test_a_wait_or_watch_whose_watch_is_dropped_reconnects_and_goes_on(
         cluster: Any, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    """Client.wait, AsyncClient.wait and Client.watch: their client stops reading for 4 s after the
-    first news, the master drops the stream, and they watch again and go on from the present."""
+    """Client.wait, AsyncClient.wait and Client.watch: their client stops reading after the first
+    news (another client submits a second campaign then, so that megabytes of news come while it
+    reads nothing, however far the first one had gone), the master drops the stream, and they watch
+    again and go on from the present: every job of both campaigns ends as it should."""
     wd = cluster.workdir
     for module in ("api", "aio"):
         monkeypatch.setattr(f"pj.client.{module}.CHANNEL_OPTIONS", [*calls.CHANNEL_OPTIONS, *NO_GROWTH])
     fed = calls.WaitTally.feed
     seen: list[int] = []
+    more: list[str] = []
 
     def pause(unfinished: int) -> None:
         seen.append(unfinished)
         if len(seen) == 2:  # after the present and the first news: the client reads nothing until the
             # master has dropped it (at least 4 s; at most 30: on a loaded machine the backlog grows slowly)
+            with Client(wd) as other:
+                more.extend(other.submit(_jobs("d")))
             time.sleep(4)
             deadline = time.monotonic() + 26
             while _drops(wd) == 0 and time.monotonic() < deadline:
@@ -149,7 +155,8 @@ def test_a_wait_or_watch_whose_watch_is_dropped_reconnects_and_goes_on(
                     if event.watched_unfinished == 0:
                         break
             final = pj.wait(timeout=90)
-    assert final == dict.fromkeys(names, "SUCCEED")
+    assert final == dict.fromkeys(names + more, "SUCCEED")
+    assert len(more) == CHAINS * LINKS
     assert _drops(wd) >= 1  # it was dropped, and went on from the present
     assert seen[-1] == 0  # the stream it read to the end is the reopened one
 
