@@ -1,0 +1,442 @@
+"""A swarm of simulated agents on the real AgentLink stream of a real pj-master (issue 16).
+
+    scripts/swarm --agents N --cores C --jobs J [--procs P] [--duration 0|fixed:S|lognormal:MU,SIGMA]
+
+The driver starts `python -m pj.master` in a temporary workdir (service mode, as the tests and
+scripts/bench_pilot.py do), then P worker processes (this file with --_worker), each running N/P
+simulated agents as grpc.aio streams in one event loop, one channel (TCP connection) per agent as
+real agents have. Each agent speaks the real agent's protocol (agent/link.py): Register -> Welcome,
+then Orders (launch, cancel, withdraw) in and AgentEvents (started, exited, withdrawn) plus a
+Heartbeat every Welcome.heartbeat_interval_s out, and a half-close after the master's Shutdown.
+A launch whose cores are busy is held and starts, in order, once they free (the master's prefetch).
+Nothing runs: a started task "exits" 0 after a duration drawn from --duration.
+
+The driver then submits J one-core /bin/true jobs with the real Client, waits for them, finishes
+the master, and prints (and with --json writes) one JSON line: seconds until every agent registered
+(reg_s; also how many had registered within 30 s and 60 s), the dispatch rate (tasks / (last exit -
+first start), by the agents' clocks), the master's peak RSS (VmHWM) and whether every job SUCCEEDED
+in WORKDIR/jobs.jsonl. Exit status 1 when not (or when an agent failed to register with --jobs > 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.use_local_subchannel_pool", 1),  # a TCP connection per agent, as real agents have
+)
+
+
+def parse_duration(text: str) -> tuple[str, float, float]:
+    """'0', 'fixed:S' or 'lognormal:MU,SIGMA' -> (kind, a, b)."""
+    if text in ("0", "fixed:0"):
+        return ("fixed", 0.0, 0.0)
+    kind, _, rest = text.partition(":")
+    try:
+        if kind == "fixed":
+            return ("fixed", float(rest), 0.0)
+        if kind == "lognormal":
+            mu, sigma = (float(x) for x in rest.split(","))
+            return ("lognormal", mu, sigma)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"--duration {text!r}: want 0, fixed:S or lognormal:MU,SIGMA")
+
+
+# ----------------------------------------------------------------------------- the worker
+
+
+class SimAgent:
+    """One simulated agent: the real agent's stream protocol, no processes."""
+
+    def __init__(self, name: str, cores: int, stats: dict[str, Any], duration: tuple[str, float, float],
+                 rng: random.Random) -> None:
+        self.name = name
+        self.cores = cores
+        self.stats = stats
+        self.duration = duration
+        self.rng = rng
+        self.busy: set[int] = set()
+        self.running: dict[int, tuple[tuple[int, ...], asyncio.TimerHandle | None]] = {}
+        self.held: deque[tuple[int, tuple[int, ...]]] = deque()
+        self.started: list[Any] = []
+        self.exited: list[Any] = []
+        self.withdrawn: list[int] = []
+        self.ready = asyncio.Event()
+        self.closing = False
+
+    def _draw(self) -> float:
+        kind, a, b = self.duration
+        return a if kind == "fixed" else self.rng.lognormvariate(a, b)
+
+    def _start_held(self, pb: Any) -> None:
+        """Start every held launch whose cores are free and not claimed by an earlier held one."""
+        claimed: set[int] = set()
+        keep: deque[tuple[int, tuple[int, ...]]] = deque()
+        for tid, cores in self.held:
+            if self.busy.isdisjoint(cores) and claimed.isdisjoint(cores):
+                self._start(tid, cores, pb)
+            else:
+                claimed.update(cores)
+                keep.append((tid, cores))
+        self.held = keep
+
+    def _start(self, tid: int, cores: tuple[int, ...], pb: Any) -> None:
+        now = time.time()
+        self.busy.update(cores)
+        self.started.append(pb.TaskStarted(task_id=tid, pid=1, time=now))
+        st = self.stats
+        st["started"] += 1
+        if st["first_start"] is None:
+            st["first_start"] = now
+        d = self._draw()
+        handle = None
+        if d <= 0:
+            self.running[tid] = (cores, None)
+            asyncio.get_running_loop().call_soon(self._exit, tid, 0, pb)
+        else:
+            handle = asyncio.get_running_loop().call_later(d, self._exit, tid, 0, pb)
+            self.running[tid] = (cores, handle)
+        self.ready.set()
+
+    def _exit(self, tid: int, code: int, pb: Any) -> None:
+        entry = self.running.pop(tid, None)
+        if entry is None:
+            return
+        cores, handle = entry
+        if handle is not None:
+            handle.cancel()
+        now = time.time()
+        self.busy.difference_update(cores)
+        self.exited.append(pb.TaskExited(task_id=tid, exit_code=code, time=now))
+        self.stats["exited"] += 1
+        self.stats["last_end"] = now
+        self._start_held(pb)
+        self.ready.set()
+
+    def orders(self, o: Any, pb: Any) -> None:
+        for m in o.launch:
+            self.held.append((m.task_id, tuple(m.cores)))
+        if o.withdraw:
+            gone = set(o.withdraw)
+            kept = deque(h for h in self.held if h[0] not in gone)
+            self.withdrawn.extend(t for t, _ in self.held if t in gone)
+            self.held = kept
+        for tid in o.cancel:
+            if tid in self.running:
+                self._exit(tid, -15, pb)
+            else:
+                for h in list(self.held):
+                    if h[0] == tid:
+                        self.held.remove(h)
+                        self.exited.append(pb.TaskExited(task_id=tid, exit_code=-15, time=time.time(),
+                                                         error="canceled before it started"))
+        self._start_held(pb)
+        self.ready.set()
+
+    def shutdown(self, pb: Any) -> None:
+        """The master's Shutdown: what runs is killed, what is held never starts (as the agent)."""
+        self.closing = True
+        for tid in list(self.running):
+            self._exit(tid, -15, pb)
+        now = time.time()
+        for tid, _ in self.held:
+            self.exited.append(pb.TaskExited(task_id=tid, exit_code=-1, time=now,
+                                             error="not started: the agent is shutting down"))
+        self.held.clear()
+        self.ready.set()
+
+    async def serve(self, address: str, token: str, grpc: Any, pb: Any, rpc: Any,
+                    welcomed: Any) -> None:
+        async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+            stub = rpc.AgentLinkStub(channel)
+            call = stub.Connect(metadata=(("pj-token", token),))
+            reg = pb.Register(node=self.name, cores=self.cores, hostname="swarm", pid=os.getpid(),
+                              version="swarm")
+            await call.write(pb.AgentMessage(register=reg))
+            first = await call.read()
+            if not isinstance(first, pb.MasterMessage) or first.WhichOneof("body") != "welcome":
+                raise RuntimeError(f"{self.name}: no welcome: {first!r}")
+            welcomed(self.name)
+            beat = first.welcome.heartbeat_interval_s
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write(call, beat, pb))
+                await self._read(call, pb)
+                self.closing = True
+                self.ready.set()
+                await writer
+
+    async def _read(self, call: Any, pb: Any) -> None:
+        while True:
+            msg = await call.read()
+            if not isinstance(msg, pb.MasterMessage):
+                return
+            kind = msg.WhichOneof("body")
+            if kind == "orders":
+                self.orders(msg.orders, pb)
+            elif kind == "shutdown":
+                self.shutdown(pb)
+
+    async def _write(self, call: Any, beat: float, pb: Any) -> None:
+        next_beat = time.monotonic() + beat if beat > 0 else None
+        while True:
+            if not self.ready.is_set():
+                delay = None if next_beat is None else max(0.0, next_beat - time.monotonic())
+                try:
+                    async with asyncio.timeout(delay):
+                        await self.ready.wait()
+                except TimeoutError:
+                    pass
+            self.ready.clear()
+            if self.started or self.exited or self.withdrawn:
+                await asyncio.sleep(0)  # let the exits already due join this message
+                ev = pb.AgentEvents(started=self.started, exited=self.exited, withdrawn=self.withdrawn)
+                self.started, self.exited, self.withdrawn = [], [], []
+                await call.write(pb.AgentMessage(events=ev))
+            elif self.closing:
+                await call.done_writing()
+                return
+            if next_beat is not None and time.monotonic() >= next_beat:
+                await call.write(pb.AgentMessage(heartbeat=pb.Heartbeat(time=time.time())))
+                next_beat = time.monotonic() + beat
+
+
+async def run_worker(a: argparse.Namespace) -> int:
+    import grpc
+    import grpc.aio
+
+    from pj.v1 import pj_pb2 as pb
+    from pj.v1 import pj_pb2_grpc as rpc
+
+    stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None}
+    rng = random.Random(a.first)
+    agents = [SimAgent(f"s{i:05d}", a.cores, stats, parse_duration(a.duration), rng)
+              for i in range(a.first, a.first + a.count)]
+    out = sys.stdout
+
+    def welcomed(name: str) -> None:
+        out.write(f"W {time.time():.6f}\n")
+        out.flush()
+
+    failed = 0
+
+    async def one(ag: SimAgent) -> None:
+        nonlocal failed
+        try:
+            await ag.serve(a.address, a.token, grpc, pb, rpc, welcomed)
+        except Exception as e:  # noqa: BLE001 - counted and reported, the swarm goes on
+            failed += 1
+            if failed <= 5:
+                print(f"E {ag.name}: {e!r}"[:300], file=sys.stderr, flush=True)
+
+    async with asyncio.TaskGroup() as tg:
+        for ag in agents:
+            tg.create_task(one(ag))
+            await asyncio.sleep(0)  # let connections start as they are made
+    out.write("R " + json.dumps({**stats, "failed": failed}) + "\n")
+    out.flush()
+    return 0
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def vm_kb(pid: int, field: str) -> int:
+    try:
+        m = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def check_report(report: Path, n: int) -> str | None:
+    try:
+        rows = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
+    except (OSError, ValueError) as e:
+        return f"cannot read {report}: {e}"
+    jobs = [r for r in rows if "job" not in r]
+    if len(jobs) != n:
+        return f"{report}: {len(jobs)} jobs, expected {n}"
+    bad = [r["name"] for r in jobs if r.get("state") != "SUCCEED"]
+    return f"{report}: {len(bad)} not SUCCEED, e.g. {bad[:5]}" if bad else None
+
+
+class Worker:
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.welcomes: list[float] = []
+        self.result: dict[str, Any] | None = None
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
+                                  stdin=subprocess.DEVNULL)
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            if line.startswith("W "):
+                self.welcomes.append(float(line[2:]))
+            elif line.startswith("R "):
+                self.result = json.loads(line[2:])
+
+
+def drive(a: argparse.Namespace) -> int:
+    from pj.client import Client
+
+    tmp = Path(tempfile.mkdtemp(prefix="pj-swarm-", dir=a.tmp))
+    wd = tmp / "workdir"
+    py = sys.executable
+    master = subprocess.Popen([py, "-m", "pj.master", "--workdir", str(wd), "--log-level", "warning"],
+                              stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    workers: list[Worker] = []
+    hwm = [0]
+    done = threading.Event()
+
+    def poll_rss() -> None:
+        while not done.wait(0.2):
+            hwm[0] = max(hwm[0], vm_kb(master.pid, "VmHWM"))
+
+    threading.Thread(target=poll_rss, daemon=True).start()
+    ok = False
+    out: dict[str, Any] = {"agents": a.agents, "cores": a.cores, "jobs": a.jobs, "procs": a.procs,
+                           "duration": a.duration}
+    try:
+        info = wd / "master.json"
+        deadline = time.monotonic() + 60
+        while not info.exists() or not (wd / "token").exists():
+            if time.monotonic() > deadline or master.poll() is not None:
+                raise RuntimeError(f"the master did not start; see {tmp / 'master.log'}")
+            time.sleep(0.05)
+        time.sleep(0.1)
+        meta = json.loads(info.read_text())
+        address = str(meta["address"])
+        token = (wd / "token").read_text().strip()
+        t0 = time.time()
+        per = -(-a.agents // a.procs)
+        for k in range(a.procs):
+            first, count = k * per, min(per, a.agents - k * per)
+            if count <= 0:
+                break
+            workers.append(Worker([py, str(HERE), "--_worker", "--address", address, "--token", token,
+                                   "--first", str(first), "--count", str(count), "--cores", str(a.cores),
+                                   "--duration", a.duration], tmp / f"worker{k}.log"))
+        deadline = time.monotonic() + a.register_timeout
+        while sum(len(w.welcomes) for w in workers) < a.agents and time.monotonic() < deadline:
+            if any(w.p.poll() is not None for w in workers):
+                break
+            time.sleep(0.05)
+        welcomes = sorted(t - t0 for w in workers for t in w.welcomes)
+        out["registered"] = len(welcomes)
+        out["reg_s"] = round(welcomes[-1], 3) if len(welcomes) == a.agents else None
+        out["reg_within_30s"] = sum(t <= 30 for t in welcomes)
+        out["reg_within_60s"] = sum(t <= 60 for t in welcomes)
+        with Client(wd, timeout=600) as c:
+            out["resources_nodes"] = len(c.resources().nodes)
+            if a.jobs:
+                if len(welcomes) < a.agents:
+                    raise RuntimeError(f"only {len(welcomes)} of {a.agents} agents registered "
+                                       f"within {a.register_timeout} s")
+                t1 = time.time()
+                for i in range(0, a.jobs, 10_000):
+                    c.submit([{"name": f"t{j}", "exec": "/bin/true", "cores": 1}
+                              for j in range(i, min(a.jobs, i + 10_000))])
+                out["submit_s"] = round(time.time() - t1, 3)
+                states = c.wait(timeout=a.timeout)
+                out["wait_s"] = round(time.time() - t1, 3)
+                out["not_succeeded"] = sum(s != "SUCCEED" for s in states.values())
+            out["master_hwm_mb_before_finish"] = round(max(hwm[0], vm_kb(master.pid, "VmHWM")) / 1024, 1)
+            c.finish()
+        master.wait(timeout=a.timeout)
+        for w in workers:
+            w.p.wait(timeout=120)
+            w.t.join(10)
+        done.set()
+        out["master_hwm_mb"] = round(hwm[0] / 1024, 1)
+        out["master_rc"] = master.returncode
+        res = [w.result for w in workers if w.result is not None]
+        out["agent_failures"] = sum(r["failed"] for r in res) + (len(workers) - len(res))
+        starts = [r["first_start"] for r in res if r["first_start"]]
+        ends = [r["last_end"] for r in res if r["last_end"]]
+        tasks = sum(r["exited"] for r in res)
+        out["tasks"] = tasks
+        if starts and ends and max(ends) > min(starts):
+            out["dispatch_s"] = round(max(ends) - min(starts), 3)
+            out["tasks_per_s"] = round(tasks / (max(ends) - min(starts)), 1)
+        problem = None
+        if a.jobs:
+            problem = check_report(wd / "jobs.jsonl", a.jobs)
+            if out["resources_nodes"] != a.agents:
+                problem = problem or f"Resources shows {out['resources_nodes']} nodes, expected {a.agents}"
+            if master.returncode != 0:
+                problem = problem or f"the master exit status {master.returncode}"
+        out["problem"] = problem
+        ok = problem is None
+    except Exception as e:  # noqa: BLE001 - reported as the run's problem
+        out["problem"] = f"{type(e).__name__}: {e}"
+    finally:
+        done.set()
+        for p in [master, *(w.p for w in workers)]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if ok and not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            out["kept"] = str(tmp)
+    line = json.dumps(out)
+    print(line, flush=True)
+    if a.json:
+        Path(a.json).write_text(line + "\n")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/swarm", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--agents", type=int, default=64, metavar="N")
+    ap.add_argument("--cores", type=int, default=8, metavar="C")
+    ap.add_argument("--jobs", type=int, default=3000, metavar="J", help="0: measure registration only")
+    ap.add_argument("--procs", type=int, default=1, metavar="P", help="worker processes (default 1)")
+    ap.add_argument("--duration", default="0", help="0 | fixed:S | lognormal:MU,SIGMA (default 0)")
+    ap.add_argument("--register-timeout", type=float, default=120, metavar="S")
+    ap.add_argument("--timeout", type=float, default=1800, metavar="S")
+    ap.add_argument("--json", metavar="FILE", help="also write the result line there")
+    ap.add_argument("--tmp", metavar="DIR")
+    ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
+    ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--address", help=argparse.SUPPRESS)
+    ap.add_argument("--token", help=argparse.SUPPRESS)
+    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    try:
+        parse_duration(a.duration)
+    except argparse.ArgumentTypeError as e:
+        ap.error(str(e))
+    if a._worker:
+        return asyncio.run(run_worker(a))
+    if a.agents < 1 or a.cores < 1 or a.jobs < 0 or a.procs < 1:
+        ap.error("--agents, --cores, --procs must be >= 1 and --jobs >= 0")
+    return drive(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
