@@ -1,0 +1,39 @@
+"""scripts/swarm (issue 16): simulated agents on the real AgentLink stream of a real pj-master.
+
+64 agents x 8 cores in one process run 3,000 one-core jobs; jobs.jsonl (read here, not only by the
+script) must show every job SUCCEED, and the master's Resources every agent. A swarm whose tasks
+exit 1 must make the script fail: its check bites."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SWARM = Path(__file__).resolve().parents[2] / "scripts" / "swarm_agents.py"
+
+
+def run_swarm(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    out = tmp_path / "result.json"
+    p = subprocess.run([sys.executable, str(SWARM), "--tmp", str(tmp_path), "--keep", "--json", str(out),
+                        "--register-timeout", "20", "--timeout", "60", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert out.exists(), p.stdout + p.stderr
+    return p.returncode, json.loads(out.read_text())
+
+
+def test_swarm_runs_every_job_on_every_agent(tmp_path: Path) -> None:
+    rc, res = run_swarm(tmp_path, "--agents", "64", "--cores", "8", "--jobs", "3000", "--procs", "1")
+    assert res["problem"] is None and rc == 0, res
+    assert res["registered"] == 64 and res["resources_nodes"] == 64
+    assert res["agent_failures"] == 0 and res["tasks"] == 3000
+    rows = [json.loads(x) for x in (Path(res["kept"]) / "workdir" / "jobs.jsonl").read_text().splitlines()]
+    jobs = {r["name"]: r["state"] for r in rows if "job" not in r}
+    assert len(jobs) == 3000 and set(jobs.values()) == {"SUCCEED"}
+    assert res["tasks_per_s"] > 0 and res["master_hwm_mb"] > 0
+
+
+def test_swarm_fails_when_jobs_fail(tmp_path: Path) -> None:
+    rc, res = run_swarm(tmp_path, "--agents", "4", "--cores", "2", "--jobs", "20", "--exit-code", "1")
+    assert rc == 1 and "not SUCCEED" in res["problem"], res
