@@ -443,3 +443,51 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ----------------------------------------------------------------------------- scripts/bench's swarm
+
+SWARM_SYSTEMS = ("swarm",)
+SWARM_EXTRAS = ("reg_s", "swarm_rate", "master_hwm_mb")
+
+
+def swarm_label(a: Any) -> str:
+    return (f"swarm ({a.swarm_jobs} jobs, {a.swarm_agents}x{a.swarm_cores} simulated agents, "
+            f"{a.swarm_procs} procs, duration {a.swarm_duration})")
+
+
+def run_swarm_bench(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
+    """One run of scripts/bench's `swarm` in PJ's interpreter; wall = Submit to every job done
+    (the Client's clock), tasks/s = jobs / wall. Exits 1 (logs kept) when a job did not SUCCEED."""
+    run_dir: Path = ctx["tmp"] / f"{system}-r{rnd}"
+    run_dir.mkdir()
+    python = Path(ctx["pj"]).parent / "python"
+    cmd = [str(python), str(HERE), "--agents", str(a.swarm_agents), "--cores", str(a.swarm_cores),
+           "--jobs", str(a.swarm_jobs), "--procs", str(a.swarm_procs), "--duration", a.swarm_duration,
+           "--tmp", str(run_dir), "--timeout", str(a.timeout)]
+    rc, wall, cpu = tools.timed(cmd, run_dir, run_dir / "output.log", a.timeout)
+    try:
+        out = json.loads((run_dir / "output.log").read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError) as e:
+        out = {"problem": f"no result line in output.log ({e})"}
+    problem = out.get("problem") or (None if rc == 0 else f"exit status {rc}")
+    if problem:
+        print(f"\nbench: error: {system} round {rnd}: {problem}\n--- logs kept in {run_dir}", file=sys.stderr)
+        ctx["keep"] = True
+        sys.exit(1)
+    if not a.keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    n = a.swarm_jobs
+    return {"system": system, "round": rnd, "tasks": n, "wall_s": out["wait_s"], "cpu_s": cpu,
+            "tasks_per_s": n / out["wait_s"], "rc": rc, "ok": True, "problem": None, "cmd": cmd,
+            "reg_s": out["reg_s"], "swarm_rate": out.get("tasks_per_s"), "master_hwm_mb": out["master_hwm_mb"],
+            "process_wall_s": wall}
+
+
+def print_swarm(summary: dict[str, dict]) -> None:
+    m = summary.get("swarm")
+    if m:
+        print("\nswarm (medians):")
+        print(f"  every agent registered in {m['reg_s_median']:.2f} s; {m['rate_median']:,.0f} jobs/s "
+              f"Submit to done; {m.get('swarm_rate_median', 0):,.0f} tasks/s first start to last exit "
+              f"(agents' clocks); master peak RSS {m['master_hwm_mb_median']:.0f} MB")
