@@ -82,6 +82,7 @@ class SimAgent:
         self.withdrawn: list[int] = []
         self.ready = asyncio.Event()
         self.closing = False
+        self.welcomed = False
 
     def _draw(self) -> float:
         kind, a, b = self.duration
@@ -165,7 +166,26 @@ class SimAgent:
         self.ready.set()
 
     async def serve(self, address: str, token: str, grpc: Any, pb: Any, rpc: Any,
-                    welcomed: Any) -> None:
+                    welcomed: Any, give_up_at: float) -> None:
+        """Connect and serve; a stream that fails before the Welcome is tried again after the real
+        agent's backoff (agent/reconnect.py) until ``give_up_at`` (monotonic)."""
+        from pj.agent.reconnect import backoff_delay
+
+        attempt = 0
+        while True:
+            try:
+                return await self._session(address, token, grpc, pb, rpc, welcomed)
+            except grpc.aio.AioRpcError as e:
+                if self.welcomed or time.monotonic() > give_up_at:
+                    raise
+                self.stats["retries"] += 1
+                self.stats.setdefault("retry_codes", {}).setdefault(e.code().name, 0)
+                self.stats["retry_codes"][e.code().name] += 1
+                await asyncio.sleep(backoff_delay(attempt))
+                attempt += 1
+
+    async def _session(self, address: str, token: str, grpc: Any, pb: Any, rpc: Any,
+                       welcomed: Any) -> None:
         async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
             stub = rpc.AgentLinkStub(channel)
             call = stub.Connect(metadata=(("pj-token", token),))
@@ -175,6 +195,7 @@ class SimAgent:
             first = await call.read()
             if not isinstance(first, pb.MasterMessage) or first.WhichOneof("body") != "welcome":
                 raise RuntimeError(f"{self.name}: no welcome: {first!r}")
+            self.welcomed = True
             welcomed(self.name)
             beat = first.welcome.heartbeat_interval_s
             async with asyncio.TaskGroup() as tg:
@@ -226,7 +247,7 @@ async def run_worker(a: argparse.Namespace) -> int:
     from pj.v1 import pj_pb2 as pb
     from pj.v1 import pj_pb2_grpc as rpc
 
-    stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None}
+    stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None, "retries": 0}
     rng = random.Random(a.first)
     agents = [SimAgent(f"s{i:05d}", a.cores, stats, parse_duration(a.duration), rng, a.exit_code)
               for i in range(a.first, a.first + a.count)]
@@ -237,11 +258,12 @@ async def run_worker(a: argparse.Namespace) -> int:
         out.flush()
 
     failed = 0
+    give_up_at = time.monotonic() + a.register_timeout
 
     async def one(ag: SimAgent) -> None:
         nonlocal failed
         try:
-            await ag.serve(a.address, a.token, grpc, pb, rpc, welcomed)
+            await ag.serve(a.address, a.token, grpc, pb, rpc, welcomed, give_up_at)
         except Exception as e: # counted and reported, the swarm goes on
             failed += 1
             if failed <= 5:
@@ -337,7 +359,8 @@ def drive(a: argparse.Namespace) -> int:
                 break
             workers.append(Worker([py, str(HERE), "--_worker", "--address", address, "--token", token,
                                    "--first", str(first), "--count", str(count), "--cores", str(a.cores),
-                                   "--duration", a.duration, "--exit-code", str(a.exit_code)], tmp / f"worker{k}.log"))
+                                   "--duration", a.duration, "--exit-code", str(a.exit_code),
+                                   "--register-timeout", str(a.register_timeout)], tmp / f"worker{k}.log"))
         deadline = time.monotonic() + a.register_timeout
         while sum(len(w.welcomes) for w in workers) < a.agents and time.monotonic() < deadline:
             if any(w.p.poll() is not None for w in workers):
@@ -373,6 +396,12 @@ def drive(a: argparse.Namespace) -> int:
         out["master_rc"] = master.returncode
         res = [w.result for w in workers if w.result is not None]
         out["agent_failures"] = sum(r["failed"] for r in res) + (len(workers) - len(res))
+        out["register_retries"] = sum(r["retries"] for r in res)
+        codes: dict[str, int] = {}
+        for r in res:
+            for k, v in r.get("retry_codes", {}).items():
+                codes[k] = codes.get(k, 0) + v
+        out["retry_codes"] = codes
         starts = [r["first_start"] for r in res if r["first_start"]]
         ends = [r["last_end"] for r in res if r["last_end"]]
         tasks = sum(r["exited"] for r in res)
@@ -385,6 +414,8 @@ def drive(a: argparse.Namespace) -> int:
             problem = check_report(wd / "jobs.jsonl", a.jobs)
             if out["resources_nodes"] != a.agents:
                 problem = problem or f"Resources shows {out['resources_nodes']} nodes, expected {a.agents}"
+            if out["agent_failures"]:
+                problem = problem or f"{out['agent_failures']} simulated agents failed (see worker*.log)"
             if master.returncode != 0:
                 problem = problem or f"the master exit status {master.returncode}"
         out["problem"] = problem
