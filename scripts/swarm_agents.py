@@ -43,6 +43,22 @@ CHANNEL_OPTIONS = (
     ("grpc.use_local_subchannel_pool", 1),  # a TCP connection per agent, as real agents have
 )
 
+PROFILED_MASTER = """
+import cProfile, sys
+import pj.master.main as mm
+out = sys.argv.pop(1)
+sys.argv[0] = "pj-master"
+p = cProfile.Profile()
+fast = mm.exit_now
+def exit_now(code):  # the master ends by os._exit: dump the stats first
+    p.disable()
+    p.dump_stats(out)
+    fast(code)
+mm.exit_now = exit_now
+p.enable()
+sys.exit(mm.main())
+"""
+
 
 def parse_duration(text: str) -> tuple[str, float, float]:
     """'0', 'fixed:S' or 'lognormal:MU,SIGMA' -> (kind, a, b)."""
@@ -325,7 +341,9 @@ def drive(a: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pj-swarm-", dir=a.tmp))
     wd = tmp / "workdir"
     py = sys.executable
-    master = subprocess.Popen([py, "-m", "pj.master", "--workdir", str(wd), "--log-level", "warning"],
+    # cProfile's own -m writes nothing: the master ends by os._exit (common/fastexit.py).
+    prof = ["-c", PROFILED_MASTER, str(Path(a.master_profile).resolve())] if a.master_profile else ["-m", "pj.master"]
+    master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", "warning"],
                               stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True)
     workers: list[Worker] = []
@@ -453,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--register-timeout", type=float, default=120, metavar="S")
     ap.add_argument("--timeout", type=float, default=1800, metavar="S")
     ap.add_argument("--json", metavar="FILE", help="also write the result line there")
+    ap.add_argument("--master-profile", metavar="FILE", help="run the master under cProfile, its stats to FILE")
     ap.add_argument("--tmp", metavar="DIR")
     ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
