@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import deps, invariants, itersize, prefetch, reconcile
+from . import deps, invariants, itersize, nodeloss, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, Placement, State
-from .pool import Pool
+from .pool import Pool, until
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import Place, ReadyQueue
@@ -183,6 +183,9 @@ class Core:
         else fail with the reason `node lost`; a task that lost ``crash_limit`` nodes fails."""
         self.recon.disconnected.pop(name, None)
         if name not in self.pool.by_name:
+            return
+        if nodeloss.ended(self, name, now):
+            nodeloss.allocation_ended(self, name, now)  # cut short by the allocation: queued again free
             return
         self.pool.remove(name)
         lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
@@ -522,7 +525,8 @@ class Core:
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
-            self.queue.schedule(pool.allocate, place, lambda: pool.free_cores > 0, now)
+            self.queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
+                                lambda: pool.free_cores > 0, now)
         stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
         out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0
