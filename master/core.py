@@ -345,6 +345,8 @@ class Core:
             if task.state == State.SCHEDULED:
                 code = None  # it never started (the agent held it, waiting for its cores)
         else:
+            if nodeloss.cut_by_end(self, task, exit_code, now):
+                return
             state, reason = State.FAILED, _exit_reason(exit_code, error)
             task.stderr_tail = stderr_tail
             if self._retry(task, exit_code, reason, now):

@@ -13,7 +13,8 @@
 - A node whose allocation has ended (``allocation_ended``: its agent leaves or breaks off no earlier
   than ``ENDED_SLACK_S`` before ``ends_at``): what ran there was cut short by the allocation, not by a
   fault of its own: queued again without using a retry or counting a crash, with the reason
-  ``allocation ended``. (Tasks with a walltime are never placed where they would outlast it: pool.py.)
+  ``allocation ended``; so is a task killed by a signal once its node's allocation has ended
+  (``cut_by_end``: the agent stops its tasks when Slurm ends the job). (Tasks with a walltime are never placed where they would outlast it: pool.py.)
 - A multi-node task runs on its first node's agent: when another of its nodes is lost, the copy
   still running there is canceled, so that it never runs beside its next attempt.
 """
@@ -47,6 +48,22 @@ def allocation_ended(core: Core, name: str, now: float) -> None:
     for task in _unstarted(core, name, now):
         core.interrupt(task, reason, now)
     core.pool.remove(name)
+
+
+def cut_by_end(core: Core, task: Task, exit_code: int, now: float) -> bool:
+    """A task killed by a signal on a node whose allocation has ended (the agent stops its tasks when
+    Slurm ends the job) was cut short by the allocation: queued again free (``Core.interrupt``);
+    True if it was. Not a task killed at its own walltime (that is its own failure)."""
+    if exit_code >= 0 or not any(ended(core, s.node, now) for s in task.allocation):
+        return False
+    wall = task.job.spec.walltime_s
+    started = next((t for s, t in task.history if s == State.EXECUTING), now)
+    if wall > 0 and now - started >= wall - 1.0:
+        return False
+    node = next(s.node for s in task.allocation if ended(core, s.node, now))
+    core.interrupt(task, f"allocation ended: the allocation of node {node} ended while it ran "
+                         "(queued again, no retry used)", now)
+    return True
 
 
 def _on(core: Core, name: str) -> list[Task]:

@@ -156,3 +156,29 @@ def test_a_node_lost_before_its_end_still_uses_a_retry() -> None:
     job = core.registry.get("job")
     assert job is not None and job.retried == {None: 1}
     assert job.attempts is not None and job.attempts[None][0].reason.startswith("node lost: n0")
+
+
+def test_a_task_killed_when_its_allocation_ends_is_queued_again_free() -> None:
+    core = make(NodeInfo("n0", 2, ends_at=T0 + 100), NodeInfo("n1", 1))
+    core.submit([spec("free", retries=0), spec("timed", walltime_s=50.0)], T0)
+    launch(core, T0 + 1)
+    assert where(core, "free") == ["n0"] and where(core, "timed") == ["n0"]
+    (free_id,) = [t.id for t in core.running.values() if t.job.name == "free"]
+    (timed_id,) = [t.id for t in core.running.values() if t.job.name == "timed"]
+    core.task_exited(timed_id, -9, "", T0 + 51)  # killed at its own walltime: its own failure
+    core.task_exited(free_id, -15, "", T0 + 100)  # the agent stopped it: the allocation ended
+    core.check()
+    timed, free = core.registry.get("timed"), core.registry.get("free")
+    assert timed is not None and timed.state == State.FAILED
+    assert free is not None and free.state != State.FAILED and not free.retried
+    assert free.attempts is not None and free.attempts[None][0].reason.startswith("allocation ended")
+
+
+def test_a_task_killed_before_its_allocation_ends_fails() -> None:
+    core = make(NodeInfo("n0", 1, ends_at=T0 + 10_000))
+    core.submit([spec("job", retries=0)], T0)
+    launch(core, T0 + 1)
+    (tid,) = core.running
+    core.task_exited(tid, -9, "", T0 + 5)
+    job = core.registry.get("job")
+    assert job is not None and job.state == State.FAILED
