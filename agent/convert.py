@@ -56,6 +56,7 @@ def register_pb(node: str, res: NodeResources, hostname: str, pid: int, version:
             cores=res.cores,
             gpus=list(res.gpus),
             memory_bytes=res.memory_bytes,
+            ends_at=res.ends_at,
             hostname=hostname,
             pid=pid,
             version=version,

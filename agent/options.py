@@ -6,6 +6,7 @@ The session that serves a ``Config`` (connect, run tasks, reconnect) is session.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import socket
@@ -18,7 +19,7 @@ from pj.common.durations import DurationError, format_duration, parse_duration
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
 from . import slurm
-from .resources import NodeResources, ResourceError, detect
+from .resources import NodeResources, ResourceError, allocation_end, detect
 
 EXIT_OK = 0
 EXIT_LINK = 1
@@ -70,6 +71,13 @@ def _seconds(text: str) -> float:
     if not s >= 0 or s == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
     return s
+
+
+def _end_time(text: str) -> float:
+    try:
+        return slurm.parse_end(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _duration(text: str) -> float:
@@ -154,6 +162,14 @@ def _parser() -> _Parser:
         f"agent's main thread; also ${SPAWN_THREADS_ENV})",
     )
     p.add_argument(
+        "--ends-at",
+        type=_end_time,
+        metavar="WHEN",
+        help="when this node's allocation ends, as epoch seconds or an ISO time (local unless it "
+        "names a zone); the master places no task here whose walltime would outlast it (default: "
+        f"${slurm.END_TIME_ENV}, else in a Slurm job what squeue says of $SLURM_JOB_ID, else none)",
+    )
+    p.add_argument(
         "--print-resources",
         action="store_true",
         help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
@@ -212,6 +228,9 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         )
     except (ResourceError, WorkdirError) as e:
         raise UsageError(str(e)) from None
+    ends_at, note = allocation_end(args.ends_at)
+    if ends_at or note:
+        res = dataclasses.replace(res, ends_at=ends_at, notes=res.notes + ((note,) if note else ()))
     # Through a workdir the agent looks for its master again on every try (a restarted master may
     # have a new port and certificate); an explicit --master ADDR has nowhere else to look, so a first
     # dial that fails (nothing there, a certificate that does not match) is final, as before.

@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pj.common.ranges import id_ranges
 
@@ -37,6 +38,7 @@ class NodeResources:
     cores: int  # logical cores offered to the master
     gpus: tuple[str, ...]  # GPU ids as CUDA_VISIBLE_DEVICES spells them
     memory_bytes: int
+    ends_at: float = 0.0  # when the node's allocation ends (epoch s); 0: unknown or never
     # What the agent should say at start about how these were chosen: (level, message).
     notes: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     _cache: dict[tuple[int, ...], frozenset[int]] = field(
@@ -233,3 +235,44 @@ def _total_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         return 0
+
+
+def _squeue_end(job: str) -> str:
+    """What ``squeue -h -j JOB -o %e`` prints (the job's end, local ISO time); raises OSError or
+    subprocess.SubprocessError when it cannot be asked."""
+    done = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True,
+                          timeout=15, check=True)
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else ""
+
+
+def allocation_end(
+    given: float | None, environ: Mapping[str, str] | None = None,
+    ask: Callable[[str], str] = _squeue_end,
+) -> tuple[float, tuple[str, str] | None]:
+    """When this node's allocation ends (epoch s; 0: unknown or none), and a note for the log:
+    ``given`` (--ends-at), else $SLURM_JOB_END_TIME, else, inside a Slurm job, ``squeue``'s end
+    of $SLURM_JOB_ID. A value that cannot be read or parsed gives 0 and a warning."""
+    env = os.environ if environ is None else environ
+    if given is not None:
+        return given, None
+    text = env.get(slurm.END_TIME_ENV, "").strip()
+    where = f"${slurm.END_TIME_ENV}"
+    job = slurm.job_id(env)
+    if not text:
+        if not job:
+            return 0.0, None
+        where = f"squeue -j {job} -o %e"
+        try:
+            text = ask(job)
+        except (OSError, subprocess.SubprocessError, IndexError) as e:
+            return 0.0, ("warning", f"the allocation's end is unknown ({where} failed: {e}); "
+                                    "the master places tasks here whatever their walltime")
+    try:
+        end = slurm.parse_end(text)
+    except ValueError as e:
+        return 0.0, ("warning", f"the allocation's end is unknown ({where}: {e}); "
+                                "the master places tasks here whatever their walltime")
+    if not end:
+        return 0.0, ("info", f"the allocation has no end ({where}: {text!r})")
+    return end, ("info", f"the allocation ends at {datetime.fromtimestamp(end).isoformat(timespec='seconds')} "
+                         f"(from {where}): the master places no task here that would outlast it")

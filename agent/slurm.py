@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from pj.common.hostlist import HostlistError, expand_counts
 
@@ -166,3 +167,33 @@ def _check_positive(var: str, n: int, minimum: int = 1) -> int:
     if n < minimum:
         raise SlurmEnvError(f"{var}={n} must be at least {minimum}; give --cores N")
     return n
+
+
+END_TIME_ENV = "SLURM_JOB_END_TIME"  # set by newer Slurm in a job's environment (epoch seconds)
+_NO_END = frozenset({"", "0", "n/a", "unknown", "none", "unlimited", "infinite"})
+
+
+def parse_end(text: str) -> float:
+    """An allocation's end as epoch seconds: ``text`` is epoch seconds or an ISO time (Slurm's
+    ``squeue -o %e`` prints local time without a zone: taken as this machine's local time).
+    0 for what Slurm prints when there is no end ("N/A", "Unknown", "UNLIMITED", ...).
+    Raises ValueError for anything else."""
+    t = text.strip()
+    if t.lower() in _NO_END:
+        return 0.0
+    try:
+        s = float(t)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(t)
+        except ValueError:
+            raise ValueError(f"not an end time (epoch seconds or ISO like 2026-05-01T14:30:00): {text!r}") from None
+        s = when.timestamp()  # a naive time is local time
+    if not 0 <= s < 253402300800:  # (also NaN) after the year 9999 a datetime cannot say it
+        raise ValueError(f"not an end time: {text!r}")
+    return s
+
+
+def job_id(env: Mapping[str, str]) -> str:
+    """The Slurm job the agent runs in ("" outside one)."""
+    return env.get("SLURM_JOB_ID", "").strip()

@@ -182,6 +182,7 @@ class NodeResources:
     gpus_free: int
     memory_bytes: int
     online: bool
+    ends_at: float = 0.0  # when the node's allocation ends (epoch s); 0: unknown or none
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ def node_resources(m: pj_pb2.NodeResources) -> NodeResources:
         gpus_free=int(m.gpus_free),
         memory_bytes=int(m.memory_bytes),
         online=m.online,
+        ends_at=float(m.ends_at),
     )
 
 

@@ -162,6 +162,7 @@ def node_from_pb(msg: pb.Register) -> NodeInfo:
         gpus=tuple(msg.gpus),
         memory_bytes=msg.memory_bytes,
         hostname=msg.hostname,
+        ends_at=max(msg.ends_at, 0.0),
     )
 
 
@@ -270,6 +271,7 @@ def node_to_pb(node: Node) -> pb.NodeResources:
         gpus_free=len(node.free_gpus),
         memory_bytes=node.info.memory_bytes,
         online=node.online,
+        ends_at=node.ends_at,
     )
 
 

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import deps, invariants, itersize, prefetch, reconcile
+from . import deps, invariants, itersize, nodeloss, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, Placement, State
-from .pool import Pool
+from .pool import Pool, until
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import Place, ReadyQueue
@@ -184,6 +184,9 @@ class Core:
         self.recon.disconnected.pop(name, None)
         if name not in self.pool.by_name:
             return
+        if nodeloss.ended(self, name, now):
+            nodeloss.allocation_ended(self, name, now)  # cut short by the allocation: queued again free
+            return
         self.pool.remove(name)
         lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
         for task in lost:
@@ -342,6 +345,8 @@ class Core:
             if task.state == State.SCHEDULED:
                 code = None  # it never started (the agent held it, waiting for its cores)
         else:
+            if nodeloss.cut_by_end(self, task, exit_code, now):
+                return
             state, reason = State.FAILED, _exit_reason(exit_code, error)
             task.stderr_tail = stderr_tail
             if self._retry(task, exit_code, reason, now):
@@ -522,7 +527,8 @@ class Core:
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
-            self.queue.schedule(pool.allocate, place, lambda: pool.free_cores > 0, now)
+            self.queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
+                                lambda: pool.free_cores > 0, now)
         stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
         out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0

@@ -237,3 +237,4 @@ class NodeInfo:
     gpus: tuple[str, ...] = ()
     memory_bytes: int = 0
     hostname: str = ""
+    ends_at: float = 0.0  # when the node's allocation ends (epoch s); 0: unknown or never

@@ -10,6 +10,11 @@
   process its dead predecessor left on the node (agent/guard.py), so the tasks that ran there are
   over: each is queued again without using a retry (``interrupted``), its attempt counted towards
   the crash limit (an agent killed by its task's memory must not be killed forever).
+- A node whose allocation has ended (``allocation_ended``: its agent leaves or breaks off no earlier
+  than ``ENDED_SLACK_S`` before ``ends_at``): what ran there was cut short by the allocation, not by a
+  fault of its own: queued again without using a retry or counting a crash, with the reason
+  ``allocation ended``; so is a task killed by a signal once its node's allocation has ended
+  (``cut_by_end``: the agent stops its tasks when Slurm ends the job). (Tasks with a walltime are never placed where they would outlast it: pool.py.)
 - A multi-node task runs on its first node's agent: when another of its nodes is lost, the copy
   still running there is canceled, so that it never runs beside its next attempt.
 """
@@ -24,6 +29,41 @@ from .model import State
 if TYPE_CHECKING:
     from .core import Core
     from .registry import Task
+
+
+ENDED_SLACK_S = 60.0  # an agent gone this close to its allocation's end is taken as ended by it
+
+
+def ended(core: Core, name: str, now: float) -> bool:
+    """Whether ``name``'s allocation has ended (or ends within ``ENDED_SLACK_S``: clocks differ)."""
+    node = core.pool.by_name.get(name)
+    return node is not None and node.ends_at > 0 and now >= node.ends_at - ENDED_SLACK_S
+
+
+def allocation_ended(core: Core, name: str, now: float) -> None:
+    """``name``'s agent is gone with its allocation: every task there is queued again free (no retry
+    used, no crash counted), those that never started as if never placed."""
+    core.recon.disconnected.pop(name, None)
+    reason = f"allocation ended: the allocation of node {name} ended while it ran (queued again, no retry used)"
+    for task in _unstarted(core, name, now):
+        core.interrupt(task, reason, now)
+    core.pool.remove(name)
+
+
+def cut_by_end(core: Core, task: Task, exit_code: int, now: float) -> bool:
+    """A task killed by a signal on a node whose allocation has ended (the agent stops its tasks when
+    Slurm ends the job) was cut short by the allocation: queued again free (``Core.interrupt``);
+    True if it was. Not a task killed at its own walltime (that is its own failure)."""
+    if exit_code >= 0 or not any(ended(core, s.node, now) for s in task.allocation):
+        return False
+    wall = task.job.spec.walltime_s
+    started = next((t for s, t in task.history if s == State.EXECUTING), now)
+    if wall > 0 and now - started >= wall - 1.0:
+        return False
+    node = next(s.node for s in task.allocation if ended(core, s.node, now))
+    core.interrupt(task, f"allocation ended: the allocation of node {node} ended while it ran "
+                         "(queued again, no retry used)", now)
+    return True
 
 
 def _on(core: Core, name: str) -> list[Task]:
@@ -46,6 +86,9 @@ def _unstarted(core: Core, name: str, now: float) -> list[Task]:
 
 def node_lost(core: Core, name: str, now: float) -> None:
     """The node is lost (its agent did not come back): unstarted tasks free, the others retried."""
+    if ended(core, name, now):
+        core.node_left(name, now)
+        return
     _unstarted(core, name, now)
     core.node_left(name, now)
 

@@ -3,6 +3,10 @@
 Pure bookkeeping: no I/O. ``allocate`` gives a task the most resources within its
 min..max that fit now, or None; ``can_ever_fit`` judges a request against the whole
 capacity, as if every node were idle.
+
+A node may have an end (its allocation's, ``NodeInfo.ends_at``): a task goes there only if it
+would end by then (``holds``). A task without a walltime has no known end: it may go anywhere
+(it is cut short if the allocation ends first, and queued again free: nodeloss.py).
 """
 
 from __future__ import annotations
@@ -12,8 +16,20 @@ from collections.abc import Iterable, Sequence
 from .model import Allocation, NodeInfo, NodeShare, Request
 
 
+def until(now: float, walltime_s: float) -> float:
+    """When a task placed at ``now`` must end at the latest; 0: it has no walltime (no end)."""
+    return now + walltime_s if walltime_s > 0 else 0.0
+
+
+def holds(ends_at: float, until: float) -> bool:
+    """Whether a node whose allocation ends at ``ends_at`` (0: never) can hold a task that runs
+    until ``until`` (0: no walltime, placed anywhere). The one test of an allocation's end."""
+    return not until or not ends_at or until <= ends_at
+
+
 class Node:
-    __slots__ = ("free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "paused", "total_cores")
+    __slots__ = ("ends_at", "free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "paused",
+                 "total_cores")
 
     def __init__(self, info: NodeInfo, index: int) -> None:
         self.info = info
@@ -21,6 +37,7 @@ class Node:
         self.index = index
         self.total_cores = info.cores
         self.gpus = info.gpus
+        self.ends_at = info.ends_at
         # Free ids are kept as stacks, lowest id on top: the next task takes the lowest ids.
         self.free_cores: list[int] = list(range(info.cores - 1, -1, -1))
         self.free_gpus: list[str] = list(reversed(info.gpus))
@@ -136,12 +153,15 @@ class Pool:
 
     # ------------------------------------------------------------ placing
 
-    def allocate(self, request: Request) -> Allocation | None:
+    def allocate(self, request: Request, until: float = 0.0) -> Allocation | None:
+        """``until``: when the task must end at the latest (``until()``; 0: no walltime): only nodes
+        whose allocation ``holds`` it."""
         if self.free_cores < request.cores.min * request.nodes.min:
             return None
         if request.nodes.max == 1:
-            return self._allocate_single(request)
-        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online and not n.paused else (0, 0) for n in self.nodes]
+            return self._allocate_single(request, until)
+        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online and not n.paused and holds(n.ends_at, until)
+                 else (0, 0) for n in self.nodes]
         pick = _best_multi(request, frees)
         if pick is None:
             return None
@@ -150,17 +170,19 @@ class Pool:
         self.free_cores -= per * len(indexes)
         return shares
 
-    def _allocate_single(self, request: Request) -> Allocation | None:
+    def _allocate_single(self, request: Request, until: float) -> Allocation | None:
         cmin, gpus, cores = request.cores.min, request.gpus, request.cores
         if cores.exact:
             for node in self.nodes:  # first fit: packs nodes, keeps others whole
-                if len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus and not node.paused:
+                if (len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus and not node.paused
+                        and (not until or holds(node.ends_at, until))):
                     self.free_cores -= cmin
                     return (node.take(cmin, gpus),)
             return None
         best: Node | None = None
         for node in self.nodes:  # a range: the node with the most free cores
-            if len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin and not node.paused:
+            if (len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin and not node.paused
+                    and (not until or holds(node.ends_at, until))):
                 if best is None or len(node.free_cores) > len(best.free_cores):
                     best = node
         if best is None:
@@ -184,6 +206,17 @@ class Pool:
         """Would the request fit if every online node were idle?"""
         frees = [(n.total_cores, len(n.gpus)) for n in self.nodes if n.online]
         return _best_multi(request, frees) is not None
+
+    def can_hold(self, request: Request, until: float) -> bool:
+        """Would the request fit, every online node idle, on the nodes whose allocation ``holds``
+        a task that runs until ``until``? (``can_ever_fit`` ignores the ends: more nodes may come.)"""
+        frees = [(n.total_cores, len(n.gpus)) for n in self.nodes if n.online and holds(n.ends_at, until)]
+        return _best_multi(request, frees) is not None
+
+    def latest_end(self) -> float:
+        """The latest allocation end among online nodes; 0: some node has none (or no node is online)."""
+        ends = [n.ends_at for n in self.nodes if n.online]
+        return 0.0 if not ends or not all(ends) else max(ends)
 
     def largest(self) -> str:
         nodes = [n for n in self.nodes if n.online]

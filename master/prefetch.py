@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .model import Allocation, Request, State
+from .pool import holds, until
 
 if TYPE_CHECKING:
     from .core import Core
@@ -80,9 +81,10 @@ class Standbys:
             before = self.behind[before.id]
         return before, self.places[task_id]
 
-    def share_for(self, request: Request, pool: Pool) -> Allocation | None:
-        """The share of the oldest running task a standby with ``request`` can wait on, or None.
-        The next ``link`` makes the standby wait on that task."""
+    def share_for(self, request: Request, pool: Pool, until: float = 0.0) -> Allocation | None:
+        """The share of the oldest running task a standby with ``request`` can wait on, or None;
+        on a node whose allocation ``holds`` a task that runs until ``until`` (it starts later: the
+        end is checked again when it is withdrawn). The next ``link`` makes the standby wait on that task."""
         if request.nodes.max != 1 or request.cores.max != request.cores.min:
             return None
         key = (request.cores.min, request.gpus)
@@ -94,7 +96,7 @@ class Standbys:
             if task.job.cancel_requested:
                 continue  # about to end: a standby there would only wait on a kill
             node = by_name.get(task.allocation[0].node)
-            if node is not None and node.online and not node.paused:
+            if node is not None and node.online and not node.paused and holds(node.ends_at, until):
                 break
         else:
             return None
@@ -183,7 +185,7 @@ class Standbys:
             request = standby.job.spec.request
             if id(request) in missed:
                 continue
-            alloc = pool.allocate(request)  # taken for the count only, given back below
+            alloc = pool.allocate(request, until(now, standby.job.spec.walltime_s))  # for the count only, given back below
             if alloc is None:
                 missed.add(id(request))
                 continue
@@ -205,7 +207,7 @@ def standby_pass(core: Core, now: float) -> float | None:
     queue, pool, sb = core.queue, core.pool, core.standbys
     place = core.place
     if queue.queues and sb.heads:
-        queue.schedule(lambda request: sb.share_for(request, pool),
+        queue.schedule(lambda request, wall: sb.share_for(request, pool, until(now, wall)),
                        lambda job, it, alloc: sb.link(place(job, it, alloc, now)),
                        lambda: bool(sb.heads), now, hold=now - sb.patience)
     if not sb.behind or pool.free_cores <= 0:

@@ -87,6 +87,9 @@ def disconnect(core: Core, name: str, now: float) -> None:
     node = core.pool.by_name.get(name)
     if node is None or not node.online or name in core.recon.disconnected:
         return
+    if nodeloss.ended(core, name, now):
+        nodeloss.allocation_ended(core, name, now)  # it will not come back: no grace
+        return
     core.pool.pause(name)
     core.recon.disconnected[name] = now + core.recon.grace
 

@@ -1,7 +1,7 @@
 """FIFO with backfill over ready work, at a cost that grows with what is placed, not with the queue.
 
-Ready work is queued per resource *shape* (min nodes, min cores, GPUs): entries of one
-shape either all fit now or none does, so one failed attempt blocks the whole shape for
+Ready work is queued per resource *shape* (min nodes, min cores, GPUs, walltime: nodes whose
+allocation ends soon hold short tasks only, pool.py): entries of one shape either all fit now or none does, so one failed attempt blocks the whole shape for
 the rest of the pass. A pass walks the heads of the shape queues in submission order
 (a heap), places what fits, and stops when the pool is full or every shape is blocked:
 100 000 queued jobs of one shape cost one attempt, not 100 000.
@@ -25,10 +25,15 @@ from collections.abc import Callable
 from .model import Allocation, Request
 from .registry import Job
 
-Shape = tuple[int, int, int]
+Shape = tuple[int, int, int, float]
 Entry = tuple[int, Job, int | None]  # (sequence, job, iteration or None = the job's cursor)
 Place = Callable[[Job, int | None, Allocation], object]
-Allocate = Callable[[Request], Allocation | None]
+Allocate = Callable[[Request, float], Allocation | None]  # (request, walltime s; 0: none)
+
+
+def shape_of(job: Job) -> Shape:
+    """The queue a job's work waits in: its request's shape and its walltime."""
+    return (*job.spec.request.shape, job.spec.walltime_s)
 
 
 class ReadyQueue:
@@ -41,7 +46,7 @@ class ReadyQueue:
     def push(self, job: Job, iteration: int | None = None, front: bool = False) -> None:
         """Queue a whole job (iteration None) or one ready iteration of it; ``front``: ahead of
         everything queued (work taken back that was already due to run)."""
-        shape = job.spec.request.shape
+        shape = shape_of(job)
         q = self.queues.get(shape)
         if q is None:
             q = self.queues[shape] = deque()
@@ -106,7 +111,7 @@ class ReadyQueue:
                     if job.next_it >= stop:
                         q.popleft()
                         continue
-                allocation = allocate(job.spec.request)
+                allocation = allocate(job.spec.request, job.spec.walltime_s)
                 if allocation is None:
                     since = blocked.setdefault(shape, now)
                     if hold is not None and since <= hold:

@@ -14,7 +14,8 @@ of ``StatusReply.waiting``, what ``pj status`` counts):
 - ``too big``: no node that has joined (or is online) could ever hold it; in service mode (no
   ``--expect-nodes``) with the fix: start a bigger agent, or cancel the job;
 - ``nodes``: no node has joined yet, or the expected nodes have not all joined (which, how many,
-  until when) and those that did are too small, or an iteration scheduler waits for the run's size;
+  until when) and those that did are too small, or an iteration scheduler waits for the run's size,
+  or its walltime outlasts the allocation of every node that could hold it (it waits for a new one);
 - ``retry``: queued again after a failed attempt (attempt k of n, after what, where);
 - ``free cores``: ready, in line for free cores (or GPUs) behind K jobs of its resource shape;
 - ``standby``: placed on a busy node's share (prefetch), started when the task there ends;
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING
 
 from .expect import show
 from .model import Dependency, Placement, Request, State
+from .pool import until
+from .scheduler import Shape, shape_of
 
 if TYPE_CHECKING:
     from .core import Core
@@ -42,7 +45,6 @@ if TYPE_CHECKING:
 KINDS = ("dependencies", "too big", "nodes", "retry", "free cores", "standby", "agent", "starting", "canceling")
 NAMED = 3  # dependencies named in a reason, then "and N more"
 
-Shape = tuple[int, int, int]
 Line = tuple[dict["Job", int], dict["Job", int]]  # ReadyQueue.line: (job -> jobs ahead, job -> entries if > 1)
 
 
@@ -52,6 +54,16 @@ def _n(count: int, word: str) -> str:
 
 def _secs(s: float) -> str:
     return f"{max(s, 0.0):.0f} s"
+
+
+def _dur(s: float) -> str:
+    """A span for people: seconds under 2 min, minutes under 2 h, else hours."""
+    s = max(s, 0.0)
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h".replace(".0 h", " h")
 
 
 class Lines:
@@ -89,6 +101,7 @@ class Why:
         self._lines = lines if lines is not None else Lines()
         self._active: dict[Job, list[Task]] | None = None
         self._fits: dict[tuple[int, int, int], bool] = {}
+        self._short: dict[Shape, str] = {}
         self._unsized: set[Job] | None = None
         self._free: dict[tuple[int, int], int] = {}
         self._nodes: list[tuple[int, int]] | None = None
@@ -111,7 +124,7 @@ class Why:
     def _line(self, job: Job) -> Line:
         """(each queued job's place in the line of ``job``'s shape, entries of jobs with several),
         by one pass over that shape's queue while it does not change (``Lines``)."""
-        return self._lines.get(self.core, job.spec.request.shape)
+        return self._lines.get(self.core, shape_of(job))
 
     def _fit(self, req: Request) -> bool:
         """Whether the request would fit the nodes online if they were idle (``Pool.can_ever_fit``,
@@ -121,6 +134,25 @@ class Why:
         if known is None:
             known = self._fits[shape] = self.core.pool.can_ever_fit(req)
         return known
+
+    def _outlasts(self, job: Job) -> str:
+        """Why no online node's allocation can hold the job's walltime ("" when one can, or the job
+        has no walltime): ``Pool.can_hold``, one verdict per shape and call."""
+        wall = job.spec.walltime_s
+        if wall <= 0:
+            return ""
+        shape = shape_of(job)
+        text = self._short.get(shape)
+        if text is None:
+            text = ""
+            pool = self.core.pool
+            if not pool.can_hold(job.spec.request, until(self.now, wall)):
+                end = pool.latest_end()
+                ends = f" (the latest ends in {_dur(end - self.now)})" if end else ""
+                text = (f"walltime {_dur(wall)} outlasts the allocation of every node that could hold it{ends}; "
+                        "it waits for a node with a longer allocation (pj-agent in a new Slurm job), or cancel the job")
+            self._short[shape] = text
+        return text
 
     def _is_unsized(self, job: Job) -> bool:
         if not self.core.unsized:
@@ -183,6 +215,8 @@ class Why:
         if job.total - job.done > len(placed):
             if not self._fit(job.spec.request):
                 return "nodes" if self._waiting_for_nodes() else "too big"
+            if job.spec.walltime_s > 0 and self._outlasts(job):
+                return "nodes"
             if job.pending:
                 return "dependencies"
             if self.core.unsized and self._is_unsized(job):
@@ -247,6 +281,9 @@ class Why:
             fit = self._fit(req)
             if not fit:
                 waits.append(self._too_big(req))
+            elif job.spec.walltime_s > 0 and (short := self._outlasts(job)):
+                waits.append(short)
+                fit = False  # not placeable now: no "waiting for free cores"
             if job.pending:
                 waits.append(self._deps(job))
             elif self._is_unsized(job):

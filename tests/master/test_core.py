@@ -462,10 +462,10 @@ def test_a_pass_costs_what_it_places_not_the_queue_length() -> None:
     calls = 0
     real = r.core.pool.allocate
 
-    def counting(req: Request):  # type: ignore[no-untyped-def]
+    def counting(req: Request, until: float = 0.0):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
-        return real(req)
+        return real(req, until)
 
     r.core.pool.allocate = counting  # type: ignore[method-assign]
     assert len(r.step()) == 4

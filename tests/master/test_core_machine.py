@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from pj.master.core import Core
 from pj.master.model import Dependency, Iterations, JobSpec, NodeInfo, Range, Request, State
+from pj.master.pool import holds
 
 NODES = ("n0", "n1", "n2")
 
@@ -60,6 +61,7 @@ class CoreMachine(RuleBasedStateMachine):
                 name=name, exec="/bin/true", request=Request(Range(cores, cores), Range(nodes, nodes), gpus),
                 iterations=Iterations(0, its) if its else None, after=tuple(after),
                 retries=data.draw(st.integers(0, 2), "retries"),
+                walltime_s=data.draw(st.sampled_from([0.0, 0.0, 10.0, 100.0]), "walltime"),
             ))
         self.core.submit(specs, self.now)
         for s in specs:
@@ -83,8 +85,9 @@ class CoreMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ agents
 
-    @rule(name=st.sampled_from(NODES), cores=st.integers(2, 6), gpus=st.integers(0, 2))
-    def join(self, name: str, cores: int, gpus: int) -> None:
+    @rule(name=st.sampled_from(NODES), cores=st.integers(2, 6), gpus=st.integers(0, 2),
+          ends_in=st.sampled_from([0.0, 0.0, 30.0, 300.0]))
+    def join(self, name: str, cores: int, gpus: int, ends_in: float = 0.0) -> None:
         if name in self.joined:
             if name not in self.cut:
                 return
@@ -94,7 +97,8 @@ class CoreMachine(RuleBasedStateMachine):
             self.core.node_joined(node.info, self.now, self.core.campaign, running)
             self.cut.discard(name)
         else:
-            self.core.node_joined(NodeInfo(name, cores, tuple(str(g) for g in range(gpus))), self.now)
+            ends_at = self.now + ends_in if ends_in else 0.0  # its allocation's end (0: none)
+            self.core.node_joined(NodeInfo(name, cores, tuple(str(g) for g in range(gpus)), ends_at=ends_at), self.now)
             self.joined.add(name)
         self._tick()
 
@@ -151,6 +155,20 @@ class CoreMachine(RuleBasedStateMachine):
     def holds(self) -> None:
         if hasattr(self, "core"):
             self.core.check()
+
+    @invariant()
+    def walltimes_fit_allocations(self) -> None:
+        """No task was placed where its walltime outlasts its node's allocation (pool.holds)."""
+        if not hasattr(self, "core"):
+            return
+        for t in self.core.running.values():
+            wall = t.job.spec.walltime_s
+            if wall <= 0 or t.id in self.core.standbys.behind:
+                continue
+            placed = next(when for state, when in t.history if state == State.SCHEDULED)
+            for share in t.allocation:
+                node = self.core.pool.by_name[share.node]
+                assert holds(node.ends_at, placed + wall), (t.id, share.node, node.ends_at, placed, wall)
 
     def teardown(self) -> None:
         """Bring every node back, run everything to its end: every job ends, counts add up."""

@@ -327,7 +327,7 @@ class ResourcesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeResources(_message.Message):
-    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online")
+    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online", "ends_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     CORES_FREE_FIELD_NUMBER: _ClassVar[int]
@@ -335,6 +335,7 @@ class NodeResources(_message.Message):
     GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     cores_free: int
@@ -342,7 +343,8 @@ class NodeResources(_message.Message):
     gpus_free: int
     memory_bytes: int
     online: bool
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ...) -> None: ...
+    ends_at: float
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., ends_at: _Optional[float] = ...) -> None: ...
 
 class ResourcesReply(_message.Message):
     __slots__ = ("nodes", "nodes_expected", "nodes_missing")
@@ -365,7 +367,7 @@ class FinishReply(_message.Message):
     def __init__(self) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version", "campaign", "running", "ended")
+    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version", "campaign", "running", "ended", "ends_at")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +378,7 @@ class Register(_message.Message):
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
     node: str
     cores: int
     gpus: _containers.RepeatedScalarFieldContainer[str]
@@ -386,7 +389,8 @@ class Register(_message.Message):
     campaign: str
     running: _containers.RepeatedScalarFieldContainer[int]
     ended: _containers.RepeatedCompositeFieldContainer[TaskExited]
-    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., campaign: _Optional[str] = ..., running: _Optional[_Iterable[int]] = ..., ended: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ...) -> None: ...
+    ends_at: float
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., campaign: _Optional[str] = ..., running: _Optional[_Iterable[int]] = ..., ended: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ..., ends_at: _Optional[float] = ...) -> None: ...
 
 class TaskStarted(_message.Message):
     __slots__ = ("task_id", "pid", "time")
