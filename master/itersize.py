@@ -98,8 +98,8 @@ def resolve(request: Request, iterations: int, nodes: Sequence[tuple[int, int]])
         size = _largest(slots, -(-iterations // rounds), top)
     exact = Range(size, size)
     if sizing.field == "cores":
-        return Request(cores=exact, nodes=request.nodes, gpus=gpus)
-    return Request(cores=request.cores, nodes=exact, gpus=gpus)
+        return Request(cores=exact, nodes=request.nodes, gpus=gpus, memory=request.memory)
+    return Request(cores=request.cores, nodes=exact, gpus=gpus, memory=request.memory)
 
 
 def _largest(slots: Callable[[int], int], want: int, top: int) -> int:

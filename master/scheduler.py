@@ -25,7 +25,7 @@ from collections.abc import Callable
 from .model import Allocation, Request
 from .registry import Job
 
-Shape = tuple[int, int, int]
+Shape = tuple[int, int, int, int]  # nodes, cores, GPUs, memory (Request.shape)
 Entry = tuple[int, Job, int | None]  # (sequence, job, iteration or None = the job's cursor)
 Place = Callable[[Job, int | None, Allocation], object]
 Allocate = Callable[[Request], Allocation | None]

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 KINDS = ("dependencies", "too big", "nodes", "retry", "free cores", "standby", "agent", "starting", "canceling")
 NAMED = 3  # dependencies named in a reason, then "and N more"
 
-Shape = tuple[int, int, int]
+Shape = tuple[int, int, int, int]  # nodes, cores, GPUs, memory (Request.shape)
 Line = tuple[dict["Job", int], dict["Job", int]]  # ReadyQueue.line: (job -> jobs ahead, job -> entries if > 1)
 
 
@@ -88,7 +88,7 @@ class Why:
         self.now = now
         self._lines = lines if lines is not None else Lines()
         self._active: dict[Job, list[Task]] | None = None
-        self._fits: dict[tuple[int, int, int], bool] = {}
+        self._fits: dict[Shape, bool] = {}
         self._unsized: set[Job] | None = None
         self._free: dict[tuple[int, int], int] = {}
         self._nodes: list[tuple[int, int]] | None = None
