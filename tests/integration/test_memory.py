@@ -37,9 +37,9 @@ def test_memory_packs_tasks_on_a_real_agent(cluster_factory) -> None:  # type: i
         cl.finish()
     assert c.wait_exit(30) == 0
     t = _times(c.workdir)
-    (a0, a1), (b0, b1) = sorted([t["big1"], t["big2"]])
+    (_a0, a1), (b0, _b1) = sorted([t["big1"], t["big2"]])
     assert b0 >= a1, f"two 3G tasks on a 4G node overlapped: {t}"
-    (s0, s1), (u0, u1) = sorted([t["small1"], t["small2"]])
+    (_s0, s1), (u0, _u1) = sorted([t["small1"], t["small2"]])
     assert u0 < s1, f"two 1G tasks on a 4G node did not overlap: {t}"
     lines = {json.loads(x)["name"]: json.loads(x) for x in (c.workdir / "jobs.jsonl").read_text().splitlines()}
     huge = lines["huge"]
