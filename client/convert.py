@@ -182,6 +182,7 @@ class NodeResources:
     gpus_free: int
     memory_bytes: int
     online: bool
+    memory_free_bytes: int = 0  # memory_bytes less what the tasks placed there asked for (job field memory)
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ def node_resources(m: pj_pb2.NodeResources) -> NodeResources:
         gpus_free=int(m.gpus_free),
         memory_bytes=int(m.memory_bytes),
         online=m.online,
+        memory_free_bytes=int(m.memory_free_bytes),
     )
 
 

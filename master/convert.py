@@ -274,6 +274,7 @@ def node_to_pb(node: Node) -> pb.NodeResources:
         gpus_free=len(node.free_gpus),
         memory_bytes=node.info.memory_bytes,
         online=node.online,
+        memory_free_bytes=node.free_memory,
     )
 
 

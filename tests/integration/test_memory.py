@@ -32,6 +32,8 @@ def test_memory_packs_tasks_on_a_real_agent(cluster_factory) -> None:  # type: i
         assert cl.wait(timeout=30) == {"big1": "SUCCEED", "big2": "SUCCEED"}
         cl.submit([{"name": "small1", "memory": "1G", **sleep}, {"name": "small2", "memory": "1GiB", **sleep}])
         assert cl.wait(["small1", "small2"], timeout=30) == {"small1": "SUCCEED", "small2": "SUCCEED"}
+        (n,) = cl.resources().nodes  # every task has ended: all of it free again
+        assert (n.memory_bytes, n.memory_free_bytes) == (4 * 2**30, 4 * 2**30)
         cl.submit([{"name": "huge", "memory": "5G", **sleep}])
         assert cl.wait(["huge"], timeout=30) == {"huge": "FAILED"}
         cl.finish()

@@ -96,3 +96,13 @@ def test_memory_is_held_again_after_resume_and_the_agents_return() -> None:
     core.task_exited(placements[0].task_id, 0, "", t + 2)
     assert core.pool.by_name["n0"].free_memory == 4 * G
     assert [x.job.name for x in core.step(t + 3).placed] == ["b"]
+
+
+def test_resources_report_free_memory() -> None:
+    from pj.master.convert import node_to_pb
+
+    r = Run(cores=4, memory=4 * G)
+    r.submit(spec("a", memory=3 * G))
+    r.step()
+    msg = node_to_pb(r.core.pool.by_name["n0"])
+    assert (msg.memory_bytes, msg.memory_free_bytes) == (4 * G, G)

@@ -331,7 +331,7 @@ class ResourcesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeResources(_message.Message):
-    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online")
+    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online", "memory_free_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     CORES_FREE_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +339,7 @@ class NodeResources(_message.Message):
     GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     cores_free: int
@@ -346,7 +347,8 @@ class NodeResources(_message.Message):
     gpus_free: int
     memory_bytes: int
     online: bool
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ...) -> None: ...
+    memory_free_bytes: int
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., memory_free_bytes: _Optional[int] = ...) -> None: ...
 
 class ResourcesReply(_message.Message):
     __slots__ = ("nodes", "nodes_expected", "nodes_missing")
