@@ -316,7 +316,8 @@ class Why:
             if core.arrivals.waiting or not service:
                 return f"no node has joined yet: {self._nodes_text()}"
             return f"no agent has joined yet; start one with pj-agent --workdir DIR --cores {cmin} or more" + (
-                f" and --gpus listing {gpus} or more GPUs" if gpus else "")
+                f" and --gpus listing {gpus} or more GPUs" if gpus else "") + (
+                f" and --memory {_size_option(req.memory)} or more" if req.memory else "")
         memory = req.memory
         what = _n(gpus, "GPU") if gpus and cmin == 1 else _n(cmin, "core") + (f" and {_n(gpus, 'GPU')}" if gpus else "")
         if memory:
@@ -338,9 +339,9 @@ class Why:
         if service:
             more = need - ok
             agents = "an agent" if need == 1 else f"{_n(more, 'more agent')}"
-            opts = " and ".join(([f"--cores {cmin} or more"] if cmin > 1 or not gpus else [])
+            opts = " and ".join(([f"--cores {cmin} or more"] if cmin > 1 or not (gpus or memory) else [])
                                 + ([f"--gpus listing {gpus} or more GPUs"] if gpus else [])
-                                + ([f"--memory {format_size(memory).replace(' ', '')[:-2]} or more"] if memory else []))
+                                + ([f"--memory {_size_option(memory)} or more"] if memory else []))
             return f"{text}; start {agents} with {opts}, or cancel the job"
         return f"{text}; it waits for a lost node to come back, or cancel the job"
 
@@ -446,3 +447,9 @@ class Why:
 def counts(core: Core, now: float, lines: Lines | None = None) -> dict[str, int]:
     """Unfinished jobs by the kind of their reason, in ``KINDS`` order (for ``StatusReply.waiting``)."""
     return Why(core, now, lines).counts()
+
+
+def _size_option(n: int) -> str:
+    """A size as pj-agent --memory reads it: ``4G``, ``1.5G``, ``512M`` (rounded up to a MiB)."""
+    mib = -(-n // 2**20)
+    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"

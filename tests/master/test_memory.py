@@ -106,3 +106,20 @@ def test_resources_report_free_memory() -> None:
     r.step()
     msg = node_to_pb(r.core.pool.by_name["n0"])
     assert (msg.memory_bytes, msg.memory_free_bytes) == (4 * G, G)
+
+
+def test_service_mode_waits_for_an_agent_with_enough_memory_and_names_the_option() -> None:
+    from .test_why import Run as WhyRun
+
+    r = WhyRun()  # pj-master without --expect-nodes: never failed, it waits
+    r.submit(spec("big", memory=6 * G))
+    assert r.why("big") == "no agent has joined yet; start one with pj-agent --workdir DIR --cores 1 or more and --memory 6G or more"
+    r.core.node_joined(node("n0", 4, memory=4 * G), r.t)
+    r.step()
+    assert r.core.registry.jobs["big"].state == State.QUEUED
+    assert r.why("big") == (
+        "no agent that has joined has 1 core and 6 GiB memory (largest: 4 cores, most memory: 4 GiB); "
+        "start an agent with --memory 6G or more, or cancel the job")
+    r.core.node_joined(node("n1", 2, memory=8 * G), r.t)
+    r.step()
+    assert r.core.registry.jobs["big"].state == State.EXECUTING
