@@ -123,3 +123,18 @@ def test_service_mode_waits_for_an_agent_with_enough_memory_and_names_the_option
     r.core.node_joined(node("n1", 2, memory=8 * G), r.t)
     r.step()
     assert r.core.registry.jobs["big"].state == State.EXECUTING
+
+
+def test_iteration_sizing_counts_what_memory_holds() -> None:
+    from pj.master.itersize import resolve
+    from pj.master.model import Range, Request, Sizing
+
+    sizing = Sizing("cores", "maximum-iters", 0)
+    node4 = [(4, 0, 4 * G)]
+    plain = Request(cores=Range(1, None), sizing=sizing)
+    assert resolve(plain, 4, node4) == Request(cores=Range(1, 1))  # 4 at once, 1 core each
+    mem = Request(cores=Range(1, None), sizing=sizing, memory=2 * G)
+    assert resolve(mem, 4, node4) == Request(cores=Range(2, 2), memory=2 * G)  # 2 at once: 2 rounds of 2 cores
+    why = resolve(mem, 4, [(4, 0, G)])  # no node holds 2 GiB
+    assert why == ("maximum-iters: no node of the run holds its min of 1 core(s) with 2 GiB memory per node; "
+                   "the run has 4 core(s) on 1 node(s), at most 1 GiB memory per node")
