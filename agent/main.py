@@ -1,9 +1,9 @@
 """pj-agent: runs the tasks the master sends to this node.
 
     pj-agent (--workdir DIR | --master ADDR --token-file F [--tls-cert FILE]) [--name NODE] [--cores N]
-             [--gpus LIST] [--kill-grace S] [--log-level L] [--wait-master S]
+             [--gpus LIST] [--memory SIZE] [--kill-grace S] [--log-level L] [--wait-master S]
              [--reconnect-timeout DURATION] [--dry-run]
-    pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST]
+    pj-agent --print-resources [--name NODE] [--cores N] [--gpus LIST] [--memory SIZE]
 
 Slurm mode (started by srun: $SLURM_JOB_ID and $SLURM_STEP_ID are set): cores default to the
 CPUs Slurm grants on this node, GPUs to the step's, and tasks get the allocation's environment

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pj import __version__
 from pj.common import logopts
 from pj.common.durations import DurationError, format_duration, parse_duration
+from pj.common.sizes import SizeError, parse_size
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
 from . import slurm
@@ -51,6 +52,13 @@ def _positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
     return n
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_size(text)
+    except SizeError as e:
+        raise argparse.ArgumentTypeError(e.reason) from None
 
 
 def _count(text: str) -> int:
@@ -118,6 +126,13 @@ def _parser() -> _Parser:
         metavar="LIST",
         help="GPU ids, comma-separated (default: $CUDA_VISIBLE_DEVICES, else $ROCR_VISIBLE_DEVICES, else "
         "$HIP_VISIBLE_DEVICES, else $SLURM_STEP_GPUS, else $SLURM_JOB_GPUS, else the GPUs this machine shows)",
+    )
+    p.add_argument(
+        "--memory",
+        metavar="SIZE",
+        type=_memory,
+        help="memory tasks may ask for: 512M, 4G, 1.5GiB, a bare number is MiB (default: what Slurm grants, "
+        "$SLURM_MEM_PER_NODE or $SLURM_MEM_PER_CPU x cores, else the node's physical memory)",
     )
     p.add_argument(
         "--kill-grace",
@@ -210,7 +225,7 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
         raise UsageError("--name must not be empty")
     if args.print_resources:
         try:
-            res = detect(args.cores, args.gpus)
+            res = detect(args.cores, args.gpus, memory=args.memory)
         except ResourceError as e:
             raise UsageError(str(e)) from None
         return ResourcesReport(resources_report(name, res))
@@ -222,7 +237,7 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
     ):
         raise UsageError("--token-file goes with --master ADDR (or --workdir DIR)")
     try:
-        res = detect(args.cores, args.gpus)
+        res = detect(args.cores, args.gpus, memory=args.memory)
         master = find_master(
             args.workdir, args.master, args.token_file, wait_s=args.wait_master, tls_cert=args.tls_cert
         )

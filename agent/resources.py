@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pj.common.ranges import id_ranges
+from pj.common.sizes import SizeError, parse_size
 
 from . import slurm
 
@@ -210,6 +211,7 @@ def detect(
     cores: int | None = None,
     gpus: str | None = None,
     environ: Mapping[str, str] | None = None,
+    memory: int | None = None,
 ) -> NodeResources:
     """Resources of this node (see ``plan``): cores default to what Slurm grants inside a step,
     else to the usable CPU count; GPUs come from ``gpus`` (a comma-separated list), else
@@ -223,9 +225,26 @@ def detect(
         cpus=p.cpus,
         cores=p.cores,
         gpus=p.gpus,
-        memory_bytes=_total_memory(),
+        memory_bytes=usable_memory(memory, env, p.cores, _total_memory),
         notes=p.notes,
     )
+
+
+def usable_memory(option: int | None, env: Mapping[str, str], cores: int, total: Callable[[], int]) -> int:
+    """The memory tasks may ask for on this node, in bytes: ``--memory`` (``option``), else Slurm's
+    grant ($SLURM_MEM_PER_NODE, else $SLURM_MEM_PER_CPU times the node's cores; MiB, as Slurm
+    writes them), else the node's physical memory (``total``). Raises ResourceError naming the
+    variable when Slurm's value cannot be read."""
+    if option is not None:
+        return option
+    for var, times in (("SLURM_MEM_PER_NODE", 1), ("SLURM_MEM_PER_CPU", cores)):
+        text = env.get(var, "").strip()
+        if text and text != "0":  # 0: Slurm's "all the node's memory"
+            try:
+                return parse_size(text) * times
+            except SizeError as e:
+                raise ResourceError(f"${var}={text!r}: {e.reason} (pj-agent --memory sets it instead)") from None
+    return total()
 
 
 def _total_memory() -> int:

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Sequence
 
 from pj.common.durations import DurationError, parse_duration
+from pj.common.sizes import SizeError, parse_size
 from pj.common.speccheck import NAME_MAX, SpecError, check_specs
 from pj.v1 import pj_pb2
 
@@ -19,7 +20,7 @@ _OPTION_NAMES = {
     "name": "--name", "exec": "command", "args": "command", "cores": "--cores", "nodes": "--nodes",
     "gpus": "--gpus", "after": "--after", "iterations": "--iterations", "wd": "--wd",
     "stdout": "--stdout", "stderr": "--stderr", "env": "--env", "walltime_s": "--walltime",
-    "retries": "--retries",
+    "retries": "--retries", "memory_request_bytes": "--memory",
 }  # fmt: skip
 
 
@@ -37,6 +38,7 @@ def command_job(
     env: Sequence[str] = (),
     walltime: str | None = None,
     retries: int = 0,
+    memory: str | None = None,
 ) -> pj_pb2.JobSpec:
     """The job for ``pj-submit [options] -- CMD ARGS...``; errors name the option at fault.
 
@@ -81,6 +83,11 @@ def command_job(
     if retries < 0:
         raise JobFileError(f"--retries: must not be negative, got {retries}", field="--retries")
     spec.retries = min(retries, UINT32)
+    if memory is not None:
+        try:
+            spec.memory_request_bytes = parse_size(memory)
+        except SizeError as exc:
+            raise JobFileError(f"--memory: {exc.reason}", field="--memory") from None
     try:
         check_specs([spec], allow_external=True)
     except SpecError as exc:

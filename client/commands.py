@@ -259,13 +259,13 @@ def cmd_resources(args: argparse.Namespace) -> int:
             "yes" if n.online else "no",
             f"{n.cores_free}/{n.cores}",
             f"{n.gpus_free}/{len(n.gpus)}" if n.gpus else "-",
-            fmt_bytes(n.memory_bytes),
+            f"{fmt_bytes(n.memory_free_bytes)}/{fmt_bytes(n.memory_bytes)}" if n.memory_bytes else "-",
         ]
         for n in res.nodes
     ]
     known = {n.name for n in res.nodes}
     rows += [[name, "missing", "-", "-", "-"] for name in res.nodes_missing if name not in known]
-    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY"], rows) if rows else []
+    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY FREE"], rows) if rows else []
     expected = f" of {res.nodes_expected} expected" if res.nodes_expected else ""
     online = sum(1 for n in res.nodes if n.online)
     missing = ""

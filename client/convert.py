@@ -183,6 +183,7 @@ class NodeResources:
     memory_bytes: int
     online: bool
     ends_at: float = 0.0  # when the node's allocation ends (epoch s); 0: unknown or none
+    memory_free_bytes: int = 0  # memory_bytes less what the tasks placed there asked for (job field memory)
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ def node_resources(m: pj_pb2.NodeResources) -> NodeResources:
         memory_bytes=int(m.memory_bytes),
         online=m.online,
         ends_at=float(m.ends_at),
+        memory_free_bytes=int(m.memory_free_bytes),
     )
 
 

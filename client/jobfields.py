@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from pj.common.durations import DurationError, parse_duration
+from pj.common.sizes import SizeError, parse_size
 from pj.v1 import pj_pb2
 
 UINT32 = 2**32 - 1
@@ -181,6 +182,13 @@ class FieldReader:
         try:
             return parse_duration(value, field)
         except DurationError as exc:
+            self.fail(field, exc.reason)
+
+    def memory(self, field: str, value: Any) -> int:
+        """Bytes per node of each task: "512M", "4G", "1.5GiB" or a number of MiB."""
+        try:
+            return parse_size(value)
+        except SizeError as exc:
             self.fail(field, exc.reason)
 
     def count(self, field: str, value: Any, spec: pj_pb2.Range, qcg: bool = False) -> list[str]:

@@ -40,7 +40,7 @@ __all__ = ["JobFile", "JobFileError", "command_job", "load_jobfile", "parse_jobf
 
 NATIVE_FIELDS = (
     "name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes",
-    "gpus", "iterations", "after", "model", "modules", "venv", "walltime", "retries", "attributes",
+    "gpus", "memory", "iterations", "after", "model", "modules", "venv", "walltime", "retries", "attributes",
 )  # fmt: skip
 _NATIVE_HINTS = {
     "execution": "this is QCG-PilotJob's layout; in PJ's format put 'exec', 'args', ... in the job itself",
@@ -58,7 +58,7 @@ _NATIVE_HINTS = {
 }
 
 # JobSpec field -> how each format spells it, for errors found by check_specs.
-_NATIVE_NAMES = {"walltime_s": "walltime"}
+_NATIVE_NAMES = {"walltime_s": "walltime", "memory_request_bytes": "memory"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,8 @@ def _native_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:
             job.count(key, fields[key], getattr(spec, key))
     if "gpus" in fields:
         spec.gpus = job.integer("gpus", fields["gpus"])
+    if "memory" in fields:
+        spec.memory_request_bytes = job.memory("memory", fields["memory"])
     if "iterations" in fields:
         job.iterations("iterations", fields["iterations"], spec.iterations, allow_int=True)
     if "after" in fields:

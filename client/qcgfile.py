@@ -239,7 +239,9 @@ def _qcg_resources(res: FieldReader, obj: dict[str, Any], spec: pj_pb2.JobSpec) 
             if kind == "gpu":
                 spec.gpus = n
             else:
-                res.ctx.warn_job("'resources.nodeCrs.mem' is ignored (PJ does not reserve memory)", res.label)
+                res.ctx.warn_job(
+                    "'resources.nodeCrs.mem' is ignored (PJ's own job format has 'memory', e.g. \"4G\")", res.label
+                )
 
 
 def _scheduler(res: FieldReader, value: Any, out: pj_pb2.IterScheduler) -> None:

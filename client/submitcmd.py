@@ -24,7 +24,7 @@ from .commands import UsageError, _connect, _json, _print_lines, _say, show_fina
 from .redial import RECONNECT_TIMEOUT_S
 
 COMMAND_OPTIONS = ("name", "cores", "nodes", "gpus", "after", "iterations", "wd", "stdout", "stderr",
-                   "env", "walltime", "retries")  # fmt: skip
+                   "env", "walltime", "retries", "memory")  # fmt: skip
 USAGE = ("{prog} [--workdir DIR] [--wait] [--json] FILE\n"
          "       {prog} [--workdir DIR] [--name N] [--cores C] [...] [--wait] -- CMD ARGS...")  # fmt: skip
 DESCRIPTION = "Submit a job file, or one command, to a running PJ master; print the job names."
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser, top: bool) -> None:
     g.add_argument("--cores", metavar="C", help="cores per node: 4, 2:8 (min:max), 2: (at least 2)")
     g.add_argument("--nodes", metavar="N", help="nodes: like --cores")
     g.add_argument("--gpus", metavar="G", type=count(0), help="GPUs per node")
+    g.add_argument("--memory", metavar="M", help='memory per node of each task: 512M, 4G, 1.5GiB; a bare number is MiB')
     g.add_argument("--after", metavar="J", action="extend", nargs="+", help="run after these jobs")
     g.add_argument("--iterations", metavar="I", help="N (0..N-1) or A:B (A..B-1)")
     g.add_argument("--wd", metavar="D", help="working directory")
@@ -98,6 +99,7 @@ def _jobs(args: argparse.Namespace, command: list[str] | None, prog: str) -> tup
             command, name=args.name, cores=args.cores, nodes=args.nodes, gpus=args.gpus or 0,
             after=args.after or (), iterations=args.iterations, wd=args.wd, stdout=args.stdout,
             stderr=args.stderr, env=args.env or (), walltime=args.walltime, retries=args.retries or 0,
+            memory=args.memory,
         )  # fmt: skip
     except jobfile.JobFileError as e:
         raise UsageError(str(e)) from None

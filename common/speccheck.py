@@ -57,6 +57,7 @@ JOBS_MAX = 1_000_000  # jobs in one submission
 NAME_MAX = 200
 COUNT_MAX = 1_000_000  # cores or nodes
 GPUS_MAX = 1024  # per node
+MEMORY_MAX = 2**50  # bytes per node (1 PiB)
 ITERATIONS_MAX = 10_000_000
 ITERATION_STOP_MAX = 10**18  # every index stays referable as "job:N" (at most 18 digits)
 AFTER_MAX = 100_000  # dependencies of one job
@@ -224,9 +225,9 @@ def check_specs(
 
 _NAME, _EXEC, _SCRIPT, _ARGS, _ENV, _WD, _STDIN, _STDOUT, _STDERR, _CORES, _NODES = range(1, 12)
 _GPUS, _ITERATIONS, _AFTER, _MODEL, _MODULES, _VENV, _WALLTIME, _RETRIES, _ATTRIBUTES = range(12, 21)
-_MPIRUN, _MODEL_ARGS = 21, 22
+_MPIRUN, _MODEL_ARGS, _MEMORY = 21, 22, 23
 _PATHS = frozenset({_WD, _STDIN, _STDOUT, _STDERR, _VENV, _MPIRUN})
-assert [f.number for f in pj_pb2.JobSpec.DESCRIPTOR.fields] == list(range(1, 23)), "pj.proto changed"
+assert [f.number for f in pj_pb2.JobSpec.DESCRIPTOR.fields] == list(range(1, 24)), "pj.proto changed"
 ITER_SCHEDULERS = ("split-into", "maximum-iters")  # QCG-PilotJob's (Range.scheduler; master/itersize.py)
 
 
@@ -297,6 +298,9 @@ def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
             _check_args(value, name, i, "model_args")
         elif n == _ATTRIBUTES:
             _check_map(value, "attributes", ATTRIBUTES_MAX, ATTRIBUTES_BYTES_MAX, name, i)
+        elif n == _MEMORY:
+            if value > MEMORY_MAX:
+                raise SpecError(name, "memory_request_bytes", f"{value} bytes per node is more than {MEMORY_MAX} (1 PiB)", i)
     if spec.model == "threads" and (spec.nodes.min > 1 or spec.nodes.max != 1) and spec.HasField("nodes"):
         raise SpecError(
             name, "nodes", "model threads runs one process on one node; drop nodes or use model srun/openmpi", i

@@ -48,7 +48,7 @@ def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | 
     after: tuple[Dependency, ...] = ()
     iterations = None
     cores = nodes = None
-    gpus = retries = 0
+    gpus = retries = memory = 0
     walltime_s = 0.0
     for fd, value in msg.ListFields():
         n = fd.number
@@ -97,7 +97,9 @@ def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | 
             mpirun = value
         elif n == _MODEL_ARGS:
             model_args = tuple(value)
-    if cores is None and nodes is None and not gpus:
+        elif n == _MEMORY:
+            memory = value
+    if cores is None and nodes is None and not gpus and not memory:
         request = _ONE_CORE
     else:
         sizing = _sizing(cores, nodes) if iterations is not None else None
@@ -106,13 +108,14 @@ def spec_from_pb(msg: pb.JobSpec, base_dir: str, shared: dict[object, object] | 
             None if cores is None else (cores.min, cores.max),
             None if nodes is None else (nodes.min, nodes.max),
             gpus,
+            memory,
             sizing,
         )
         found = shared.get(key) if shared is not None else None
         if isinstance(found, Request):
             request = found
         else:
-            request = Request(cores=_range(cores), nodes=_range(nodes), gpus=gpus, sizing=sizing)
+            request = Request(cores=_range(cores), nodes=_range(nodes), gpus=gpus, sizing=sizing, memory=memory)
             request = one(request, request)  # type: ignore[assignment]
             if shared is not None:
                 shared[key] = request
@@ -138,6 +141,7 @@ _CORES, _NODES, _GPUS, _ITERATIONS, _AFTER, _MODEL, _MODULES, _VENV, _WALLTIME, 
     _F[f].number
     for f in ("cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries")
 )
+_MEMORY = _F["memory_request_bytes"].number
 _MPIRUN, _MODEL_ARGS = _F["mpirun"].number, _F["model_args"].number
 
 
@@ -243,7 +247,7 @@ def task_to_pb(task: Task) -> pb.TaskInfo:
         has_iteration=task.iteration is not None,
         state=int(task.state),  # type: ignore[arg-type]
         reason=task.reason,
-        shares=[pb.NodeShare(node=s.node, cores=s.cores, gpus=s.gpus) for s in task.allocation],
+        shares=[pb.NodeShare(node=s.node, cores=s.cores, gpus=s.gpus, memory_bytes=s.memory) for s in task.allocation],
         history=_history(task.history),
         cpu_user_s=used.cpu_user_s,
         cpu_system_s=used.cpu_system_s,
@@ -272,6 +276,7 @@ def node_to_pb(node: Node) -> pb.NodeResources:
         memory_bytes=node.info.memory_bytes,
         online=node.online,
         ends_at=node.ends_at,
+        memory_free_bytes=node.free_memory,
     )
 
 

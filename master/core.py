@@ -216,7 +216,7 @@ class Core:
                 fits[id(req)] = known
         if known:
             return False
-        reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest()}"
+        reason = f"can never fit: needs {req.describe()}; the run has {self.pool.largest(memory=bool(req.memory))}"
         self.settle_unrun(job, job.total - job.done)
         self.move_job(job, Event.FAIL, now, reason)
         self.job_ended(job, now)

@@ -95,6 +95,7 @@ def _pool(core: Core, out: list[str]) -> None:
     pool, sb, unheld = core.pool, core.standbys, core.recon.unheld
     held_cores: dict[str, Counter[int]] = {}
     held_gpus: dict[str, Counter[str]] = {}
+    held_memory: Counter[str] = Counter()
     for t in core.running.values():
         if t.id in sb.behind:
             continue
@@ -103,6 +104,10 @@ def _pool(core: Core, out: list[str]) -> None:
                 continue
             held_cores.setdefault(share.node, Counter()).update(share.cores)
             held_gpus.setdefault(share.node, Counter()).update(share.gpus)
+            held_memory[share.node] += share.memory
+            if share.memory != t.job.spec.request.memory:
+                out.append(f"task {t.id} holds {share.memory} bytes on {share.node}, "
+                           f"its job asks for {t.job.spec.request.memory}")
     free_total = total = 0
     for node in pool.nodes:
         if not node.online:
@@ -123,6 +128,9 @@ def _pool(core: Core, out: list[str]) -> None:
         gboth = held_gpus.get(node.name, Counter()) + Counter(node.free_gpus)
         if any(n > 1 for n in gboth.values()) or set(gboth) != set(node.gpus):
             out.append(f"node {node.name}: GPUs held + free {dict(gboth)} != the node's {node.gpus}")
+        if node.free_memory < 0 or node.free_memory + held_memory[node.name] != node.info.memory_bytes:
+            out.append(f"node {node.name}: free memory {node.free_memory} + held {held_memory[node.name]} "
+                       f"!= the registered {node.info.memory_bytes} (or free is negative)")
     if pool.free_cores != free_total:
         out.append(f"pool.free_cores {pool.free_cores} != {free_total} free on online, unpaused nodes")
     if pool.total_cores != total:

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from pj.common.sizes import format_size
+
 from .model import Event, Range, Request
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ def size(core: Core, job: Job, now: float) -> bool:
         core.unsized.append(job)
         return False
     assert job.spec.iterations is not None  # convert.py sets a sizing only then
-    nodes = [(n.total_cores, len(n.gpus)) for n in core.pool.online()]
+    nodes = [(n.total_cores, len(n.gpus), n.info.memory_bytes) for n in core.pool.online()]
     got = resolve(job.spec.request, job.spec.iterations.count, nodes)
     if isinstance(got, str):
         core.settle_unrun(job, job.total - job.done)
@@ -61,24 +63,25 @@ def size_parked(core: Core, now: float) -> None:
             core.unblock(job, now)  # sizes it first; parks it again if still too early
 
 
-def resolve(request: Request, iterations: int, nodes: Sequence[tuple[int, int]]) -> Request | str:
+def resolve(request: Request, iterations: int, nodes: Sequence[tuple[int, int, int]]) -> Request | str:
     """The exact request for every iteration, or why there is none (a job's failure reason).
 
-    ``nodes``: (cores, GPUs) of every node of the run.
+    ``nodes``: (cores, GPUs, memory) of every node of the run; an iteration asking for memory
+    counts only the nodes with that much, and only as many per node as their memory holds.
     """
     sizing = request.sizing
     assert sizing is not None
-    gpus = request.gpus
+    gpus, memory = request.gpus, request.memory
     if sizing.field == "cores":
-        fit = [(c, g) for c, g in nodes if g >= gpus]
+        fit = [(c, g, m) for c, g, m in nodes if g >= gpus and m >= memory]
 
         def slots(s: int) -> int:
-            return sum(min(c // s, g // gpus if gpus else c) for c, g in fit)
+            return sum(min(c // s, g // gpus if gpus else c, m // memory if memory else c) for c, g, m in fit)
 
-        lo, top, unit = request.cores.min, max((c for c, _ in fit), default=0), "core(s)"
+        lo, top, unit = request.cores.min, max((c for c, _, _ in fit), default=0), "core(s)"
     else:
         cmin = request.cores.min
-        count = sum(1 for c, g in nodes if c >= cmin and g >= gpus)
+        count = sum(1 for c, g, m in nodes if c >= cmin and g >= gpus and m >= memory)
 
         def slots(s: int) -> int:
             return count // s
@@ -89,17 +92,18 @@ def resolve(request: Request, iterations: int, nodes: Sequence[tuple[int, int]])
         size = _largest(slots, want, top)
         if size < lo:
             got = f"{size} {unit} each" if size else f"less than one {unit[:-3]} each"
-            return f"split-into {want} parts gives {got}, fewer than its min {lo}; the run has {_total(nodes)}"
+            return f"split-into {want} parts gives {got}, fewer than its min {lo}{_mem(memory)}; the run has {_total(nodes, memory)}"
     else:
         room = slots(lo) if lo <= top else 0
         if room == 0:
-            return f"maximum-iters: no node of the run holds its min of {lo} {unit}; the run has {_total(nodes)}"
+            return (f"maximum-iters: no node of the run holds its min of {lo} {unit}{_mem(memory)}; "
+                    f"the run has {_total(nodes, memory)}")
         rounds = -(-iterations // room)
         size = _largest(slots, -(-iterations // rounds), top)
     exact = Range(size, size)
     if sizing.field == "cores":
-        return Request(cores=exact, nodes=request.nodes, gpus=gpus)
-    return Request(cores=request.cores, nodes=exact, gpus=gpus)
+        return Request(cores=exact, nodes=request.nodes, gpus=gpus, memory=request.memory)
+    return Request(cores=request.cores, nodes=exact, gpus=gpus, memory=request.memory)
 
 
 def _largest(slots: Callable[[int], int], want: int, top: int) -> int:
@@ -114,5 +118,11 @@ def _largest(slots: Callable[[int], int], want: int, top: int) -> int:
     return lo
 
 
-def _total(nodes: Sequence[tuple[int, int]]) -> str:
-    return f"{sum(c for c, _ in nodes)} core(s) on {len(nodes)} node(s)"
+def _total(nodes: Sequence[tuple[int, int, int]], memory: int = 0) -> str:
+    most = max((m for _, _, m in nodes), default=0)
+    mem = f", at most {format_size(most)} memory per node" if memory else ""
+    return f"{sum(c for c, _, _ in nodes)} core(s) on {len(nodes)} node(s){mem}"
+
+
+def _mem(memory: int) -> str:
+    return f" with {format_size(memory)} memory per node" if memory else ""

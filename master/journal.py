@@ -132,7 +132,9 @@ def _alloc(t: Task) -> str:
         if len(_alloc_text) >= _CACHE_MAX:
             _alloc_text.clear()
         text = _alloc_text[allocation] = "[" + ",".join([
-            f"[{_q(s.node)},[{','.join(map(str, s.cores))}],[{','.join(map(_q, s.gpus))}]]" for s in allocation
+            f"[{_q(s.node)},[{','.join(map(str, s.cores))}],[{','.join(map(_q, s.gpus))}]"
+            + (f",{s.memory}]" if s.memory else "]")
+            for s in allocation
         ]) + "]"
     return text
 
@@ -141,7 +143,8 @@ _STATE = {int(s): s for s in State}
 
 
 def _allocation(text: str) -> tuple[NodeShare, ...]:
-    return tuple(NodeShare(n, tuple(c), tuple(g)) for n, c, g in json.loads(text))
+    # [node, cores, gpus] or, for a task holding memory, [node, cores, gpus, memory bytes]
+    return tuple(NodeShare(s[0], tuple(s[1]), tuple(s[2]), *s[3:4]) for s in json.loads(text))
 
 
 def _history(text: str) -> History:

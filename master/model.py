@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pj.common.sizes import format_size
+
 
 class State(enum.IntEnum):
     """States of jobs and of tasks (one task per iteration). Numbers match pj.v1.JobState."""
@@ -174,11 +176,12 @@ class Request:
     nodes: Range = ONE
     gpus: int = 0
     sizing: Sizing | None = None
+    memory: int = 0  # bytes per node; 0: none asked (fits on memory anywhere)
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def shape(self) -> tuple[int, int, int, int]:
         """Tasks of one shape fit, or do not fit, together: the scheduler queues by shape."""
-        return (self.nodes.min, self.cores.min, self.gpus)
+        return (self.nodes.min, self.cores.min, self.gpus, self.memory)
 
     def describe(self) -> str:
         def r(x: Range) -> str:
@@ -187,6 +190,8 @@ class Request:
         parts = [f"{r(self.cores)} core(s)"]
         if self.gpus:
             parts.append(f"{self.gpus} GPU(s)")
+        if self.memory:
+            parts.append(f"{format_size(self.memory)} memory")
         per = " per node" if self.nodes != ONE else ""
         return f"{' and '.join(parts)}{per} on {r(self.nodes)} node(s)"
 
@@ -223,6 +228,7 @@ class NodeShare(NamedTuple):
     node: str
     cores: tuple[int, ...]
     gpus: tuple[str, ...] = ()
+    memory: int = 0  # bytes held on the node (the job's memory per node)
 
 
 Allocation = tuple[NodeShare, ...]

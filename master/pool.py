@@ -1,4 +1,4 @@
-"""The nodes the master can place tasks on, their free cores and GPUs, and how a request is placed.
+"""The nodes the master can place tasks on, their free cores, GPUs and memory, and how a request is placed.
 
 Pure bookkeeping: no I/O. ``allocate`` gives a task the most resources within its
 min..max that fit now, or None; ``can_ever_fit`` judges a request against the whole
@@ -7,11 +7,18 @@ capacity, as if every node were idle.
 A node may have an end (its allocation's, ``NodeInfo.ends_at``): a task goes there only if it
 would end by then (``holds``). A task without a walltime has no known end: it may go anywhere
 (it is cut short if the allocation ends first, and queued again free: nodeloss.py).
+
+Memory: a node offers what its agent registered (``NodeInfo.memory_bytes``); a task holds its
+request's memory on each of its nodes (``NodeShare.memory``). A task asking for none fits on
+memory anywhere, so campaigns that never name memory place as before; a node that registered
+none (0) takes only such tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+from pj.common.sizes import format_size
 
 from .model import Allocation, NodeInfo, NodeShare, Request
 
@@ -28,8 +35,10 @@ def holds(ends_at: float, until: float) -> bool:
 
 
 class Node:
-    __slots__ = ("ends_at", "free_cores", "free_gpus", "gpus", "index", "info", "name", "online", "paused",
-                 "total_cores")
+    __slots__ = (
+        "ends_at", "free_cores", "free_gpus", "free_memory", "gpus", "index", "info", "name", "online", "paused",
+        "total_cores",
+    )  # fmt: skip
 
     def __init__(self, info: NodeInfo, index: int) -> None:
         self.info = info
@@ -41,10 +50,11 @@ class Node:
         # Free ids are kept as stacks, lowest id on top: the next task takes the lowest ids.
         self.free_cores: list[int] = list(range(info.cores - 1, -1, -1))
         self.free_gpus: list[str] = list(reversed(info.gpus))
+        self.free_memory = info.memory_bytes
         self.online = True
         self.paused = False  # its agent's stream broke: nothing new goes there until it is back
 
-    def take(self, cores: int, gpus: int) -> NodeShare:
+    def take(self, cores: int, gpus: int, memory: int = 0) -> NodeShare:
         fc, fg = self.free_cores, self.free_gpus
         c = tuple(fc[-cores:][::-1]) if cores else ()
         del fc[len(fc) - cores :]
@@ -52,24 +62,28 @@ class Node:
         if gpus:
             g = tuple(fg[-gpus:][::-1])
             del fg[len(fg) - gpus :]
+        if memory:
+            self.free_memory -= memory
+            return NodeShare(self.name, c, g, memory)
         return NodeShare(self.name, c, g)
 
     def give_back(self, share: NodeShare) -> None:
         self.free_cores.extend(share.cores)
         self.free_cores.sort(reverse=True)
+        self.free_memory += share.memory
         if share.gpus:
             order = {g: i for i, g in enumerate(self.gpus)}
             self.free_gpus.extend(share.gpus)
             self.free_gpus.sort(key=order.__getitem__, reverse=True)
 
 
-def _best_multi(request: Request, frees: Sequence[tuple[int, int]]) -> tuple[list[int], int] | None:
-    """Pick nodes for a multi-node request from (free cores, free gpus) per node.
+def _best_multi(request: Request, frees: Sequence[tuple[int, int, int]]) -> tuple[list[int], int] | None:
+    """Pick nodes for a multi-node request from (free cores, free gpus, free memory) per node.
 
     Returns (node indexes, cores per node) giving the most cores in total, or None.
     """
-    cmin, gpus = request.cores.min, request.gpus
-    cand = [i for i, (c, g) in enumerate(frees) if c >= cmin and g >= gpus]
+    cmin, gpus, memory = request.cores.min, request.gpus, request.memory
+    cand = [i for i, (c, g, m) in enumerate(frees) if c >= cmin and g >= gpus and m >= memory]
     nmin = request.nodes.min
     if len(cand) < nmin:
         return None
@@ -119,6 +133,7 @@ class Pool:
             self.total_cores -= node.total_cores
             node.free_cores.clear()
             node.free_gpus.clear()
+            node.free_memory = 0
 
     def pause(self, name: str) -> None:
         """No new placement on the node (its agent is cut off); what it holds stays held."""
@@ -140,8 +155,9 @@ class Pool:
         if node is None or not node.online:
             return False
         cores, gpus = set(share.cores), set(share.gpus)
-        if not cores <= set(node.free_cores) or not gpus <= set(node.free_gpus):
+        if not cores <= set(node.free_cores) or not gpus <= set(node.free_gpus) or share.memory > node.free_memory:
             return False
+        node.free_memory -= share.memory
         node.free_cores = [c for c in node.free_cores if c not in cores]
         node.free_gpus = [g for g in node.free_gpus if g not in gpus]
         if not node.paused:
@@ -160,36 +176,49 @@ class Pool:
             return None
         if request.nodes.max == 1:
             return self._allocate_single(request, until)
-        frees = [(len(n.free_cores), len(n.free_gpus)) if n.online and not n.paused and holds(n.ends_at, until)
-                 else (0, 0) for n in self.nodes]
+        frees = [
+            (len(n.free_cores), len(n.free_gpus), n.free_memory)
+            if n.online and not n.paused and holds(n.ends_at, until) else (0, 0, 0)
+            for n in self.nodes
+        ]
         pick = _best_multi(request, frees)
         if pick is None:
             return None
         indexes, per = pick
-        shares = tuple(self.nodes[i].take(per, request.gpus) for i in indexes)
+        shares = tuple(self.nodes[i].take(per, request.gpus, request.memory) for i in indexes)
         self.free_cores -= per * len(indexes)
         return shares
 
     def _allocate_single(self, request: Request, until: float) -> Allocation | None:
-        cmin, gpus, cores = request.cores.min, request.gpus, request.cores
+        cmin, gpus, cores, memory = request.cores.min, request.gpus, request.cores, request.memory
         if cores.exact:
             for node in self.nodes:  # first fit: packs nodes, keeps others whole
-                if (len(node.free_cores) >= cmin and len(node.free_gpus) >= gpus and not node.paused
-                        and (not until or holds(node.ends_at, until))):
+                if (
+                    len(node.free_cores) >= cmin
+                    and len(node.free_gpus) >= gpus
+                    and not node.paused
+                    and node.free_memory >= memory
+                    and (not until or holds(node.ends_at, until))
+                ):
                     self.free_cores -= cmin
-                    return (node.take(cmin, gpus),)
+                    return (node.take(cmin, gpus, memory),)
             return None
         best: Node | None = None
         for node in self.nodes:  # a range: the node with the most free cores
-            if (len(node.free_gpus) >= gpus and len(node.free_cores) >= cmin and not node.paused
-                    and (not until or holds(node.ends_at, until))):
+            if (
+                len(node.free_gpus) >= gpus
+                and len(node.free_cores) >= cmin
+                and not node.paused
+                and node.free_memory >= memory
+                and (not until or holds(node.ends_at, until))
+            ):
                 if best is None or len(node.free_cores) > len(best.free_cores):
                     best = node
         if best is None:
             return None
         n = cores.cap(len(best.free_cores))
         self.free_cores -= n
-        return (best.take(n, gpus),)
+        return (best.take(n, gpus, memory),)
 
     def release(self, allocation: Allocation) -> None:
         for share in allocation:
@@ -204,13 +233,15 @@ class Pool:
 
     def can_ever_fit(self, request: Request) -> bool:
         """Would the request fit if every online node were idle?"""
-        frees = [(n.total_cores, len(n.gpus)) for n in self.nodes if n.online]
+        frees = [(n.total_cores, len(n.gpus), n.info.memory_bytes) for n in self.nodes if n.online]
         return _best_multi(request, frees) is not None
 
     def can_hold(self, request: Request, until: float) -> bool:
         """Would the request fit, every online node idle, on the nodes whose allocation ``holds``
         a task that runs until ``until``? (``can_ever_fit`` ignores the ends: more nodes may come.)"""
-        frees = [(n.total_cores, len(n.gpus)) for n in self.nodes if n.online and holds(n.ends_at, until)]
+        frees = [
+            (n.total_cores, len(n.gpus), n.info.memory_bytes) for n in self.nodes if n.online and holds(n.ends_at, until)
+        ]
         return _best_multi(request, frees) is not None
 
     def latest_end(self) -> float:
@@ -218,10 +249,15 @@ class Pool:
         ends = [n.ends_at for n in self.nodes if n.online]
         return 0.0 if not ends or not all(ends) else max(ends)
 
-    def largest(self) -> str:
+    def largest(self, memory: bool = False) -> str:
+        """The run's capacity in words (``memory``: say the most memory a node offers too)."""
         nodes = [n for n in self.nodes if n.online]
         if not nodes:
             return "no node has joined"
         big = max(nodes, key=lambda n: n.total_cores)
         gpus = max(len(n.gpus) for n in nodes)
-        return f"{len(nodes)} node(s), the largest with {big.total_cores} core(s), at most {gpus} GPU(s) per node"
+        most = max(n.info.memory_bytes for n in nodes)
+        mem = (f", at most {format_size(most)} memory per node" if most else ", no node registered its memory") if memory else ""
+        return (
+            f"{len(nodes)} node(s), the largest with {big.total_cores} core(s), at most {gpus} GPU(s) per node{mem}"
+        )

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .pool import Pool
     from .registry import Task
 
-Key = tuple[int, int]  # (cores, GPUs) of a one-node share
+Key = tuple[int, int, int]  # (cores, GPUs, memory) of a one-node share
 
 
 def _key(task: Task) -> Key | None:
@@ -43,7 +43,7 @@ def _key(task: Task) -> Key | None:
     if len(alloc) != 1:
         return None
     share = alloc[0]
-    return len(share.cores), len(share.gpus)
+    return len(share.cores), len(share.gpus), share.memory
 
 
 class Standbys:
@@ -87,7 +87,7 @@ class Standbys:
         end is checked again when it is withdrawn). The next ``link`` makes the standby wait on that task."""
         if request.nodes.max != 1 or request.cores.max != request.cores.min:
             return None
-        key = (request.cores.min, request.gpus)
+        key = (request.cores.min, request.gpus, request.memory)
         d = self.heads.get(key)
         if not d:
             return None

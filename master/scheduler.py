@@ -25,7 +25,7 @@ from collections.abc import Callable
 from .model import Allocation, Request
 from .registry import Job
 
-Shape = tuple[int, int, int, float]
+Shape = tuple[int, int, int, int, float]  # nodes, cores, GPUs, memory (Request.shape), walltime s
 Entry = tuple[int, Job, int | None]  # (sequence, job, iteration or None = the job's cursor)
 Place = Callable[[Job, int | None, Allocation], object]
 Allocate = Callable[[Request, float], Allocation | None]  # (request, walltime s; 0: none)

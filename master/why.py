@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pj.common.sizes import format_size
+
 from .expect import show
 from .model import Dependency, Placement, Request, State
 from .pool import until
@@ -100,11 +102,11 @@ class Why:
         self.now = now
         self._lines = lines if lines is not None else Lines()
         self._active: dict[Job, list[Task]] | None = None
-        self._fits: dict[tuple[int, int, int], bool] = {}
+        self._fits: dict[tuple[int, int, int, int], bool] = {}  # Request.shape -> fits
         self._short: dict[Shape, str] = {}
         self._unsized: set[Job] | None = None
-        self._free: dict[tuple[int, int], int] = {}
-        self._nodes: list[tuple[int, int]] | None = None
+        self._free: dict[tuple[int, int, int], int] = {}
+        self._nodes: list[tuple[int, int, int]] | None = None
 
     # ------------------------------------------------------------------ facts, kept for the call
 
@@ -161,19 +163,20 @@ class Why:
             self._unsized = set(self.core.unsized)
         return job in self._unsized
 
-    def _online(self) -> list[tuple[int, int]]:
-        """(cores, GPUs) of every node online."""
+    def _online(self) -> list[tuple[int, int, int]]:
+        """(cores, GPUs, memory) of every node online."""
         if self._nodes is None:
-            self._nodes = [(n.total_cores, len(n.gpus)) for n in self.core.pool.online()]
+            self._nodes = [(n.total_cores, len(n.gpus), n.info.memory_bytes) for n in self.core.pool.online()]
         return self._nodes
 
-    def _free_nodes(self, cores: int, gpus: int) -> int:
-        """How many nodes taking new work have ``cores`` cores and ``gpus`` GPUs free now."""
-        got = self._free.get((cores, gpus))
+    def _free_nodes(self, cores: int, gpus: int, memory: int = 0) -> int:
+        """How many nodes taking new work have ``cores`` cores, ``gpus`` GPUs and ``memory`` bytes free now."""
+        got = self._free.get((cores, gpus, memory))
         if got is None:
-            got = self._free[(cores, gpus)] = sum(
+            got = self._free[(cores, gpus, memory)] = sum(
                 1 for n in self.core.pool.online()
                 if not n.paused and len(n.free_cores) >= cores and len(n.free_gpus) >= gpus
+                and n.free_memory >= memory
             )
         return got
 
@@ -350,12 +353,17 @@ class Why:
             if core.arrivals.waiting or not service:
                 return f"no node has joined yet: {self._nodes_text()}"
             return f"no agent has joined yet; start one with pj-agent --workdir DIR --cores {cmin} or more" + (
-                f" and --gpus listing {gpus} or more GPUs" if gpus else "")
+                f" and --gpus listing {gpus} or more GPUs" if gpus else "") + (
+                f" and --memory {_size_option(req.memory)} or more" if req.memory else "")
+        memory = req.memory
         what = _n(gpus, "GPU") if gpus and cmin == 1 else _n(cmin, "core") + (f" and {_n(gpus, 'GPU')}" if gpus else "")
-        largest = f"largest: {_n(max(c for c, _ in nodes), 'core')}" + (
-            f", most GPUs: {max(g for _, g in nodes)}" if gpus else "")
+        if memory:
+            what += f" and {format_size(memory)} memory"
+        largest = f"largest: {_n(max(c for c, _, _ in nodes), 'core')}" + (
+            f", most GPUs: {max(g for _, g, _ in nodes)}" if gpus else "") + (
+            f", most memory: {format_size(max(m for _, _, m in nodes))}" if memory else "")
         joined = service or core.arrivals.waiting
-        ok = sum(1 for c, g in nodes if c >= cmin and g >= gpus)
+        ok = sum(1 for c, g, m in nodes if c >= cmin and g >= gpus and m >= memory)
         if need == 1:
             who = "agent that has joined" if service else "node that has joined" if joined else "node online"
             text = f"no {who} has {what} ({largest})"
@@ -368,8 +376,9 @@ class Why:
         if service:
             more = need - ok
             agents = "an agent" if need == 1 else f"{_n(more, 'more agent')}"
-            opts = " and ".join(([f"--cores {cmin} or more"] if cmin > 1 or not gpus else [])
-                                + ([f"--gpus listing {gpus} or more GPUs"] if gpus else []))
+            opts = " and ".join(([f"--cores {cmin} or more"] if cmin > 1 or not (gpus or memory) else [])
+                                + ([f"--gpus listing {gpus} or more GPUs"] if gpus else [])
+                                + ([f"--memory {_size_option(memory)} or more"] if memory else []))
             return f"{text}; start {agents} with {opts}, or cancel the job"
         return f"{text}; it waits for a lost node to come back, or cancel the job"
 
@@ -392,10 +401,14 @@ class Why:
         ahead = self._line(job)[0].get(job, 0)
         cmin, gpus, need = req.cores.min, req.gpus, req.nodes.min
         head = f"{queued} " if many else ""
-        if ahead == 0 and self._free_nodes(cmin, gpus) >= need:
+        memory = req.memory
+        if ahead == 0 and self._free_nodes(cmin, gpus, memory) >= need:
             text = f"{head}ready: placed on the next scheduling pass"
         else:
-            short = "GPUs" if gpus and self._free_nodes(cmin, 0) >= need else "cores"
+            if memory and self._free_nodes(cmin, gpus) >= need:
+                short = "memory"
+            else:
+                short = "GPUs" if gpus and self._free_nodes(cmin, 0) >= need else "cores"
             where = f"behind {_n(ahead, 'job')} of its shape" if ahead else ", next in line of its shape"
             pool = self.core.pool
             nodes = [n for n in pool.online() if not n.paused]
@@ -403,6 +416,8 @@ class Why:
             free = f"free now: {_n(pool.free_cores, 'core')}, at most {most} on a node" if most else "no core free now"
             if gpus:
                 free += f", at most {max((len(n.free_gpus) for n in nodes), default=0)} GPUs on a node"
+            if memory:
+                free += f", at most {format_size(max((n.free_memory for n in nodes), default=0))} memory on a node"
             text = f"{head}waiting for free {short}{where if ahead == 0 else ' ' + where} (needs {req.describe()}; {free})"
         again = self._again(job)
         if again:
@@ -469,3 +484,9 @@ class Why:
 def counts(core: Core, now: float, lines: Lines | None = None) -> dict[str, int]:
     """Unfinished jobs by the kind of their reason, in ``KINDS`` order (for ``StatusReply.waiting``)."""
     return Why(core, now, lines).counts()
+
+
+def _size_option(n: int) -> str:
+    """A size as pj-agent --memory reads it: ``4G``, ``1.5G``, ``512M`` (rounded up to a MiB)."""
+    mib = -(-n // 2**20)
+    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"

@@ -127,7 +127,7 @@ def test_status_and_resources_are_dataclasses(master: Master) -> None:
     assert (st.jobs_total, st.jobs_unfinished, st.address) == (3, 1, "fake:1")
     no_protobuf(res)
     assert res.nodes_expected == 2
-    assert res.nodes[0] == convert.NodeResources("node0", 4, 3, ("0", "1"), 1, 8 << 30, True)
+    assert res.nodes[0] == convert.NodeResources("node0", 4, 3, ("0", "1"), 1, 8 << 30, True, memory_free_bytes=6 << 30)
 
 
 def test_info_with_tasks_and_unknown_names(master: Master) -> None:

@@ -102,7 +102,7 @@ def test_cancel_finish_resources(master: Master, capsys: pytest.CaptureFixture[s
     rc, out, _ = run(capsys, "cancel", "a", "b", "--workdir", wd)
     assert rc == 0 and out == "canceled: a\nalready finished: b\n"
     rc, out, _ = run(capsys, "resources", "--workdir", wd)
-    assert rc == 0 and out.splitlines()[1].split() == ["node0", "yes", "3/4", "1/2", "8.0", "GiB"]
+    assert rc == 0 and out.splitlines()[1].split() == ["node0", "yes", "3/4", "1/2", "6.0", "GiB/8.0", "GiB"]
     assert "1 node online of 2 expected" in out
     rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
     assert json.loads(out)["nodes"][0]["gpus"] == ["0", "1"]

@@ -48,7 +48,7 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
         self.finishing = False
         self.nodes: list[pj_pb2.NodeResources] = [
             pj_pb2.NodeResources(name="node0", cores=4, cores_free=3, gpus=["0", "1"], gpus_free=1,
-                                 memory_bytes=8 << 30, online=True),
+                                 memory_bytes=8 << 30, online=True, memory_free_bytes=6 << 30),
         ]
         self.cond = threading.Condition()
         self.version = 0

@@ -9,7 +9,7 @@ from pj.master.model import Dependency, Iterations, JobSpec, NodeInfo, Range, Re
 
 
 def spec(name: str, cores: Range | int = 1, nodes: Range | int = 1, gpus: int = 0, it: int | None = None,
-         after: tuple[str, ...] = (), **kw: object) -> JobSpec:
+         after: tuple[str, ...] = (), memory: int = 0, **kw: object) -> JobSpec:
     """A job: ``after`` names "job", "job:3" (one iteration) or "job:${it}" (per iteration); ``kw``
     any other JobSpec field (retries, exec, base_dir, model, ...)."""
     c = Range(cores, cores) if isinstance(cores, int) else cores
@@ -21,12 +21,12 @@ def spec(name: str, cores: Range | int = 1, nodes: Range | int = 1, gpus: int = 
                     else Dependency(job, iteration=int(i)))
     fields: dict[str, object] = {"exec": "/bin/true", "base_dir": "/home/u/run"}
     fields.update(kw)
-    return JobSpec(name=name, request=Request(c, n, gpus), iterations=Iterations(0, it) if it else None,
+    return JobSpec(name=name, request=Request(c, n, gpus, memory=memory), iterations=Iterations(0, it) if it else None,
                    after=tuple(deps), **fields)  # type: ignore[arg-type]
 
 
-def node(name: str = "n0", cores: int = 4, gpus: int = 0) -> NodeInfo:
-    return NodeInfo(name, cores, tuple(str(g) for g in range(gpus)))
+def node(name: str = "n0", cores: int = 4, gpus: int = 0, memory: int = 0) -> NodeInfo:
+    return NodeInfo(name, cores, tuple(str(g) for g in range(gpus)), memory)
 
 
 def start(core: Core, t: float) -> list[int]:
@@ -41,12 +41,12 @@ def start(core: Core, t: float) -> list[int]:
 class Run:
     """A core plus a fake clock and helpers to play the agents' part."""
 
-    def __init__(self, nodes: int = 1, cores: int = 4, gpus: int = 0, expected: int | None = -1) -> None:
+    def __init__(self, nodes: int = 1, cores: int = 4, gpus: int = 0, expected: int | None = -1, memory: int = 0) -> None:
         self.t = 1000.0
         count = nodes if expected == -1 else expected
         self.core = Core(expect=Expectation(count) if count else None, now=self.t)
         for i in range(nodes):
-            self.core.node_joined(NodeInfo(f"n{i}", cores, tuple(str(g) for g in range(gpus))), self.t)
+            self.core.node_joined(NodeInfo(f"n{i}", cores, tuple(str(g) for g in range(gpus)), memory), self.t)
         self.running: dict[int, object] = {}
 
     def submit(self, *specs: JobSpec) -> None:

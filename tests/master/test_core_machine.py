@@ -45,6 +45,7 @@ class CoreMachine(RuleBasedStateMachine):
             cores = data.draw(st.integers(1, 3), "cores")
             nodes = data.draw(st.sampled_from([1, 1, 1, 2]), "nodes")
             gpus = data.draw(st.sampled_from([0, 0, 1]), "gpus")
+            memory = data.draw(st.sampled_from([0, 0, 1, 3]), "memory GiB") * 2**30
             its = data.draw(st.sampled_from([None, None, 2, 4]), "iterations")
             after: list[Dependency] = []
             if self.names and data.draw(st.booleans(), "has deps"):
@@ -58,7 +59,7 @@ class CoreMachine(RuleBasedStateMachine):
                 else:
                     after.append(Dependency(target))
             specs.append(JobSpec(
-                name=name, exec="/bin/true", request=Request(Range(cores, cores), Range(nodes, nodes), gpus),
+                name=name, exec="/bin/true", request=Request(Range(cores, cores), Range(nodes, nodes), gpus, memory=memory),
                 iterations=Iterations(0, its) if its else None, after=tuple(after),
                 retries=data.draw(st.integers(0, 2), "retries"),
                 walltime_s=data.draw(st.sampled_from([0.0, 0.0, 10.0, 100.0]), "walltime"),
@@ -86,8 +87,9 @@ class CoreMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ agents
 
     @rule(name=st.sampled_from(NODES), cores=st.integers(2, 6), gpus=st.integers(0, 2),
-          ends_in=st.sampled_from([0.0, 0.0, 30.0, 300.0]))
-    def join(self, name: str, cores: int, gpus: int, ends_in: float = 0.0) -> None:
+          ends_in=st.sampled_from([0.0, 0.0, 30.0, 300.0]), memory=st.sampled_from([0, 2, 4, 8]))
+    def join(self, name: str, cores: int, gpus: int, ends_in: float = 0.0, memory: int = 0) -> None:
+        """``memory``: GiB the agent registers (0: none, an old agent); ``ends_in``: its allocation's end."""
         if name in self.joined:
             if name not in self.cut:
                 return
@@ -98,7 +100,8 @@ class CoreMachine(RuleBasedStateMachine):
             self.cut.discard(name)
         else:
             ends_at = self.now + ends_in if ends_in else 0.0  # its allocation's end (0: none)
-            self.core.node_joined(NodeInfo(name, cores, tuple(str(g) for g in range(gpus)), ends_at=ends_at), self.now)
+            info = NodeInfo(name, cores, tuple(str(g) for g in range(gpus)), memory * 2**30, ends_at=ends_at)
+            self.core.node_joined(info, self.now)
             self.joined.add(name)
         self._tick()
 
@@ -178,7 +181,7 @@ class CoreMachine(RuleBasedStateMachine):
         for name in sorted(self.cut):
             self.join(name, 0, 0)
         if not any(n.online for n in core.pool.nodes):
-            core.node_joined(NodeInfo("big", 8, ("0", "1")), self.now)
+            core.node_joined(NodeInfo("big", 8, ("0", "1"), 8 * 2**30), self.now)
         for _ in range(2000):
             if core.unfinished == 0:
                 break

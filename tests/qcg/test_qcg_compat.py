@@ -69,26 +69,26 @@ def _sized(field: str, name: str, parts: int = 0, lo: int = 1, nodes: Range = ON
 
 
 def test_split_into_gives_each_iteration_one_part_of_the_run() -> None:
-    assert resolve(_sized("cores", "split-into", 2), 4, [(4, 0)]) == Request(cores=Range(2, 2))
-    assert resolve(_sized("cores", "split-into"), 4, [(8, 0)]) == Request(cores=Range(2, 2))  # parts: iterations
-    assert resolve(_sized("cores", "split-into", 3), 9, [(5, 0), (5, 0)]) == Request(cores=Range(2, 2))  # per node
-    got = resolve(_sized("nodes", "split-into", 2), 8, [(4, 0)] * 4)
+    assert resolve(_sized("cores", "split-into", 2), 4, [(4, 0, 0)]) == Request(cores=Range(2, 2))
+    assert resolve(_sized("cores", "split-into"), 4, [(8, 0, 0)]) == Request(cores=Range(2, 2))  # parts: iterations
+    assert resolve(_sized("cores", "split-into", 3), 9, [(5, 0, 0), (5, 0, 0)]) == Request(cores=Range(2, 2))  # per node
+    got = resolve(_sized("nodes", "split-into", 2), 8, [(4, 0, 0)] * 4)
     assert got == Request(cores=Range(1, None), nodes=Range(2, 2))
-    assert "fewer than its min 3" in str(resolve(_sized("cores", "split-into", 4, lo=3), 4, [(8, 0)]))
-    assert "less than one core each" in str(resolve(_sized("cores", "split-into", 9), 9, [(8, 0)]))
+    assert "fewer than its min 3" in str(resolve(_sized("cores", "split-into", 4, lo=3), 4, [(8, 0, 0)]))
+    assert "less than one core each" in str(resolve(_sized("cores", "split-into", 9), 9, [(8, 0, 0)]))
 
 
 def test_maximum_iters_lets_all_iterations_run_at_once_with_at_least_min() -> None:
-    assert resolve(_sized("cores", "maximum-iters"), 4, [(8, 0)]) == Request(cores=Range(2, 2))
-    assert resolve(_sized("cores", "maximum-iters"), 3, [(4, 0)]) == Request(cores=Range(1, 1))
-    assert resolve(_sized("cores", "maximum-iters"), 2, [(4, 0), (4, 0)]) == Request(cores=Range(4, 4))
+    assert resolve(_sized("cores", "maximum-iters"), 4, [(8, 0, 0)]) == Request(cores=Range(2, 2))
+    assert resolve(_sized("cores", "maximum-iters"), 3, [(4, 0, 0)]) == Request(cores=Range(1, 1))
+    assert resolve(_sized("cores", "maximum-iters"), 2, [(4, 0, 0), (4, 0, 0)]) == Request(cores=Range(4, 4))
     # 10 iterations, 8 cores, min 1: two rounds of 5, 1 core each (every one of a round fits at once).
-    assert resolve(_sized("cores", "maximum-iters"), 10, [(8, 0)]) == Request(cores=Range(1, 1))
+    assert resolve(_sized("cores", "maximum-iters"), 10, [(8, 0, 0)]) == Request(cores=Range(1, 1))
     # min 3 on 10 cores: 3 fit at once, so 4 iterations go in 2 rounds of 2: 5 cores each.
-    assert resolve(_sized("cores", "maximum-iters", lo=3), 4, [(10, 0)]) == Request(cores=Range(5, 5))
+    assert resolve(_sized("cores", "maximum-iters", lo=3), 4, [(10, 0, 0)]) == Request(cores=Range(5, 5))
     # GPUs bound the shares too: 2 GPUs, 1 per iteration: 2 at once, 4 cores each.
-    assert resolve(_sized("cores", "maximum-iters", gpus=1), 4, [(8, 2)]) == Request(cores=Range(4, 4), gpus=1)
-    assert "no node of the run holds its min of 16" in str(resolve(_sized("cores", "maximum-iters", lo=16), 2, [(8, 0)]))
+    assert resolve(_sized("cores", "maximum-iters", gpus=1), 4, [(8, 2, 0)]) == Request(cores=Range(4, 4), gpus=1)
+    assert "no node of the run holds its min of 16" in str(resolve(_sized("cores", "maximum-iters", lo=16), 2, [(8, 0, 0)]))
 
 
 def test_the_core_sizes_a_job_once_the_runs_resources_are_known_then_queues_it() -> None:

@@ -55,7 +55,7 @@ class Iterations(_message.Message):
     def __init__(self, start: _Optional[int] = ..., stop: _Optional[int] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries", "attributes", "mpirun", "model_args")
+    __slots__ = ("name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes", "gpus", "iterations", "after", "model", "modules", "venv", "walltime_s", "retries", "attributes", "mpirun", "model_args", "memory_request_bytes")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,7 @@ class JobSpec(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     MPIRUN_FIELD_NUMBER: _ClassVar[int]
     MODEL_ARGS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     exec: str
     script: str
@@ -114,7 +115,8 @@ class JobSpec(_message.Message):
     attributes: _containers.ScalarMap[str, str]
     mpirun: str
     model_args: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., exec: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Union[Range, _Mapping]] = ..., nodes: _Optional[_Union[Range, _Mapping]] = ..., gpus: _Optional[int] = ..., iterations: _Optional[_Union[Iterations, _Mapping]] = ..., after: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., venv: _Optional[str] = ..., walltime_s: _Optional[float] = ..., retries: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., mpirun: _Optional[str] = ..., model_args: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_request_bytes: int
+    def __init__(self, name: _Optional[str] = ..., exec: _Optional[str] = ..., script: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., wd: _Optional[str] = ..., stdin: _Optional[str] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., cores: _Optional[_Union[Range, _Mapping]] = ..., nodes: _Optional[_Union[Range, _Mapping]] = ..., gpus: _Optional[int] = ..., iterations: _Optional[_Union[Iterations, _Mapping]] = ..., after: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., venv: _Optional[str] = ..., walltime_s: _Optional[float] = ..., retries: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., mpirun: _Optional[str] = ..., model_args: _Optional[_Iterable[str]] = ..., memory_request_bytes: _Optional[int] = ...) -> None: ...
 
 class StateChange(_message.Message):
     __slots__ = ("state", "time")
@@ -125,14 +127,16 @@ class StateChange(_message.Message):
     def __init__(self, state: _Optional[_Union[JobState, str]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class NodeShare(_message.Message):
-    __slots__ = ("node", "cores", "gpus")
+    __slots__ = ("node", "cores", "gpus", "memory_bytes")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     node: str
     cores: _containers.RepeatedScalarFieldContainer[int]
     gpus: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("name", "iteration", "has_iteration", "state", "exit_code", "reason", "shares", "history", "cpu_user_s", "cpu_system_s", "max_rss_kb", "stderr_tail")
@@ -327,7 +331,7 @@ class ResourcesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeResources(_message.Message):
-    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online", "ends_at")
+    __slots__ = ("name", "cores", "cores_free", "gpus", "gpus_free", "memory_bytes", "online", "ends_at", "memory_free_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     CORES_FREE_FIELD_NUMBER: _ClassVar[int]
@@ -336,6 +340,7 @@ class NodeResources(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     cores_free: int
@@ -344,7 +349,8 @@ class NodeResources(_message.Message):
     memory_bytes: int
     online: bool
     ends_at: float
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., ends_at: _Optional[float] = ...) -> None: ...
+    memory_free_bytes: int
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., cores_free: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., gpus_free: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., ends_at: _Optional[float] = ..., memory_free_bytes: _Optional[int] = ...) -> None: ...
 
 class ResourcesReply(_message.Message):
     __slots__ = ("nodes", "nodes_expected", "nodes_missing")
