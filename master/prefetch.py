@@ -6,10 +6,12 @@ the launch until those cores and GPUs are free and starts it the moment the runn
 the master's round trip (the exit up, the next launch down) leaves each core's turnaround.
 
 - Only single-node requests with an exact core count are put on standby, on the share of a running
-  task with that many cores and as many GPUs. Standbys queue on a share up to ``depth`` deep (4:
+  task with that many cores and as many GPUs. Standbys queue on a share up to ``depth`` deep (16:
   the agent is not left without the next task while the master hears of one end and answers with
   a launch, so it can send its ends in fuller, fewer messages; 10k /bin/true on 8 cores: depth 1
-  5.2 s, 2 4.8 s, 4 4.67 s, 8 4.64 s). The pass walks the ready
+  5.2 s, 2 4.8 s, 4 4.67 s, 8 4.64 s). Warm-worker calls (pj.client.Executor) end every ~100 us,
+  so a share runs through 4 standbys well before the master's answer comes: depth 16 (issue 15:
+  2,000-20,000 trivial calls on 2 cores, ~3,400 -> ~4,100 calls/s). The pass walks the ready
   work in submission order. Older work that can neither run nor wait on a share (a range, several
   nodes, a size nothing running has) is passed over for ``patience`` seconds at most; then the pass
   stops at it, so that standbys stop taking every core that frees and it gets its turn
@@ -48,7 +50,7 @@ def _key(task: Task) -> Key | None:
 class Standbys:
     """Which running tasks may get a standby, and which standby waits on which task."""
 
-    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 4) -> None:
+    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 16) -> None:
         self.enabled = enabled
         self.patience = patience  # seconds a standby may wait while cores idle before it is withdrawn
         self.depth = depth  # standbys per share at most
