@@ -9,9 +9,13 @@ the master's round trip (the exit up, the next launch down) leaves each core's t
   task with that many cores and as many GPUs. Standbys queue on a share up to ``depth`` deep (4:
   the agent is not left without the next task while the master hears of one end and answers with
   a launch, so it can send its ends in fuller, fewer messages; 10k /bin/true on 8 cores: depth 1
-  5.2 s, 2 4.8 s, 4 4.67 s, 8 4.64 s). The pass walks the ready
-  work in submission order. Older work that can neither run nor wait on a share (a range, several
-  nodes, a size nothing running has) is passed over for ``patience`` seconds at most; then the pass
+  5.2 s, 2 4.8 s, 4 4.67 s, 8 4.64 s), behind a function call (pj.client.Executor, common/pycall.py)
+  ``call_depth`` deep (32): a warm worker ends a call every ~100 us, so a share ran through 4
+  standbys long before the master's answer came (issue 15: 20,000 trivial calls on 2 cores,
+  ~5,300 -> ~7,900 calls/s; 16 ~7,000, 64 no better; 32 for every task cost /bin/true ~7%). The
+  pass walks the ready work in submission order. Older work that can neither run nor wait on a
+  share (a range, several nodes, a size nothing running has) is passed over for ``patience``
+  seconds at most; then the pass
   stops at it, so that standbys stop taking every core that frees and it gets its turn
   (``ReadyQueue.schedule(hold=...)``).
 - The pool never sees a standby: the share stays held by the running task, and passes to the
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
     from .registry import Task
 
 Key = tuple[int, int, int]  # (cores, GPUs, memory) of a one-node share
+# A function call's args start so (common/pycall.is_call; not imported: pycall does I/O, the core
+# none; tests/master/test_prefetch.py checks they agree).
+CALL_ARGS = ("-m", "pj.agent.pyworker", "call")
 
 
 def _key(task: Task) -> Key | None:
@@ -49,10 +56,11 @@ def _key(task: Task) -> Key | None:
 class Standbys:
     """Which running tasks may get a standby, and which standby waits on which task."""
 
-    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 4) -> None:
+    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 4, call_depth: int = 32) -> None:
         self.enabled = enabled
         self.patience = patience  # seconds a standby may wait while cores idle before it is withdrawn
-        self.depth = depth  # standbys per share at most
+        self.depth = depth  # standbys per share at most (behind a task that is not a call)
+        self.call_depth = call_depth  # the same behind a function call
         # Tasks that may get a standby (holding a share, or a standby less than ``depth`` deep, and
         # without one yet), by the (cores, GPUs) of their share; oldest offered first.
         self.heads: dict[Key, dict[int, Task]] = {}
@@ -113,7 +121,7 @@ class Standbys:
         self.ahead[task.id] = standby
         self.behind[standby.id] = task
         place = self.places[standby.id] = self.places.get(task.id, 0) + 1
-        if place < self.depth:
+        if place < self._depth(standby):
             self.offer(standby)
 
     def leave(self, task: Task) -> bool:
@@ -152,10 +160,18 @@ class Standbys:
                 places[task.id] = place
             nxt = self.ahead.get(task.id)
             if nxt is None:
-                if place < self.depth:
+                if place < self._depth(task):
                     self.offer(task)  # the end of the line: room behind it again
                 return
             task = nxt
+
+    def _depth(self, task: Task) -> int:
+        """How deep the line may grow behind ``task`` (the last in it)."""
+        spec = task.job.spec
+        args = spec.args
+        if len(args) == 9 and args[2] == CALL_ARGS[2] and args[1] == CALL_ARGS[1] and args[0] == CALL_ARGS[0]:
+            return self.call_depth
+        return self.depth
 
     def _unoffer(self, task: Task) -> None:
         key = _key(task)

@@ -354,3 +354,13 @@ def test_placement_says_where_each_task_stands() -> None:
     core.task_exited(a.id, 0, "", 1000.4)
     core.step(1000.4)
     assert core.placement(a) == Placement.NONE
+
+
+def test_call_args_match_pycall() -> None:
+    """Standbys go deeper behind function calls: prefetch knows a call's command line as pycall makes it."""
+    from pj.common import pycall
+    from pj.master import prefetch
+
+    args = pycall.call_args("python", pycall.CallArgs("/d", "b1", (0, 1), (1, 2), "r", 10))
+    assert tuple(args[:3]) == prefetch.CALL_ARGS and len(args) == 9
+    assert pycall.is_call(["python", *args])
