@@ -131,6 +131,9 @@ def _pool(core: Core, out: list[str]) -> None:
         if node.free_memory < 0 or node.free_memory + held_memory[node.name] != node.info.memory_bytes:
             out.append(f"node {node.name}: free memory {node.free_memory} + held {held_memory[node.name]} "
                        f"!= the registered {node.info.memory_bytes} (or free is negative)")
+    early = [n.name for n in pool.nodes[: pool.first_open] if n.free_cores]
+    if early:
+        out.append(f"nodes {early} have free cores but come before pool.first_open {pool.first_open}")
     if pool.free_cores != free_total:
         out.append(f"pool.free_cores {pool.free_cores} != {free_total} free on online, unpaused nodes")
     if pool.total_cores != total:

@@ -17,6 +17,7 @@ none (0) takes only such tasks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import islice
 
 from pj.common.sizes import format_size
 
@@ -106,6 +107,9 @@ class Pool:
         self.by_name: dict[str, Node] = {}
         self.free_cores = 0
         self.total_cores = 0
+        # No node before this index has a free core: a one-node placement's search starts here, so
+        # a full campaign on thousands of nodes does not scan the full ones first (issue 16's profile).
+        self.first_open = 0
 
     def add(self, info: NodeInfo) -> Node:
         old = self.by_name.get(info.name)
@@ -118,6 +122,7 @@ class Pool:
         else:
             self.nodes.append(node)
         self.by_name[info.name] = node
+        self.first_open = min(self.first_open, node.index)
         self.free_cores += node.total_cores
         self.total_cores += node.total_cores
         return node
@@ -189,10 +194,18 @@ class Pool:
         self.free_cores -= per * len(indexes)
         return shares
 
+    def _open_nodes(self) -> Iterable[Node]:
+        """The nodes from the first that has a free core on (``first_open`` moved up to it)."""
+        nodes, i = self.nodes, self.first_open
+        while i < len(nodes) and not nodes[i].free_cores:
+            i += 1
+        self.first_open = i
+        return islice(nodes, i, None)
+
     def _allocate_single(self, request: Request, until: float) -> Allocation | None:
         cmin, gpus, cores, memory = request.cores.min, request.gpus, request.cores, request.memory
         if cores.exact:
-            for node in self.nodes:  # first fit: packs nodes, keeps others whole
+            for node in self._open_nodes():  # first fit: packs nodes, keeps others whole
                 if (
                     len(node.free_cores) >= cmin
                     and len(node.free_gpus) >= gpus
@@ -204,7 +217,7 @@ class Pool:
                     return (node.take(cmin, gpus, memory),)
             return None
         best: Node | None = None
-        for node in self.nodes:  # a range: the node with the most free cores
+        for node in self._open_nodes():  # a range: the node with the most free cores
             if (
                 len(node.free_gpus) >= gpus
                 and len(node.free_cores) >= cmin
@@ -226,6 +239,8 @@ class Pool:
             if node is None or not node.online:
                 continue
             node.give_back(share)
+            if share.cores and node.index < self.first_open:
+                self.first_open = node.index
             if not node.paused:
                 self.free_cores += len(share.cores)
 
