@@ -75,7 +75,7 @@ CASES: list[tuple[str, Callable[[Path], None] | str | None, str]] = [
      "(DecodeError: Error parsing message with type 'pj.v1.SubmitRequest'"),
     ("a task state that does not parse", sql(TASK.format(99, "'[]'", "'[]'")), "(99 is not a valid State)"),
     ("task times that do not parse", sql(TASK.format(5, "'zz'", "'[]'")), "cannot read the journal (Expecting value"),
-    ("a task allocation of the wrong shape", sql(TASK.format(5, "'[]'", "'[1]'")), "(TypeError: cannot unpack"),
+    ("a task allocation of the wrong shape", sql(TASK.format(5, "'[]'", "'[1]'")), "(TypeError: 'int' object is not subscriptable)"),
     ("a version from elsewhere", sql("UPDATE meta SET value='99' WHERE key='version'"), "journal version 99"),
 ]
 
