@@ -27,6 +27,7 @@ EXIT_LINK = 1
 EXIT_USAGE = 2
 RECONNECT_TIMEOUT_S = 600.0
 DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
+MEMORY_ENV = "PJ_AGENT_MEMORY"  # as --memory SIZE (reaches the local agents of pj run and LocalCluster)
 SPAWN_THREADS_ENV = "PJ_AGENT_SPAWN_THREADS"  # as --spawn-threads (reaches agents that pj run starts)
 SPAWN_THREADS_MAX = 8
 # Below this many cores the loop keeps up with spawning by itself, and handing each spawn to a
@@ -131,8 +132,9 @@ def _parser() -> _Parser:
         "--memory",
         metavar="SIZE",
         type=_memory,
-        help="memory tasks may ask for: 512M, 4G, 1.5GiB, a bare number is MiB (default: what Slurm grants, "
-        "$SLURM_MEM_PER_NODE or $SLURM_MEM_PER_CPU x cores, else the node's physical memory)",
+        default=os.environ.get(MEMORY_ENV) or None,
+        help=f"memory tasks may ask for: 512M, 4G, 1.5GiB, a bare number is MiB (also ${MEMORY_ENV}; default: "
+        "what Slurm grants, $SLURM_MEM_PER_NODE or $SLURM_MEM_PER_CPU x cores, else the node's physical memory)",
     )
     p.add_argument(
         "--kill-grace",

@@ -41,3 +41,18 @@ def test_memory_option_reaches_the_registration() -> None:
 def test_bad_memory_option_refused() -> None:
     with pytest.raises(UsageError, match="--memory"):
         configure(["--print-resources", "--memory", "4X"])
+
+
+def test_pj_agent_memory_in_the_environment_is_what_the_agent_offers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$PJ_AGENT_MEMORY reaches the agents pj run and LocalCluster start on this machine; --memory wins."""
+    from pj.agent.options import ResourcesReport
+
+    base = ["--print-resources", "--cores", "2", "--gpus", ""]
+    monkeypatch.setenv("PJ_AGENT_MEMORY", "4G")
+    report = configure(base)
+    assert isinstance(report, ResourcesReport) and report.report["memory_bytes"] == 4 << 30
+    report = configure([*base, "--memory", "1G"])
+    assert isinstance(report, ResourcesReport) and report.report["memory_bytes"] == 1 << 30
+    monkeypatch.setenv("PJ_AGENT_MEMORY", "lots")
+    with pytest.raises((UsageError, SystemExit)):
+        configure(base)

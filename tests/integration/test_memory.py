@@ -47,3 +47,26 @@ def test_memory_packs_tasks_on_a_real_agent(cluster_factory) -> None:  # type: i
     huge = lines["huge"]
     assert huge["state"] == "FAILED" and "can never fit" in huge["reason"] and "memory" in huge["reason"], huge
     assert "5 GiB memory" in huge["reason"] and "4 GiB memory per node" in huge["reason"], huge
+
+
+def test_pj_run_agents_offer_pj_agent_memory(tmp_path: Any) -> None:
+    """`PJ_AGENT_MEMORY=2G pj run`: its local agent offers 2 GiB, so a 1G job runs and a 3G one
+    FAILS naming memory, in the report a user reads."""
+    import os
+    import subprocess
+    import sys
+
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"jobs": [
+        {"name": "big", "exec": "/bin/true", "memory": "3G"},
+        {"name": "small", "exec": "/bin/true", "memory": "1G"},
+    ]}))
+    wd = tmp_path / "wd"
+    env = {**os.environ, "PJ_AGENT_MEMORY": "2G"}
+    cmd = [sys.executable, "-c", "import sys; from pj.client.cli import pj_main; sys.exit(pj_main())",
+           "run", str(jobs), "--workdir", str(wd), "--cores", "1"]
+    subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    rows = {r["name"]: r for r in map(json.loads, (wd / "jobs.jsonl").read_text().splitlines())}
+    assert rows["small"]["state"] == "SUCCEED"
+    assert rows["big"]["state"] == "FAILED"
+    assert "3 GiB memory" in json.dumps(rows["big"]) and "at most 2 GiB memory per node" in json.dumps(rows["big"])
