@@ -44,10 +44,14 @@ def allocation_ended(core: Core, name: str, now: float) -> None:
     """``name``'s agent is gone with its allocation: every task there is queued again free (no retry
     used, no crash counted), those that never started as if never placed."""
     core.recon.disconnected.pop(name, None)
-    reason = f"allocation ended: the allocation of node {name} ended while it ran (queued again, no retry used)"
+    reason = _ended_reason(name)
     for task in _unstarted(core, name, now):
         core.interrupt(task, reason, now)
     core.pool.remove(name)
+
+
+def _ended_reason(name: str) -> str:
+    return f"allocation ended: the allocation of node {name} ended while it ran (queued again, no retry used)"
 
 
 def cut_by_end(core: Core, task: Task, exit_code: int, now: float) -> bool:
@@ -61,8 +65,7 @@ def cut_by_end(core: Core, task: Task, exit_code: int, now: float) -> bool:
     if wall > 0 and now - started >= wall - 1.0:
         return False
     node = next(s.node for s in task.allocation if ended(core, s.node, now))
-    core.interrupt(task, f"allocation ended: the allocation of node {node} ended while it ran "
-                         "(queued again, no retry used)", now)
+    core.interrupt(task, _ended_reason(node), now)
     return True
 
 
@@ -86,10 +89,8 @@ def _unstarted(core: Core, name: str, now: float) -> list[Task]:
 
 def node_lost(core: Core, name: str, now: float) -> None:
     """The node is lost (its agent did not come back): unstarted tasks free, the others retried."""
-    if ended(core, name, now):
-        core.node_left(name, now)
-        return
-    _unstarted(core, name, now)
+    if not ended(core, name, now):  # else node_left queues every task there again free
+        _unstarted(core, name, now)
     core.node_left(name, now)
 
 

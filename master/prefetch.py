@@ -167,11 +167,7 @@ class Standbys:
 
     def _depth(self, task: Task) -> int:
         """How deep the line may grow behind ``task`` (the last in it)."""
-        spec = task.job.spec
-        args = spec.args
-        if len(args) == 9 and args[2] == CALL_ARGS[2] and args[1] == CALL_ARGS[1] and args[0] == CALL_ARGS[0]:
-            return self.call_depth
-        return self.depth
+        return self.call_depth if task.job.spec.args[:3] == CALL_ARGS else self.depth
 
     def _unoffer(self, task: Task) -> None:
         key = _key(task)
