@@ -21,7 +21,7 @@ from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, Placement, 
 from .pool import Pool, until
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
-from .scheduler import Place, ReadyQueue
+from .scheduler import Place, ReadyQueue, Shape, shape_of
 
 
 class SubmitError(ValueError):
@@ -135,6 +135,27 @@ class Core:
     def runs_on(self, name: str) -> bool:
         """Whether any task placed and not final holds a share of the node."""
         return any(s.node == name for t in self.running.values() for s in t.allocation)
+
+    def waiting_work(self) -> dict[Shape, int]:
+        """Ready tasks that no node starts now, per shape: what the last pass left queued, and the
+        standbys waiting behind running tasks (for the allocation manager, allocs.py)."""
+        out = self.queue.waiting()
+        for tid in self.standbys.behind:
+            task = self.running.get(tid)
+            if task is not None:
+                shape = shape_of(task.job)
+                out[shape] = out.get(shape, 0) + 1
+        return out
+
+    def idle_nodes(self) -> list[str]:
+        """Online nodes that hold nothing: every core and GPU free."""
+        return [n.name for n in self.pool.online()
+                if len(n.free_cores) == n.total_cores and len(n.free_gpus) == len(n.gpus)]
+
+    def retire(self, name: str) -> None:
+        """Place nothing more on the node (its agent is about to be told to leave)."""
+        if name in self.pool.by_name:
+            self.pool.pause(name)
 
     def is_disconnected(self, name: str) -> bool:
         return name in self.recon.disconnected

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .model import State
 
 if TYPE_CHECKING:
+    from .allocs import Manager
     from .core import Core
     from .registry import Job
 
@@ -160,3 +161,50 @@ def _standbys(core: Core, out: list[str]) -> None:
     for tid, standby in sb.ahead.items():
         if sb.behind.get(standby.id) is None or sb.behind[standby.id].id != tid:
             out.append(f"task {tid} has standby {standby.id} ahead, which does not wait on it")
+
+
+def alloc_problems(m: Manager) -> list[str]:
+    """Every broken invariant of the allocation manager (allocs.py), one line each."""
+    from .allocs import WAITING, AllocState
+
+    out: list[str] = []
+    for q in m.queues.values():
+        mine = m.of(q)
+        live = [a for a in mine if not a.state.final]
+        if len(live) > q.max_allocs:
+            out.append(f"alloc queue {q.id}: {len(live)} live allocations, more than --max-allocations {q.max_allocs}")
+        if q.removed and live:
+            out.append(f"alloc queue {q.id}: removed, yet allocations {[a.id for a in live]} live")
+        if (q.fails > 0) != (q.next_try_at > 0):
+            out.append(f"alloc queue {q.id}: fails {q.fails} but next try at {q.next_try_at}")
+        if sum(1 for a in live if a.state in WAITING) > max(1, q.max_allocs):
+            out.append(f"alloc queue {q.id}: more waiting allocations than it may have")
+    for a in m.allocs.values():
+        if a.queue not in m.queues:
+            out.append(f"allocation {a.id}: of unknown alloc queue {a.queue}")
+        if a.state is AllocState.QUEUED and a.job_id:
+            out.append(f"allocation {a.id}: QUEUED with a Slurm job id {a.job_id}")
+        if a.state in (AllocState.PENDING, AllocState.STARTING, AllocState.RUNNING, AllocState.RELEASING) \
+                and not a.job_id:
+            out.append(f"allocation {a.id}: {a.state.value} without a Slurm job id")
+        if a.state.final and not a.why:
+            out.append(f"allocation {a.id}: {a.state.value} without a reason")
+        if not a.state.final and a.why:
+            out.append(f"allocation {a.id}: {a.state.value} with an end reason {a.why!r}")
+        if a.nodes and a.state not in (AllocState.RUNNING, AllocState.RELEASING) and not a.state.final:
+            out.append(f"allocation {a.id}: {a.state.value} with nodes {sorted(a.nodes)}")
+        if a.job_id and m.by_job.get(a.job_id) != a.id:
+            out.append(f"allocation {a.id}: job {a.job_id} not mapped to it")
+        for n in a.nodes:
+            if m.by_node.get(n) != a.id:
+                out.append(f"allocation {a.id}: node {n} not mapped to it")
+    for n in m.idle_since:
+        if n not in m.by_node:
+            out.append(f"node {n}: idle-tracked but of no allocation")
+    return out
+
+
+def check_allocs(m: Manager) -> None:
+    bad = alloc_problems(m)
+    if bad:
+        raise InvariantError("allocation manager invariants broken:\n  " + "\n  ".join(bad))

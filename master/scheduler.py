@@ -80,6 +80,27 @@ class ReadyQueue:
                 place[job] = len(place)
         return place, more
 
+    def waiting(self, limit: int = 10_000) -> dict[Shape, int]:
+        """Tasks queued per shape (a whole job counts its iterations not yet taken), looking at no
+        more than ``limit`` entries in all: read-only, for the allocation manager (allocs.py)."""
+        out: dict[Shape, int] = {}
+        seen = 0
+        for shape, q in self.queues.items():
+            n = 0
+            for _, job, it in q:
+                seen += 1
+                if seen > limit:
+                    break
+                if job.cancel_requested or job.state.final:
+                    continue
+                iters = job.spec.iterations
+                n += 1 if it is not None or iters is None else max(0, iters.stop - job.next_it)
+            if n:
+                out[shape] = n
+            if seen > limit:
+                break
+        return out
+
     def schedule(self, allocate: Allocate, place: Place, room: Callable[[], bool], now: float,
                  hold: float | None = None) -> int:
         """One pass: place whatever ``allocate`` gives room for, oldest first, while ``room()``;
