@@ -49,7 +49,8 @@ def exited_to_pb(r: ReportExited) -> pj_pb2.TaskExited:
     )
 
 
-def register_pb(node: str, res: NodeResources, hostname: str, pid: int, version: str) -> pj_pb2.AgentMessage:
+def register_pb(node: str, res: NodeResources, hostname: str, pid: int, version: str,
+                alloc_job_id: str = "") -> pj_pb2.AgentMessage:
     return pj_pb2.AgentMessage(
         register=pj_pb2.Register(
             node=node,
@@ -60,6 +61,7 @@ def register_pb(node: str, res: NodeResources, hostname: str, pid: int, version:
             hostname=hostname,
             pid=pid,
             version=version,
+            alloc_job_id=alloc_job_id,
         )
     )
 

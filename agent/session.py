@@ -112,7 +112,8 @@ async def serve(cfg: Config, own_process: bool = False) -> int:
                 log.warning(message)
             else:
                 log.info(message)
-        register = convert.register_pb(cfg.name, res, socket.gethostname(), os.getpid(), __version__)
+        register = convert.register_pb(cfg.name, res, socket.gethostname(), os.getpid(), __version__,
+                                       slurm.job_id(os.environ) if cfg.slurm_step else "")
         outcome = await _serve_links(cfg, register, runner, stop)
     except LinkBroken as e:
         if isinstance(e, LinkRefused):

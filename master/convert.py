@@ -8,6 +8,7 @@ from typing import Any
 from pj.v1 import pj_pb2 as pb
 
 from . import usage
+from .allocs import IDLE_DEFAULT_S, Alloc, AllocQueue
 from .launch import TaskLaunch
 from .model import ONE, Dependency, Iterations, JobSpec, NodeInfo, Range, Request, Sizing, State
 from .pool import Node
@@ -286,3 +287,22 @@ def reasons_to_pb(counts: dict[str, int]) -> list[pb.ReasonCount]:
 
 def counts_to_pb(counts: dict[State, int]) -> list[pb.StateCount]:
     return [pb.StateCount(state=int(s), count=n) for s, n in sorted(counts.items()) if n > 0]  # type: ignore[arg-type]
+
+
+def queue_from_pb(msg: pb.AllocQueueSpec) -> AllocQueue:
+    """A `pj alloc add` request; ``AllocQueue.check`` (by the manager) says what is wrong with it."""
+    return AllocQueue(0, msg.nodes, msg.time_s, msg.max_allocations or 1, msg.idle_timeout_s or IDLE_DEFAULT_S,
+                      msg.partition, msg.account, tuple(msg.extra_args))
+
+
+def queue_to_pb(q: AllocQueue, script_dir: str) -> pb.AllocQueueInfo:
+    spec = pb.AllocQueueSpec(nodes=q.nodes, time_s=q.time_s, max_allocations=q.max_allocs, idle_timeout_s=q.idle_s,
+                             partition=q.partition, account=q.account, extra_args=q.extra)
+    return pb.AllocQueueInfo(id=q.id, spec=spec, removed=q.removed, problem=q.problem, next_try_at=q.next_try_at,
+                             script_dir=script_dir)
+
+
+def alloc_to_pb(a: Alloc, ends_at: float) -> pb.AllocInfo:
+    return pb.AllocInfo(id=a.id, queue=a.queue, job_id=a.job_id, state=a.state.value, nodes=sorted(a.nodes),
+                        submitted_at=a.submitted_at, started_at=a.started_at, ended_at=a.ended_at, why=a.why,
+                        ends_at=ends_at)

@@ -43,6 +43,7 @@ from pj.common.workdir import (
 )
 
 from . import journal, report, writefault
+from .allocshell import AllocShell
 from .core import Core
 from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
@@ -195,7 +196,8 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     master.heartbeat_timeout = args.heartbeat_timeout
     master.hub = WatchHub(master.event, backlog_mb=args.watch_backlog, stall_s=args.watch_stall)
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[TokenInterceptor(token)])
-    add_services(master, server)
+    allocs = AllocShell(master, workdir)  # `pj alloc`: allocations on demand (idle without a queue)
+    add_services(master, server, allocs)
     host = args.listen.rpartition(":")[0] or "127.0.0.1"
     if host in ("0.0.0.0", "[::]", ""):
         host = socket.gethostname()
@@ -253,6 +255,7 @@ async def serve(args: argparse.Namespace, own_process: bool = False) -> int:
     async with asyncio.TaskGroup() as tg:
         tg.create_task(master.run())
         tg.create_task(master.watch_agents())  # ends with run()
+        tg.create_task(allocs.run())  # ends with run(), cancelling the allocations still alive
     await master.shutdown_agents("the campaign has finished")
     failure = await write_report(workdir, core)
     await server.stop(grace=1.0)

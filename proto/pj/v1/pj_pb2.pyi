@@ -219,7 +219,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusReply(_message.Message):
-    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address", "notices", "waiting")
+    __slots__ = ("jobs", "tasks", "jobs_total", "jobs_unfinished", "nodes", "cores_total", "cores_used", "started_at", "finishing", "address", "notices", "waiting", "alloc_problems")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     JOBS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +232,7 @@ class StatusReply(_message.Message):
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     NOTICES_FIELD_NUMBER: _ClassVar[int]
     WAITING_FIELD_NUMBER: _ClassVar[int]
+    ALLOC_PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[StateCount]
     tasks: _containers.RepeatedCompositeFieldContainer[StateCount]
     jobs_total: int
@@ -244,7 +245,8 @@ class StatusReply(_message.Message):
     address: str
     notices: _containers.RepeatedScalarFieldContainer[str]
     waiting: _containers.RepeatedCompositeFieldContainer[ReasonCount]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ..., waiting: _Optional[_Iterable[_Union[ReasonCount, _Mapping]]] = ...) -> None: ...
+    alloc_problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[StateCount, _Mapping]]] = ..., jobs_total: _Optional[int] = ..., jobs_unfinished: _Optional[int] = ..., nodes: _Optional[int] = ..., cores_total: _Optional[int] = ..., cores_used: _Optional[int] = ..., started_at: _Optional[float] = ..., finishing: _Optional[bool] = ..., address: _Optional[str] = ..., notices: _Optional[_Iterable[str]] = ..., waiting: _Optional[_Iterable[_Union[ReasonCount, _Mapping]]] = ..., alloc_problems: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReasonCount(_message.Message):
     __slots__ = ("kind", "count")
@@ -362,6 +364,100 @@ class ResourcesReply(_message.Message):
     nodes_missing: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeResources, _Mapping]]] = ..., nodes_expected: _Optional[int] = ..., nodes_missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class AllocQueueSpec(_message.Message):
+    __slots__ = ("nodes", "time_s", "max_allocations", "idle_timeout_s", "partition", "account", "extra_args")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TIME_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_ARGS_FIELD_NUMBER: _ClassVar[int]
+    nodes: int
+    time_s: float
+    max_allocations: int
+    idle_timeout_s: float
+    partition: str
+    account: str
+    extra_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[int] = ..., time_s: _Optional[float] = ..., max_allocations: _Optional[int] = ..., idle_timeout_s: _Optional[float] = ..., partition: _Optional[str] = ..., account: _Optional[str] = ..., extra_args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AllocAddRequest(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[AllocQueueSpec]
+    def __init__(self, queues: _Optional[_Iterable[_Union[AllocQueueSpec, _Mapping]]] = ...) -> None: ...
+
+class AllocAddReply(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AllocListRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AllocQueueInfo(_message.Message):
+    __slots__ = ("id", "spec", "removed", "problem", "next_try_at", "script_dir")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TRY_AT_FIELD_NUMBER: _ClassVar[int]
+    SCRIPT_DIR_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    spec: AllocQueueSpec
+    removed: bool
+    problem: str
+    next_try_at: float
+    script_dir: str
+    def __init__(self, id: _Optional[int] = ..., spec: _Optional[_Union[AllocQueueSpec, _Mapping]] = ..., removed: _Optional[bool] = ..., problem: _Optional[str] = ..., next_try_at: _Optional[float] = ..., script_dir: _Optional[str] = ...) -> None: ...
+
+class AllocInfo(_message.Message):
+    __slots__ = ("id", "queue", "job_id", "state", "nodes", "submitted_at", "started_at", "ended_at", "why", "ends_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    queue: int
+    job_id: str
+    state: str
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    submitted_at: float
+    started_at: float
+    ended_at: float
+    why: str
+    ends_at: float
+    def __init__(self, id: _Optional[int] = ..., queue: _Optional[int] = ..., job_id: _Optional[str] = ..., state: _Optional[str] = ..., nodes: _Optional[_Iterable[str]] = ..., submitted_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., why: _Optional[str] = ..., ends_at: _Optional[float] = ...) -> None: ...
+
+class AllocListReply(_message.Message):
+    __slots__ = ("queues", "allocations")
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[AllocQueueInfo]
+    allocations: _containers.RepeatedCompositeFieldContainer[AllocInfo]
+    def __init__(self, queues: _Optional[_Iterable[_Union[AllocQueueInfo, _Mapping]]] = ..., allocations: _Optional[_Iterable[_Union[AllocInfo, _Mapping]]] = ...) -> None: ...
+
+class AllocRemoveRequest(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class AllocRemoveReply(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, removed: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class FinishRequest(_message.Message):
     __slots__ = ("drain",)
     DRAIN_FIELD_NUMBER: _ClassVar[int]
@@ -373,7 +469,7 @@ class FinishReply(_message.Message):
     def __init__(self) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version", "campaign", "running", "ended", "ends_at")
+    __slots__ = ("node", "cores", "gpus", "memory_bytes", "hostname", "pid", "version", "campaign", "running", "ended", "ends_at", "alloc_job_id")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
@@ -385,6 +481,7 @@ class Register(_message.Message):
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
     ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOC_JOB_ID_FIELD_NUMBER: _ClassVar[int]
     node: str
     cores: int
     gpus: _containers.RepeatedScalarFieldContainer[str]
@@ -396,7 +493,8 @@ class Register(_message.Message):
     running: _containers.RepeatedScalarFieldContainer[int]
     ended: _containers.RepeatedCompositeFieldContainer[TaskExited]
     ends_at: float
-    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., campaign: _Optional[str] = ..., running: _Optional[_Iterable[int]] = ..., ended: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ..., ends_at: _Optional[float] = ...) -> None: ...
+    alloc_job_id: str
+    def __init__(self, node: _Optional[str] = ..., cores: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ..., hostname: _Optional[str] = ..., pid: _Optional[int] = ..., version: _Optional[str] = ..., campaign: _Optional[str] = ..., running: _Optional[_Iterable[int]] = ..., ended: _Optional[_Iterable[_Union[TaskExited, _Mapping]]] = ..., ends_at: _Optional[float] = ..., alloc_job_id: _Optional[str] = ...) -> None: ...
 
 class TaskStarted(_message.Message):
     __slots__ = ("task_id", "pid", "time")

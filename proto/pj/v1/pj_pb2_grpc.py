@@ -74,6 +74,21 @@ class PilotJobStub:
                 request_serializer=pj_dot_v1_dot_pj__pb2.FinishRequest.SerializeToString,
                 response_deserializer=pj_dot_v1_dot_pj__pb2.FinishReply.FromString,
                 _registered_method=True)
+        self.AllocAdd = channel.unary_unary(
+                '/pj.v1.PilotJob/AllocAdd',
+                request_serializer=pj_dot_v1_dot_pj__pb2.AllocAddRequest.SerializeToString,
+                response_deserializer=pj_dot_v1_dot_pj__pb2.AllocAddReply.FromString,
+                _registered_method=True)
+        self.AllocList = channel.unary_unary(
+                '/pj.v1.PilotJob/AllocList',
+                request_serializer=pj_dot_v1_dot_pj__pb2.AllocListRequest.SerializeToString,
+                response_deserializer=pj_dot_v1_dot_pj__pb2.AllocListReply.FromString,
+                _registered_method=True)
+        self.AllocRemove = channel.unary_unary(
+                '/pj.v1.PilotJob/AllocRemove',
+                request_serializer=pj_dot_v1_dot_pj__pb2.AllocRemoveRequest.SerializeToString,
+                response_deserializer=pj_dot_v1_dot_pj__pb2.AllocRemoveReply.FromString,
+                _registered_method=True)
 
 
 class PilotJobServicer:
@@ -127,6 +142,24 @@ class PilotJobServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AllocAdd(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllocList(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllocRemove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PilotJobServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +202,21 @@ def add_PilotJobServicer_to_server(servicer, server):
                     servicer.Finish,
                     request_deserializer=pj_dot_v1_dot_pj__pb2.FinishRequest.FromString,
                     response_serializer=pj_dot_v1_dot_pj__pb2.FinishReply.SerializeToString,
+            ),
+            'AllocAdd': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocAdd,
+                    request_deserializer=pj_dot_v1_dot_pj__pb2.AllocAddRequest.FromString,
+                    response_serializer=pj_dot_v1_dot_pj__pb2.AllocAddReply.SerializeToString,
+            ),
+            'AllocList': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocList,
+                    request_deserializer=pj_dot_v1_dot_pj__pb2.AllocListRequest.FromString,
+                    response_serializer=pj_dot_v1_dot_pj__pb2.AllocListReply.SerializeToString,
+            ),
+            'AllocRemove': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocRemove,
+                    request_deserializer=pj_dot_v1_dot_pj__pb2.AllocRemoveRequest.FromString,
+                    response_serializer=pj_dot_v1_dot_pj__pb2.AllocRemoveReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +435,87 @@ class PilotJob:
             '/pj.v1.PilotJob/Finish',
             pj_dot_v1_dot_pj__pb2.FinishRequest.SerializeToString,
             pj_dot_v1_dot_pj__pb2.FinishReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocAdd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pj.v1.PilotJob/AllocAdd',
+            pj_dot_v1_dot_pj__pb2.AllocAddRequest.SerializeToString,
+            pj_dot_v1_dot_pj__pb2.AllocAddReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocList(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pj.v1.PilotJob/AllocList',
+            pj_dot_v1_dot_pj__pb2.AllocListRequest.SerializeToString,
+            pj_dot_v1_dot_pj__pb2.AllocListReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocRemove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pj.v1.PilotJob/AllocRemove',
+            pj_dot_v1_dot_pj__pb2.AllocRemoveRequest.SerializeToString,
+            pj_dot_v1_dot_pj__pb2.AllocRemoveReply.FromString,
             options,
             channel_credentials,
             insecure,
