@@ -35,7 +35,7 @@ import builtins
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -44,7 +44,8 @@ import grpc
 from pj.common import dial
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
-from . import calls, convert, redial
+from . import allocs, calls, convert, redial
+from .allocs import AllocList
 from .calls import CHANNEL_OPTIONS as CHANNEL_OPTIONS  # shared with AsyncClient, named here too
 from .calls import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
 from .calls import JobFileWarning, Jobs, Names
@@ -305,6 +306,18 @@ class Client(calls.Endpoint):
     def resources(self) -> Resources:
         """The nodes (agents) known to the master, with their free cores and GPUs."""
         return convert.resources(self._call("Resources", pj_pb2.ResourcesRequest()))
+
+    def alloc_add(self, specs: Sequence[pj_pb2.AllocQueueSpec]) -> builtins.list[int]:
+        """New alloc queues (``allocs.spec_pb``): the master asks Slurm for allocations as work waits."""
+        return list(self._call("AllocAdd", pj_pb2.AllocAddRequest(queues=specs)).ids)
+
+    def alloc_list(self) -> AllocList:
+        """Every alloc queue and every allocation the master asked for, with their states."""
+        return allocs.alloc_list(self._call("AllocList", pj_pb2.AllocListRequest()))
+
+    def alloc_remove(self, ids: Iterable[int]) -> builtins.list[int]:
+        """Stop alloc queues and cancel their allocations (their tasks are queued again)."""
+        return list(self._call("AllocRemove", pj_pb2.AllocRemoveRequest(ids=list(ids))).removed)
 
     def finish(self, drain: bool = True) -> None:
         """Ask the master to end: drain=True lets every job end first; False cancels what runs."""

@@ -4,6 +4,7 @@
                 [--node-timeout T] [--missing-nodes continue|fail] [--heartbeat-timeout T]
                 [--crash-limit N] [--resume] [--tls] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
+    pj alloc add|list|remove   (allocations on demand: client/alloccmd.py)
     pj submit FILE | pj submit [--cores C] ... -- CMD ARGS...  (also pj-submit: client/submitcmd.py)
     pj top [--once] [--interval S] | pj report KIND | pj sbatch-template | pj completion SHELL
 
@@ -50,7 +51,7 @@ _seconds_for = seconds_for
 _seconds = seconds_for("--timeout")
 _count = count
 
-COMMANDS = ("run, submit, status, list, info, cancel, wait, finish, resources, top, report, sbatch-template "
+COMMANDS = ("run, submit, status, list, info, cancel, wait, finish, resources, alloc, top, report, sbatch-template "
             "or completion")
 
 
@@ -176,7 +177,10 @@ def pj_parser() -> _Parser:
                    f"workdir for T before giving up; exit 1 (default {RECONNECT_TIMEOUT_S:g} s; 0: never)")
     q = query("finish", cmd_finish, "let the master stop once the jobs have ended")
     q.add_argument("--cancel", action="store_true", help="cancel the jobs that run or wait instead")
-    query("resources", cmd_resources, "the nodes (agents) and their free cores and GPUs")
+    query("resources", cmd_resources, "the nodes (agents), their free cores and GPUs, when their allocation ends")
+    from . import alloccmd  # pj alloc add|list|remove
+
+    alloccmd.add_parser(sub, query)
     add_report_parser(sub)  # pj report KIND: reads DIR/jobs.jsonl (client/report/)
     from .top import add_parser as add_top  # pj top: its options and its code live in top.py
 
@@ -201,6 +205,10 @@ def pj_main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(before if command is not None else words)
         if getattr(args, "submit", False):
             return submitcmd.cmd_submit(args, command)
+        if getattr(args, "alloc_add", False):  # `pj alloc add ... -- EXTRA_SBATCH_ARGS`
+            from .alloccmd import cmd_alloc_add
+
+            return cmd_alloc_add(args, command or ())
         if command is not None:  # `--` belongs to `pj submit` only: parse it as argparse would
             args = parser.parse_args(words)
         if not getattr(args, "func", None):

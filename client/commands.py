@@ -94,6 +94,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"tasks   {fmt_counts(st.tasks, ', ') or '-'}",
         *([f"waiting {fmt_waiting(st.waiting)}"] if st.waiting else []),
         *(f"notice  {one_line(n)}" for n in st.notices),
+        *(f"alloc   {one_line(p)}" for p in st.alloc_problems),
     ])
     return 0
 
@@ -247,12 +248,21 @@ def cmd_finish(args: argparse.Namespace) -> int:
     return 0
 
 
+def fmt_end(ends_at: float, now: float) -> str:
+    """When a node's allocation ends: ``14:05 (in 40m)``, ``14:05 (ended)``; ``-`` when unknown or none."""
+    if ends_at <= 0:
+        return "-"
+    clock = time.strftime("%H:%M", time.localtime(ends_at))
+    return f"{clock} (in {fmt_duration(ends_at - now)})" if ends_at > now else f"{clock} (ended)"
+
+
 def cmd_resources(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         res = c.resources()
     if args.json:
         _json(_asdict(res))
         return 0
+    now = time.time()
     rows = [
         [
             n.name,
@@ -260,12 +270,13 @@ def cmd_resources(args: argparse.Namespace) -> int:
             f"{n.cores_free}/{n.cores}",
             f"{n.gpus_free}/{len(n.gpus)}" if n.gpus else "-",
             f"{fmt_bytes(n.memory_free_bytes)}/{fmt_bytes(n.memory_bytes)}" if n.memory_bytes else "-",
+            fmt_end(n.ends_at, now),
         ]
         for n in res.nodes
     ]
     known = {n.name for n in res.nodes}
-    rows += [[name, "missing", "-", "-", "-"] for name in res.nodes_missing if name not in known]
-    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY FREE"], rows) if rows else []
+    rows += [[name, "missing", "-", "-", "-", "-"] for name in res.nodes_missing if name not in known]
+    lines = table(["NODE", "ONLINE", "CORES FREE", "GPUS FREE", "MEMORY FREE", "ALLOCATION ENDS"], rows) if rows else []
     expected = f" of {res.nodes_expected} expected" if res.nodes_expected else ""
     online = sum(1 for n in res.nodes if n.online)
     missing = ""

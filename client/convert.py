@@ -152,6 +152,7 @@ class Status:
     notices: tuple[str, ...] = ()  # run-level notices so far, oldest first (a node that never came...)
     # unfinished jobs that do not (all) run, by the kind of reason (``WAITING``), as the master orders them
     waiting: dict[str, int] = field(default_factory=dict)
+    alloc_problems: tuple[str, ...] = ()  # one line per alloc queue whose submissions back off (`pj alloc`)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ def status(m: pj_pb2.StatusReply) -> Status:
         address=m.address,
         notices=tuple(m.notices),
         waiting={r.kind: int(r.count) for r in m.waiting if r.count},
+        alloc_problems=tuple(m.alloc_problems),
     )
 
 

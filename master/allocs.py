@@ -353,7 +353,7 @@ class Manager:
         q.fails += 1
         wait = backoff(q.fails)
         q.next_try_at = now + wait
-        q.problem = f"allocation {a.id}: {a.why}; next try in {wait:g} s"
+        q.problem = f"allocation {a.id}: {a.why}"
 
     def _by_job(self, job_id: str) -> Alloc | None:
         aid = self.by_job.get(job_id)
@@ -361,6 +361,10 @@ class Manager:
 
     # ------------------------------------------------------------------ reports
 
-    def problems(self) -> list[str]:
-        """One line per alloc queue whose submissions back off (`pj status`)."""
-        return [f"alloc queue {q.id}: {q.problem}" for q in self.queues.values() if q.problem and not q.removed]
+    def problems(self, now: float) -> list[str]:
+        """One line per alloc queue whose last allocation was refused or failed (`pj status`)."""
+        return [
+            f"alloc queue {q.id}: {q.problem}; "
+            + (f"backing off, next try in {q.next_try_at - now:.0f} s" if q.next_try_at > now else "tries again as work waits")
+            for q in self.queues.values() if q.problem and not q.removed
+        ]

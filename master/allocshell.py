@@ -53,6 +53,7 @@ def script(q: AllocQueue, alloc_id: int, workdir: Path, python: str) -> str:
         f"# Submitted as: sbatch --parsable {shlex.join(sbatch_args(q))} {out / 'alloc.sbatch'}",
         f"#SBATCH --job-name=pj-alloc-{alloc_id}",
         f"#SBATCH --nodes={q.nodes}",
+        "#SBATCH --exclusive",  # whole nodes: one agent per node, and no other allocation's agent beside it
         f"#SBATCH --time={minutes}",
         f"#SBATCH --output={out / 'slurm-%j.out'}",
         "set -u",
@@ -92,6 +93,12 @@ async def command(*argv: str, timeout: float = COMMAND_TIMEOUT_S) -> tuple[int, 
 def last_line(text: str) -> str:
     lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
     return lines[-1] if lines else ""
+
+
+def errors(text: str) -> str:
+    """sbatch's error lines in one: ``invalid partition specified: nosuch; Batch job submission failed: ...``."""
+    lines = [x.strip().removeprefix("sbatch: error:").strip() for x in text.strip().splitlines() if x.strip()]
+    return "; ".join(dict.fromkeys(x for x in lines if x))
 
 
 def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
@@ -248,7 +255,7 @@ class AllocShell:
         code, out, err = await command("sbatch", "--parsable", *sbatch_args(q), str(path))
         job_id = out.strip().split(";")[0]
         if code != 0 or not job_id.isdigit():
-            error = last_line(err) or last_line(out) or f"sbatch exited {code}"
+            error = errors(err) or last_line(out) or f"sbatch exited {code}"
             mgr.refused(c.alloc, error, self.m.now())
             log.warning("sbatch refused an allocation", id=c.alloc, queue=q.id, error=error,
                         next_try_s=round(q.next_try_at - self.m.now(), 1))

@@ -136,7 +136,7 @@ class PilotJobService(rpc.PilotJobServicer):
             address=self.m.address,
             notices=self.m.notices,
             waiting=convert.reasons_to_pb(why.counts(core, self.m.now(), self.lines)),
-            alloc_problems=self.allocs.manager.problems() if self.allocs is not None else [],
+            alloc_problems=self.allocs.manager.problems(self.m.now()) if self.allocs is not None else [],
         )
 
     async def _jobs(self, names: list[str], context: grpc.aio.ServicerContext) -> list[Job]:

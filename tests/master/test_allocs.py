@@ -70,7 +70,8 @@ def test_refused_sbatch_backs_off_doubling_and_capped() -> None:
     m.refused(sub.alloc, "invalid partition specified: nosuch", 0.0)
     a = m.allocs[sub.alloc]
     assert a.state is AllocState.REFUSED and "invalid partition" in a.why
-    assert "next try in 5 s" in m.problems()[0]
+    assert "backing off, next try in 5 s" in m.problems(0.0)[0]
+    assert "tries again as work waits" in m.problems(6.0)[0]
     assert m.step(4.0, {SHAPE: 1}, []) == []  # backing off: no loop
     (sub2,) = m.step(5.0, {SHAPE: 1}, [])
     m.refused(sub2.alloc, "again", 5.0)
