@@ -128,6 +128,12 @@ class AllocQueue:
         return not walltime or walltime <= self.time_s - start_margin(self.time_s)
 
 
+def _holds(a: Alloc, shape: tuple[int, int, int, int, float], now: float) -> bool:
+    """Whether work of ``shape`` placed now would end before the allocation does."""
+    walltime = shape[4]
+    return not walltime or not a.ends_at or now + walltime <= a.ends_at
+
+
 def start_margin(time_s: float) -> float:
     """What an allocation's time loses before its agents take work: a task's walltime must leave this."""
     return min(60.0, time_s / 10)
@@ -145,6 +151,7 @@ class Alloc:
     why: str = ""  # why it ended (final states)
     nodes: set[str] = field(default_factory=set)  # agents of it that joined and have not left
     joined: int = 0  # agents of it that ever joined
+    ends_at: float = 0.0  # when Slurm ends it, as its agents said (0: unknown)
 
     def move(self, event: AllocEvent) -> AllocState:
         new = MOVES.get((self.state, event))
@@ -258,7 +265,7 @@ class Manager:
         else:
             self._end(a, now, "idle: released" if was is AllocState.RELEASING else (why or "ended"))
 
-    def node_joined(self, node: str, job_id: str, cores: int, now: float) -> bool:
+    def node_joined(self, node: str, job_id: str, cores: int, now: float, ends_at: float = 0.0) -> bool:
         """An agent registered with its Slurm job id. False: it came with an allocation that is
         over (cancelled, failed): the shell tells it to leave."""
         a = self._by_job(job_id)
@@ -271,6 +278,7 @@ class Manager:
         a.move(AllocEvent.JOIN)
         a.nodes.add(node)
         a.joined += 1
+        a.ends_at = max(a.ends_at, ends_at)
         q = self.queues[a.queue]
         q.cores = cores if not q.cores else min(q.cores, cores)
         q.fails, q.next_try_at, q.problem = 0, 0.0, ""
@@ -311,18 +319,19 @@ class Manager:
 
     def _decide(self, q: AllocQueue, now: float, demand: Mapping[tuple[int, int, int, int, float], int]) -> None:
         mine = [a for a in self.of(q) if not a.state.final]
-        wanted = sum(n * s[0] * s[1] for s, n in demand.items() if q.fits(s))  # cores' worth of waiting work
+        fitting = [s for s in demand if q.fits(s)]
+        wanted = sum(demand[s] * s[0] * s[1] for s in fitting)  # cores' worth of waiting work
         waiting = [a for a in mine if a.state in WAITING]
+        for a in mine:  # idle, with nothing waiting that it could still run before its end: released
+            if a.state is AllocState.RUNNING and a.nodes and not any(_holds(a, s, now) for s in fitting) and all(
+                n in self.idle_since and now - self.idle_since[n] >= q.idle_s for n in a.nodes
+            ):
+                a.move(AllocEvent.IDLE)
+                self.out.append(Release(a.id, tuple(sorted(a.nodes))))
         if not wanted:
             for a in waiting:
                 if a.state is not AllocState.QUEUED:  # a QUEUED one is cancelled once its sbatch answers
                     self._cancel(a, now, "not needed: no work waits")
-            for a in mine:
-                if a.state is AllocState.RUNNING and a.nodes and all(
-                    now - self.idle_since.get(n, now) >= q.idle_s for n in a.nodes
-                ) and all(n in self.idle_since for n in a.nodes):
-                    a.move(AllocEvent.IDLE)
-                    self.out.append(Release(a.id, tuple(sorted(a.nodes))))
             return
         if now < q.next_try_at:
             return

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from .allocs import Alloc, AllocQueue, Cancel, Manager, Release, Submit
+from .allocs import AllocQueue, Cancel, Manager, Release, Submit
 from .runtime import Dispatcher
 
 log = structlog.get_logger("pj.master")
@@ -133,10 +133,10 @@ class AllocShell:
 
     # ------------------------------------------------------------------ from the servicers
 
-    def joined(self, node: str, job_id: str, cores: int) -> bool:
+    def joined(self, node: str, job_id: str, cores: int, ends_at: float = 0.0) -> bool:
         """An agent registered (``job_id``: its $SLURM_JOB_ID). False: it belongs to an allocation
         that is over: the caller tells it to leave."""
-        return self.manager.node_joined(node, job_id, cores, self.m.now()) if job_id else True
+        return self.manager.node_joined(node, job_id, cores, self.m.now(), ends_at) if job_id else True
 
     def left(self, node: str) -> None:
         self.manager.node_left(node)
@@ -152,10 +152,6 @@ class AllocShell:
         self.manager.remove_queue(queue_id, self.m.now())  # KeyError: no such queue
         log.info("alloc queue removed", id=queue_id)
         self._wake()
-
-    def ends_at(self, a: Alloc) -> float:
-        ends = [n.ends_at for name in a.nodes if (n := self.m.core.pool.by_name.get(name)) is not None]
-        return max(ends, default=0.0)
 
     # ------------------------------------------------------------------ the loop
 

@@ -302,7 +302,7 @@ def queue_to_pb(q: AllocQueue, script_dir: str) -> pb.AllocQueueInfo:
                              script_dir=script_dir)
 
 
-def alloc_to_pb(a: Alloc, ends_at: float) -> pb.AllocInfo:
+def alloc_to_pb(a: Alloc) -> pb.AllocInfo:
     return pb.AllocInfo(id=a.id, queue=a.queue, job_id=a.job_id, state=a.state.value, nodes=sorted(a.nodes),
                         submitted_at=a.submitted_at, started_at=a.started_at, ended_at=a.ended_at, why=a.why,
-                        ends_at=ends_at)
+                        ends_at=a.ends_at)

@@ -266,7 +266,7 @@ class PilotJobService(rpc.PilotJobServicer):
         mgr = shell.manager
         return pb.AllocListReply(
             queues=[convert.queue_to_pb(q, str(shell.workdir / "allocs")) for q in mgr.queues.values()],
-            allocations=[convert.alloc_to_pb(a, shell.ends_at(a)) for a in mgr.allocs.values()],
+            allocations=[convert.alloc_to_pb(a) for a in mgr.allocs.values()],
         )
 
     async def AllocRemove(self, request: pb.AllocRemoveRequest,
@@ -383,7 +383,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
         if m.shutdown_reason:  # it came after the campaign ended: nothing for it to do
             conn.shutdown = m.shutdown_reason
             conn.ready.set()
-        elif self.allocs is not None and not self.allocs.joined(reg.node, reg.alloc_job_id, reg.cores):
+        elif self.allocs is not None and not self.allocs.joined(reg.node, reg.alloc_job_id, reg.cores, reg.ends_at):
             m.core.retire(reg.node)  # its allocation is over (cancelled, failed, released)
             conn.shutdown = "its allocation is over"
             conn.ready.set()

@@ -173,3 +173,16 @@ def test_bad_queue_options_name_the_option(kw: dict[str, float], text: str) -> N
     args: dict = {"nodes": 1, "time_s": 600} | kw
     with pytest.raises(ValueError, match=text):
         Manager().add_queue(**args)
+
+
+def test_an_idle_allocation_too_near_its_end_for_the_waiting_work_is_released() -> None:
+    m = Manager()
+    m.add_queue(nodes=1, time_s=600, idle_s=5)
+    (sub,) = m.step(0.0, {SHAPE: 1}, [])
+    m.submitted(sub.alloc, "20", 0.0)
+    m.node_joined("n1", "20", 4, 1.0, ends_at=600.0)
+    long = {(1, 1, 0, 0, 300.0): 4}  # 300 s tasks: n1 could run them until t=300, not after
+    assert m.step(100.0, long, ["n1"]) == []
+    assert m.step(200.0, long, ["n1"]) == []  # idle, yet it could still run them
+    assert m.step(301.0, long, ["n1"])[0] == Release(sub.alloc, ("n1",))  # idle since 100 s
+    check_allocs(m)
