@@ -56,8 +56,9 @@ def need_cluster(nodes: int = 1, gpus: int = 0) -> None:
 
 
 def pj_env(**extra: str) -> dict[str, str]:
-    """This environment without SLURM_* (a test may itself run inside an allocation), PJ_VENV set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+    """This environment without SLURM_* (a test may itself run inside an allocation), PJ_VENV set;
+    SLURM_CONF stays (it names the cluster, not a job: a second local cluster beside the default)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM") or k == "SLURM_CONF"}
     env["PJ_VENV"] = str(VENV)
     env.update(extra)
     return env
