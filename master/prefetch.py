@@ -89,7 +89,7 @@ class Standbys:
             before = self.behind[before.id]
         return before, self.places[task_id]
 
-    def share_for(self, request: Request, pool: Pool, until: float = 0.0) -> Allocation | None:
+    def share_for(self, request: Request, pool: Pool, until: float = 0.0, walltime: float = 0.0) -> Allocation | None:
         """The share of the oldest running task a standby with ``request`` can wait on, or None;
         on a node whose allocation ``holds`` a task that runs until ``until`` (it starts later: the
         end is checked again when it is withdrawn). The next ``link`` makes the standby wait on that task."""
@@ -104,7 +104,9 @@ class Standbys:
             if task.job.cancel_requested:
                 continue  # about to end: a standby there would only wait on a kill
             node = by_name.get(task.allocation[0].node)
-            if node is not None and node.online and not node.paused and holds(node.ends_at, until):
+            if node is not None and node.online and not node.paused and holds(node.ends_at, until) and (
+                not until or not node.ends_at or _ends_in_time(task, self.behind, node.ends_at, walltime)
+            ):
                 break
         else:
             return None
@@ -212,6 +214,17 @@ class Standbys:
         return out, wake
 
 
+def _ends_in_time(ahead: Task, behind: dict[int, Task], ends_at: float, walltime: float) -> bool:
+    """Whether a standby of ``walltime`` behind ``ahead`` ends by ``ends_at`` even if it starts as late
+    as it may: when ``ahead`` has run out its own walltime (the agent starts a standby at once, with
+    no word from the master). Behind a task without a walltime, or a standby, its start is not known:
+    no."""
+    wall = ahead.job.spec.walltime_s
+    if wall <= 0 or ahead.id in behind:
+        return False
+    return ahead.history[-1][1] + wall + walltime <= ends_at
+
+
 def standby_pass(core: Core, now: float) -> float | None:
     """After the core's pass over free cores: put ready work on standby behind running tasks, then
     withdraw standbys stuck while cores idle. Returns when to look again for stuck ones (None: when
@@ -219,7 +232,7 @@ def standby_pass(core: Core, now: float) -> float | None:
     queue, pool, sb = core.queue, core.pool, core.standbys
     place = core.place
     if queue.queues and sb.heads:
-        queue.schedule(lambda request, wall: sb.share_for(request, pool, until(now, wall)),
+        queue.schedule(lambda request, wall: sb.share_for(request, pool, until(now, wall), wall),
                        lambda job, it, alloc: sb.link(place(job, it, alloc, now)),
                        lambda: bool(sb.heads), now, hold=now - sb.patience)
     if not sb.behind or pool.free_cores <= 0:

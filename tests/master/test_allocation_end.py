@@ -182,3 +182,16 @@ def test_a_task_killed_before_its_allocation_ends_fails() -> None:
     core.task_exited(tid, -9, "", T0 + 5)
     job = core.registry.get("job")
     assert job is not None and job.state == State.FAILED
+
+
+@pytest.mark.parametrize(("ends_in", "standby"), [(100.0, True), (50.0, False)])
+def test_a_standby_goes_behind_a_task_only_if_it_would_end_before_the_allocation(ends_in: float, standby: bool) -> None:
+    # The agent starts a standby the moment the task ahead ends, without asking the master: it may
+    # start as late as that task's walltime allows, and must still end by the allocation's end.
+    core = Core(expect=None, now=T0, campaign="c", prefetch_on=True)
+    core.node_joined(NodeInfo("n1", 1, ends_at=T0 + ends_in), T0)
+    core.submit([spec("w", it=2, walltime_s=30.0)], T0)
+    out = core.step(T0)
+    # One task starts; behind it, 30 s ahead + 30 s of its own: the standby ends by T0+60 at the latest.
+    assert len(out.launches["n1"]) == (2 if standby else 1)
+    core.check()

@@ -39,10 +39,10 @@ class Service:
     def __init__(self, wd: Path, env: dict[str, str]) -> None:
         self.wd, self.env = wd, env
 
-    def pj(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def pj(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([PJ, *args[:2], "--workdir", str(self.wd), *args[2:]] if args[0] == "alloc" else
                            [PJ, args[0], "--workdir", str(self.wd), *args[1:]],
-                           env=self.env, capture_output=True, text=True, timeout=30)
+                           env=self.env, capture_output=True, text=True, timeout=timeout)
         if check:
             assert r.returncode == 0, f"pj {' '.join(args)}: rc={r.returncode}\n{r.stdout}\n{r.stderr}"
         return r
@@ -151,7 +151,7 @@ def test_a_campaign_longer_than_one_allocation_runs_to_its_end(service: Service)
     # needs a second allocation, asked for once the first can run nothing more (max one at a time).
     service.pj("alloc", "add", "--nodes", "1", "--time", "1", "--max-allocations", "1", "--idle-timeout", "2")
     service.pj("submit", "--name", "long-campaign", "--iterations", "24", "--walltime", "15s", "--", "sleep", "10")
-    service.pj("wait", "--timeout", "170")
+    service.pj("wait", "--timeout", "170", timeout=180)
     allocs = service.allocs()
     joined = [a for a in allocs if a["started_at"] and a["state"] in ("ENDED", "RUNNING", "RELEASING")]
     assert len(joined) >= 2, allocs
