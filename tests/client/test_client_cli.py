@@ -102,7 +102,7 @@ def test_cancel_finish_resources(master: Master, capsys: pytest.CaptureFixture[s
     rc, out, _ = run(capsys, "cancel", "a", "b", "--workdir", wd)
     assert rc == 0 and out == "canceled: a\nalready finished: b\n"
     rc, out, _ = run(capsys, "resources", "--workdir", wd)
-    assert rc == 0 and out.splitlines()[1].split() == ["node0", "yes", "3/4", "1/2", "6.0", "GiB/8.0", "GiB"]
+    assert rc == 0 and out.splitlines()[1].split() == ["node0", "yes", "3/4", "1/2", "6.0", "GiB/8.0", "GiB", "-"]
     assert "1 node online of 2 expected" in out
     rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
     assert json.loads(out)["nodes"][0]["gpus"] == ["0", "1"]
@@ -123,7 +123,7 @@ def test_status_shows_notices_and_resources_the_missing_nodes(master: Master,
     assert json.loads(out)["notices"] == ["node(s) n3 did not register within 60 s; going on with 1 of 2 nodes"]
     rc, out, _ = run(capsys, "resources", "--workdir", wd)
     lines = out.splitlines()
-    assert rc == 0 and lines[2].split() == ["n3", "missing", "-", "-", "-"]
+    assert rc == 0 and lines[2].split() == ["n3", "missing", "-", "-", "-", "-"]
     assert "1 node online of 2 expected, 1 missing (n3), 3 cores free" in lines[-1]
     rc, out, _ = run(capsys, "resources", "--json", "--workdir", wd)
     assert json.loads(out)["nodes_missing"] == ["n3"]
@@ -415,3 +415,12 @@ def test_progress_rate_limits_and_formats() -> None:
     p.tick(force=True)
     p.close()
     assert quiet.getvalue() == ""
+
+
+def test_resources_say_when_a_node_allocation_ends() -> None:
+    from pj.client.commands import fmt_end
+
+    now = 1_000_000.0
+    assert fmt_end(0.0, now) == "-"
+    assert fmt_end(now + 2400, now).endswith("(in 40:00)")
+    assert fmt_end(now - 5, now).endswith("(ended)")
