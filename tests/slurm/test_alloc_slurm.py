@@ -79,6 +79,13 @@ def service(tmp_path: Path, slurm_tools: Any) -> Iterator[Service]:
             subprocess.run(["scancel", *job_ids], env=env, capture_output=True, timeout=10)
 
 
+def follows_schema(doc: Any, kind: str) -> None:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[2] / "common" / "schemas" / "cli-output.v1.schema.json").read_text())
+    jsonschema.validate(doc, {**schema, "$ref": f"#/$defs/{kind}"})
+
+
 def slurm_state(job_id: str, env: dict[str, str]) -> str:
     r = subprocess.run(["scontrol", "-o", "show", "job", job_id], env=env, capture_output=True, text=True, timeout=10)
     fields = dict(f.split("=", 1) for f in r.stdout.split() if "=" in f)
@@ -102,6 +109,7 @@ def test_two_allocations_share_the_work_and_idle_ones_are_released(service: Serv
     assert {a["why"] for a in allocs} == {"idle: released"}
     for a in allocs:
         eventually(lambda a=a: slurm_state(a["job_id"], service.env) == "COMPLETED", 20, f"job {a['job_id']} ended")
+    follows_schema(service.json("alloc", "list"), "alloc_list")
     script = (service.wd / "allocs" / "1" / "alloc.sbatch").read_text()
     assert script.count("srun ") == 1 and "-m pj.agent --workdir" in script
 
@@ -126,6 +134,7 @@ def test_a_refused_sbatch_is_reported_and_backs_off(service: Service) -> None:
     service.pj("submit", "--name", "stuck", "--", "true")
     refused = eventually(lambda: [a for a in service.allocs() if a["state"] == "REFUSED"], 20, "a refusal")
     assert "invalid partition" in refused[0]["why"].lower()
+    follows_schema(service.json("status"), "status")
     status = service.pj("status").stdout
     assert "alloc   alloc queue 1: allocation 1: sbatch refused it" in status
     assert "backing off" in status or "tries again" in status
