@@ -99,6 +99,7 @@ class SimAgent:
         self.ready = asyncio.Event()
         self.closing = False
         self.welcomed = False
+        self.no_retry = False  # --no-retry: a stream that fails before the Welcome is not tried again
 
     def _draw(self) -> float:
         kind, a, b = self.duration
@@ -192,7 +193,10 @@ class SimAgent:
             try:
                 return await self._session(address, token, grpc, pb, rpc, welcomed)
             except grpc.aio.AioRpcError as e:
-                if self.welcomed or time.monotonic() > give_up_at:
+                if self.welcomed or time.monotonic() > give_up_at or self.no_retry:
+                    if not self.welcomed:
+                        self.stats.setdefault("failed_codes", {}).setdefault(e.code().name, 0)
+                        self.stats["failed_codes"][e.code().name] += 1
                     raise
                 self.stats["retries"] += 1
                 self.stats.setdefault("retry_codes", {}).setdefault(e.code().name, 0)
@@ -273,6 +277,8 @@ async def run_worker(a: argparse.Namespace) -> int:
         out.write(f"W {time.time():.6f}\n")
         out.flush()
 
+    for ag in agents:
+        ag.no_retry = a.no_retry
     failed = 0
     give_up_at = time.monotonic() + a.register_timeout
 
@@ -378,7 +384,8 @@ def drive(a: argparse.Namespace) -> int:
             workers.append(Worker([py, str(HERE), "--_worker", "--address", address, "--token", token,
                                    "--first", str(first), "--count", str(count), "--cores", str(a.cores),
                                    "--duration", a.duration, "--exit-code", str(a.exit_code),
-                                   "--register-timeout", str(a.register_timeout)], tmp / f"worker{k}.log"))
+                                   "--register-timeout", str(a.register_timeout),
+                                   *(["--no-retry"] if a.no_retry else [])], tmp / f"worker{k}.log"))
         deadline = time.monotonic() + a.register_timeout
         while sum(len(w.welcomes) for w in workers) < a.agents and time.monotonic() < deadline:
             if any(w.p.poll() is not None for w in workers):
@@ -420,6 +427,11 @@ def drive(a: argparse.Namespace) -> int:
             for k, v in r.get("retry_codes", {}).items():
                 codes[k] = codes.get(k, 0) + v
         out["retry_codes"] = codes
+        failed_codes: dict[str, int] = {}
+        for r in res:
+            for k, v in r.get("failed_codes", {}).items():
+                failed_codes[k] = failed_codes.get(k, 0) + v
+        out["failed_codes"] = failed_codes
         starts = [r["first_start"] for r in res if r["first_start"]]
         ends = [r["last_end"] for r in res if r["last_end"]]
         tasks = sum(r["exited"] for r in res)
@@ -470,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="every simulated task exits N (default 0; non-zero shows the check failing)")
     ap.add_argument("--register-timeout", type=float, default=120, metavar="S")
     ap.add_argument("--timeout", type=float, default=1800, metavar="S")
+    ap.add_argument("--no-retry", action="store_true",
+                    help="a stream that fails before the Welcome is not tried again (counted in failed_codes)")
     ap.add_argument("--json", metavar="FILE", help="also write the result line there")
     ap.add_argument("--master-profile", metavar="FILE", help="run the master under cProfile, its stats to FILE")
     ap.add_argument("--tmp", metavar="DIR")
