@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -600,7 +601,7 @@ def storm_figures(out: dict[str, Any], res: list[dict[str, Any]], workers: list[
     out["rate_before"] = sum(buckets.get(k, 0) for k in range(k0 - 10, k0))
     out["rate_after"] = sum(buckets.get(k, 0) for k in range(k0, k0 + 10))
     busy = sorted(k for k in buckets if k >= k0)
-    gaps = [(b - a_) / 10 for a_, b in zip(busy, busy[1:], strict=False)]
+    gaps = [(b - a_) / 10 for a_, b in itertools.pairwise(busy)]
     out["max_gap_after_s"] = max(gaps, default=0.0)
     try:
         rows = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
