@@ -199,9 +199,10 @@ class Core:
         else:
             self._know_capacity(now)
 
-    def node_left(self, name: str, now: float) -> None:
+    def node_left(self, name: str, now: float, on: list[Task] | None = None) -> None:
         """The node's agent is gone: its tasks are queued again while their job's retries allow,
-        else fail with the reason `node lost`; a task that lost ``crash_limit`` nodes fails."""
+        else fail with the reason `node lost`; a task that lost ``crash_limit`` nodes fails.
+        ``on``: the tasks holding a share of it, if known (nodeloss.on_nodes); None: looked up."""
         self.recon.disconnected.pop(name, None)
         if name not in self.pool.by_name:
             return
@@ -209,7 +210,10 @@ class Core:
             nodeloss.allocation_ended(self, name, now)  # cut short by the allocation: queued again free
             return
         self.pool.remove(name)
-        lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
+        if on is None:
+            lost = [t for t in self.running.values() if any(s.node == name for s in t.allocation)]
+        else:
+            lost = [t for t in on if self.running.get(t.id) is t]  # not ended meanwhile
         for task in lost:
             reason = f"node lost: {name}"
             if task.job.cancel_requested:

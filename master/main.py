@@ -56,10 +56,18 @@ from .writefault import WRITE_ERRORS
 log = structlog.get_logger("pj.master")
 
 MAX_MESSAGE = 64 * 1024 * 1024
+MAX_PENDING_CALLS = 65_536  # calls grpc holds for the server before it refuses new ones
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE),
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.so_reuseport", 0),
+    # Calls that have arrived but that the asyncio server has not taken up yet (it takes one at a
+    # time, between the loop's other work) wait in grpc's backlog; past its soft limit (default
+    # 1,000) grpc rejects new ones at random, all past its hard limit (3,000), and the agent sees its
+    # stream CANCELLED before the Welcome. 8,192 agents registering at once outrun a loaded loop:
+    # room for every agent of a leadership-class allocation (scripts/swarm --no-retry, issue 16).
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 

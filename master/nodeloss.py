@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import prefetch
@@ -73,10 +74,26 @@ def _on(core: Core, name: str) -> list[Task]:
     return [t for t in core.running.values() if any(s.node == name for s in t.allocation)]
 
 
-def _unstarted(core: Core, name: str, now: float) -> list[Task]:
-    """Queue again, free, the tasks of ``name`` that never started; the others, in placement order."""
+def on_nodes(core: Core, names: Iterable[str]) -> dict[str, list[Task]]:
+    """The running tasks holding a share of each of ``names``, in placement order: one walk over
+    the running tasks for all of them (a storm loses hundreds of nodes in one pass)."""
+    out: dict[str, list[Task]] = {n: [] for n in names}
+    for task in core.running.values():
+        for share in task.allocation:
+            found = out.get(share.node)
+            if found is not None:
+                found.append(task)
+    return out
+
+
+def _unstarted(core: Core, name: str, now: float, on: list[Task] | None = None) -> list[Task]:
+    """Queue again, free, the tasks of ``name`` that never started; the others, in placement order.
+    ``on``: the tasks there as ``on_nodes`` found them (those gone meanwhile are passed over)."""
     rest = []
-    for task in _on(core, name):
+    running = core.running
+    for task in _on(core, name) if on is None else on:
+        if running.get(task.id) is not task:
+            continue  # it ended with another node of its allocation, lost in the same pass
         if task.state == State.SCHEDULED:
             prefetch.withdrawn(core, task.id, now)
         else:
@@ -87,11 +104,20 @@ def _unstarted(core: Core, name: str, now: float) -> list[Task]:
     return rest
 
 
-def node_lost(core: Core, name: str, now: float) -> None:
-    """The node is lost (its agent did not come back): unstarted tasks free, the others retried."""
-    if not ended(core, name, now):  # else node_left queues every task there again free
-        _unstarted(core, name, now)
-    core.node_left(name, now)
+def node_lost(core: Core, name: str, now: float, on: list[Task] | None = None) -> None:
+    """The node is lost (its agent did not come back): unstarted tasks free, the others retried.
+    ``on``: its tasks as ``on_nodes`` found them (None: looked up here)."""
+    if ended(core, name, now):  # node_left queues every task there again free
+        core.node_left(name, now)
+    else:
+        core.node_left(name, now, _unstarted(core, name, now, on))
+
+
+def nodes_lost(core: Core, names: list[str], now: float) -> None:
+    """Many nodes lost at once (a storm): ``node_lost`` for each, their tasks found in one walk."""
+    on = on_nodes(core, names) if len(names) > 1 else {}
+    for name in names:
+        node_lost(core, name, now, on.get(name))
 
 
 def replaced(core: Core, name: str, now: float) -> None:

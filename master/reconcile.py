@@ -156,10 +156,11 @@ def due(core: Core, now: float) -> None:
     recon = core.recon
     if not recon.disconnected and recon.orphan_deadline is None:
         return
-    for name, deadline in list(recon.disconnected.items()):
-        if now >= deadline:
-            core.outbox.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
-            nodeloss.node_lost(core, name, now)
+    gone = [name for name, deadline in recon.disconnected.items() if now >= deadline]
+    for name in gone:
+        core.outbox.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
+    if gone:
+        nodeloss.nodes_lost(core, gone, now)  # every node due in this pass, their tasks found at once
     if recon.orphan_deadline is not None and now >= recon.orphan_deadline:
         recon.orphan_deadline = None
         orphans, recon.orphans = recon.orphans, set()

@@ -290,12 +290,16 @@ class Dispatcher:
         ``heartbeat_timeout``). Ends when ``run`` does."""
         timeout = self.heartbeat_timeout
         period = min(1.0, timeout / 4)
+        last = time.monotonic()
         while not self.stopping:
             try:
                 await asyncio.wait_for(self._stopped.wait(), period)
             except TimeoutError:
                 pass
             now = time.monotonic()
+            late, last = now - last - period, now
+            if late > period:
+                self.credit_stall(late, now)
             for conn in list(self.agents.values()):
                 silent = now - conn.last_seen
                 if silent > timeout and not conn.lost.is_set():
@@ -305,6 +309,14 @@ class Dispatcher:
                         node=conn.node, silent_s=round(silent, 1),
                     )
                     conn.lost.set()
+
+    def credit_stall(self, late: float, now: float) -> None:
+        """The loop was busy for ``late`` s more than the watch allows (a long pass, a storm, a
+        big Submit): meanwhile no agent's message could be read, so that time is not counted as
+        their silence. Else every agent would look lost at once after a stall of the timeout's
+        length, their heartbeats waiting unread in the sockets."""
+        for conn in self.agents.values():
+            conn.last_seen = min(now, conn.last_seen + late)
 
     def _route(self, out: Outbox) -> None:
         core = self.core

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,6 +101,9 @@ class SimAgent:
         self.ready = asyncio.Event()
         self.closing = False
         self.welcomed = False
+        self.no_retry = False  # --no-retry: a stream that fails before the Welcome is not tried again
+        self.vanished = ""  # "drop" or "silent" once it vanished (--vanish)
+        self.parked: asyncio.Event | None = None  # a silent agent waits on it, saying nothing
 
     def _draw(self) -> float:
         kind, a, b = self.duration
@@ -146,6 +151,9 @@ class SimAgent:
         self.exited.append(pb.TaskExited(task_id=tid, exit_code=code, time=now))
         self.stats["exited"] += 1
         self.stats["last_end"] = now
+        b = self.stats["buckets"]
+        k = int(now * 10)  # exits per 0.1 s, for the rate before and after a vanish
+        b[k] = b.get(k, 0) + 1
         self._start_held(pb)
         self.ready.set()
 
@@ -168,6 +176,24 @@ class SimAgent:
                                                          error="canceled before it started"))
         self._start_held(pb)
         self.ready.set()
+
+    def vanish(self, mode: str, parked: asyncio.Event) -> tuple[int, int]:
+        """The node dies (its tasks with it): ``drop``, its stream is cut (the caller cancels its
+        task, which closes the channel); ``silent``, the TCP connection stays but nothing is read or
+        written any more (a hung node: only the heartbeat timeout finds it). (Tasks it ran, held.)"""
+        unsent = {m.task_id for m in self.started}  # the master never heard these started
+        gone = (sum(t not in unsent for t in self.running), len(self.held) + len(unsent))
+        self.stats["exited"] -= len(self.exited)  # exits it never reported: the master runs them again
+        for _cores, handle in self.running.values():
+            if handle is not None:
+                handle.cancel()
+        self.running.clear()
+        self.held.clear()
+        self.started, self.exited, self.withdrawn = [], [], []
+        self.vanished = mode
+        self.parked = parked
+        self.ready.set()
+        return gone
 
     def shutdown(self, pb: Any) -> None:
         """The master's Shutdown: what runs is killed, what is held never starts (as the agent)."""
@@ -192,7 +218,10 @@ class SimAgent:
             try:
                 return await self._session(address, token, grpc, pb, rpc, welcomed)
             except grpc.aio.AioRpcError as e:
-                if self.welcomed or time.monotonic() > give_up_at:
+                if self.welcomed or time.monotonic() > give_up_at or self.no_retry:
+                    if not self.welcomed:
+                        self.stats.setdefault("failed_codes", {}).setdefault(e.code().name, 0)
+                        self.stats["failed_codes"][e.code().name] += 1
                     raise
                 self.stats["retries"] += 1
                 self.stats.setdefault("retry_codes", {}).setdefault(e.code().name, 0)
@@ -224,6 +253,9 @@ class SimAgent:
     async def _read(self, call: Any, pb: Any) -> None:
         while True:
             msg = await call.read()
+            if self.parked is not None:  # silent: read no more (the call stays open)
+                await self.parked.wait()
+                return
             if not isinstance(msg, pb.MasterMessage):
                 return
             kind = msg.WhichOneof("body")
@@ -235,6 +267,9 @@ class SimAgent:
     async def _write(self, call: Any, beat: float, pb: Any) -> None:
         next_beat = time.monotonic() + beat if beat > 0 else None
         while True:
+            if self.parked is not None:  # silent: write no more, not even a heartbeat
+                await self.parked.wait()
+                return
             if not self.ready.is_set():
                 delay = None if next_beat is None else max(0.0, next_beat - time.monotonic())
                 try:
@@ -243,6 +278,8 @@ class SimAgent:
                 except TimeoutError:
                     pass
             self.ready.clear()
+            if self.parked is not None:
+                continue
             if self.started or self.exited or self.withdrawn:
                 await asyncio.sleep(0)  # let the exits already due join this message
                 ev = pb.AgentEvents(started=self.started, exited=self.exited, withdrawn=self.withdrawn)
@@ -263,7 +300,8 @@ async def run_worker(a: argparse.Namespace) -> int:
     from pj.v1 import pj_pb2 as pb
     from pj.v1 import pj_pb2_grpc as rpc
 
-    stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None, "retries": 0}
+    stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None, "retries": 0,
+                             "buckets": {}}
     rng = random.Random(a.first)
     agents = [SimAgent(f"s{i:05d}", a.cores, stats, parse_duration(a.duration), rng, a.exit_code)
               for i in range(a.first, a.first + a.count)]
@@ -273,22 +311,70 @@ async def run_worker(a: argparse.Namespace) -> int:
         out.write(f"W {time.time():.6f}\n")
         out.flush()
 
+    for ag in agents:
+        ag.no_retry = a.no_retry
     failed = 0
     give_up_at = time.monotonic() + a.register_timeout
+
+    tasks: dict[str, asyncio.Task[None]] = {}
+    parked = asyncio.Event()  # silent vanished agents hold their connection open until the others end
+    live = [len(agents)]
 
     async def one(ag: SimAgent) -> None:
         nonlocal failed
         try:
             await ag.serve(a.address, a.token, grpc, pb, rpc, welcomed, give_up_at)
+        except asyncio.CancelledError:
+            if ag.vanished != "drop":
+                raise
         except Exception as e: # counted and reported, the swarm goes on
-            failed += 1
-            if failed <= 5:
-                print(f"E {ag.name}: {e!r}"[:300], file=sys.stderr, flush=True)
+            if not ag.vanished:  # a vanished agent's stream ends as it may
+                failed += 1
+                if failed <= 5:
+                    print(f"E {ag.name}: {e!r}"[:300], file=sys.stderr, flush=True)
+        finally:
+            if ag.vanished != "silent":
+                live[0] -= 1
+                if live[0] == 0:
+                    parked.set()
 
+    def vanish() -> None:
+        """SIGUSR1 from the driver: --vanish of this worker's agents vanish now."""
+        n = round(a.vanish * len(agents))
+        if n <= 0:
+            return
+        step = len(agents) / n
+        chosen = [agents[int(i * step)] for i in range(n)]
+        ran = held = running_on = 0
+        for ag in chosen:
+            r, h = ag.vanish(a.vanish_mode, parked)
+            ran, held, running_on = ran + r, held + h, running_on + (r > 0)
+            if a.vanish_mode == "drop":
+                tasks[ag.name].cancel()
+            else:
+                live[0] -= 1
+        if live[0] == 0:
+            parked.set()
+        out.write(f"V {time.time():.6f} {len(chosen)} {running_on} {ran} {held} "
+                  f"{','.join(ag.name for ag in chosen)}\n")
+        out.flush()
+
+    async def progress() -> None:
+        while True:
+            out.write(f"P {stats['exited']}\n")
+            out.flush()
+            await asyncio.sleep(0.1)
+
+    if a.vanish:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, vanish)
     async with asyncio.TaskGroup() as tg:
+        ticker = tg.create_task(progress()) if a.vanish else None
         for ag in agents:
-            tg.create_task(one(ag))
+            tasks[ag.name] = tg.create_task(one(ag))
             await asyncio.sleep(0)  # let connections start as they are made
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        if ticker is not None:
+            ticker.cancel()
     out.write("R " + json.dumps({**stats, "failed": failed}) + "\n")
     out.flush()
     return 0
@@ -321,6 +407,10 @@ class Worker:
     def __init__(self, cmd: list[str], log: Path) -> None:
         self.welcomes: list[float] = []
         self.result: dict[str, Any] | None = None
+        self.progress = 0  # tasks its agents ended so far (with --vanish)
+        self.vanished_names: list[str] = []
+        # (when, agents, those running a task, tasks they ran, tasks they held not started)
+        self.vanished: tuple[float, int, int, int, int] | None = None
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True,
                                   stdin=subprocess.DEVNULL)
         self.t = threading.Thread(target=self._read, daemon=True)
@@ -331,6 +421,12 @@ class Worker:
         for line in self.p.stdout:
             if line.startswith("W "):
                 self.welcomes.append(float(line[2:]))
+            elif line.startswith("P "):
+                self.progress = int(line[2:])
+            elif line.startswith("V "):
+                t, *n, names = line[2:].split()
+                self.vanished = (float(t), *map(int, n))  # type: ignore[assignment]
+                self.vanished_names = names.split(",")
             elif line.startswith("R "):
                 self.result = json.loads(line[2:])
 
@@ -343,7 +439,8 @@ def drive(a: argparse.Namespace) -> int:
     py = sys.executable
     # cProfile's own -m writes nothing: the master ends by os._exit (common/fastexit.py).
     prof = ["-c", PROFILED_MASTER, str(Path(a.master_profile).resolve())] if a.master_profile else ["-m", "pj.master"]
-    master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", "warning"],
+    hb = ["--heartbeat-timeout", f"{a.heartbeat_timeout:g}s"] if a.heartbeat_timeout else []
+    master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", "warning", *hb],
                               stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True)
     workers: list[Worker] = []
@@ -378,7 +475,9 @@ def drive(a: argparse.Namespace) -> int:
             workers.append(Worker([py, str(HERE), "--_worker", "--address", address, "--token", token,
                                    "--first", str(first), "--count", str(count), "--cores", str(a.cores),
                                    "--duration", a.duration, "--exit-code", str(a.exit_code),
-                                   "--register-timeout", str(a.register_timeout)], tmp / f"worker{k}.log"))
+                                   "--register-timeout", str(a.register_timeout),
+                                   *(["--no-retry"] if a.no_retry else []),
+                                   *vanish_args(a)], tmp / f"worker{k}.log"))
         deadline = time.monotonic() + a.register_timeout
         while sum(len(w.welcomes) for w in workers) < a.agents and time.monotonic() < deadline:
             if any(w.p.poll() is not None for w in workers):
@@ -396,8 +495,12 @@ def drive(a: argparse.Namespace) -> int:
                     raise RuntimeError(f"only {len(welcomes)} of {a.agents} agents registered "
                                        f"within {a.register_timeout} s")
                 t1 = time.time()
+                retries = a.retries if a.retries is not None else (1 if a.vanish else 0)
+                extra = {"retries": retries} if retries else {}
+                if a.vanish:
+                    threading.Thread(target=trigger_vanish, args=(a, workers, done), daemon=True).start()
                 for i in range(0, a.jobs, 10_000):
-                    c.submit([{"name": f"t{j}", "exec": "/bin/true", "cores": 1}
+                    c.submit([{"name": f"t{j}", "exec": "/bin/true", "cores": 1, **extra}
                               for j in range(i, min(a.jobs, i + 10_000))])
                 out["submit_s"] = round(time.time() - t1, 3)
                 states = c.wait(timeout=a.timeout)
@@ -420,6 +523,11 @@ def drive(a: argparse.Namespace) -> int:
             for k, v in r.get("retry_codes", {}).items():
                 codes[k] = codes.get(k, 0) + v
         out["retry_codes"] = codes
+        failed_codes: dict[str, int] = {}
+        for r in res:
+            for k, v in r.get("failed_codes", {}).items():
+                failed_codes[k] = failed_codes.get(k, 0) + v
+        out["failed_codes"] = failed_codes
         starts = [r["first_start"] for r in res if r["first_start"]]
         ends = [r["last_end"] for r in res if r["last_end"]]
         tasks = sum(r["exited"] for r in res)
@@ -428,8 +536,10 @@ def drive(a: argparse.Namespace) -> int:
             out["dispatch_s"] = round(max(ends) - min(starts), 3)
             out["tasks_per_s"] = round(tasks / (max(ends) - min(starts)), 1)
         problem = None
+        if a.vanish:
+            problem = storm_figures(out, res, workers, wd / "jobs.jsonl")
         if a.jobs:
-            problem = check_report(wd / "jobs.jsonl", a.jobs)
+            problem = check_report(wd / "jobs.jsonl", a.jobs) or problem
             if out["resources_nodes"] != a.agents:
                 problem = problem or f"Resources shows {out['resources_nodes']} nodes, expected {a.agents}"
             if out["agent_failures"]:
@@ -457,6 +567,63 @@ def drive(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def vanish_args(a: argparse.Namespace) -> list[str]:
+    return ["--vanish", str(a.vanish), "--vanish-mode", a.vanish_mode] if a.vanish else []
+
+
+def trigger_vanish(a: argparse.Namespace, workers: list[Worker], done: threading.Event) -> None:
+    """Once --vanish-at of the jobs have ended, tell every worker (SIGUSR1) to make its share vanish."""
+    goal = a.vanish_at * a.jobs
+    while not done.wait(0.02):
+        if sum(w.progress for w in workers) >= goal:
+            for w in workers:
+                w.p.send_signal(signal.SIGUSR1)
+            return
+
+
+def storm_figures(out: dict[str, Any], res: list[dict[str, Any]], workers: list[Worker], report: Path) -> str | None:
+    """What a --vanish storm did: when it struck, the tasks the vanished agents held, how long until
+    the master had queued them again (the last attempt ended by ``node lost``, jobs.jsonl) and until
+    they had run again, and the rate of the rest in the second before and after. A problem or None."""
+    marks = [w.vanished for w in workers if w.vanished is not None]
+    if not marks:
+        return "--vanish: no agent vanished (the jobs ended before --vanish-at?)"
+    tv = min(m[0] for m in marks)
+    out["vanished_agents"] = sum(m[1] for m in marks)
+    out["vanished_running_a_task"] = sum(m[2] for m in marks)
+    out["vanished_tasks_running"] = sum(m[3] for m in marks)
+    out["vanished_tasks_held"] = sum(m[4] for m in marks)
+    buckets: dict[int, int] = {}
+    for r in res:
+        for k, v in r.get("buckets", {}).items():
+            buckets[int(k)] = buckets.get(int(k), 0) + v
+    k0 = int(tv * 10)
+    out["rate_before"] = sum(buckets.get(k, 0) for k in range(k0 - 10, k0))
+    out["rate_after"] = sum(buckets.get(k, 0) for k in range(k0, k0 + 10))
+    busy = sorted(k for k in buckets if k >= k0)
+    gaps = [(b - a_) / 10 for a_, b in itertools.pairwise(busy)]
+    out["max_gap_after_s"] = max(gaps, default=0.0)
+    try:
+        rows = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
+    except (OSError, ValueError) as e:
+        return f"cannot read {report}: {e}"
+    lost = [(r, at) for r in rows if "job" not in r for at in r.get("attempts") or ()
+            if str(at.get("reason", "")).startswith("node lost")]
+    out["lost_nodes"] = len({n for _, at in lost for n in at["nodes"]})
+    out["requeued_lost"] = len(lost)
+    if lost:
+        out["requeue_s"] = round(max(at["ended"] for _, at in lost) - tv, 3)
+        out["requeue_spread_s"] = round(max(at["ended"] for _, at in lost) - min(at["ended"] for _, at in lost), 3)
+        out["rerun_s"] = round(max(max(r["times"].values()) for r, _ in lost) - tv, 3)
+    gone = {n for w in workers for n in w.vanished_names}
+    lost_nodes = {n for _, at in lost for n in at["nodes"]}
+    if lost_nodes - gone:
+        return f"nodes lost that did not vanish: {sorted(lost_nodes - gone)[:5]}"
+    if out["vanished_tasks_running"] and not lost:
+        return f"{out['vanished_tasks_running']} tasks ran on vanished agents, but jobs.jsonl shows no node lost"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/swarm", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1],
@@ -470,6 +637,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="every simulated task exits N (default 0; non-zero shows the check failing)")
     ap.add_argument("--register-timeout", type=float, default=120, metavar="S")
     ap.add_argument("--timeout", type=float, default=1800, metavar="S")
+    ap.add_argument("--no-retry", action="store_true",
+                    help="a stream that fails before the Welcome is not tried again (counted in failed_codes)")
+    ap.add_argument("--vanish", type=float, default=0.0, metavar="FRAC",
+                    help="a storm: this fraction of the agents vanish at once, their tasks with them")
+    ap.add_argument("--vanish-at", type=float, default=0.5, metavar="FRAC",
+                    help="... once this fraction of the jobs has ended (default 0.5)")
+    ap.add_argument("--vanish-mode", choices=("drop", "silent"), default="drop",
+                    help="drop: their streams are cut (a killed node); silent: the connection stays, "
+                         "nothing more is said (a hung node: only the heartbeat timeout finds it)")
+    ap.add_argument("--heartbeat-timeout", type=float, default=0.0, metavar="S",
+                    help="the master's --heartbeat-timeout (also its grace for a cut-off node)")
+    ap.add_argument("--retries", type=int, metavar="N",
+                    help="each job's retries (default 0; 1 with --vanish: a task on a lost node uses one)")
     ap.add_argument("--json", metavar="FILE", help="also write the result line there")
     ap.add_argument("--master-profile", metavar="FILE", help="run the master under cProfile, its stats to FILE")
     ap.add_argument("--tmp", metavar="DIR")
@@ -488,6 +668,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_worker(a))
     if a.agents < 1 or a.cores < 1 or a.jobs < 0 or a.procs < 1:
         ap.error("--agents, --cores, --procs must be >= 1 and --jobs >= 0")
+    if not 0 <= a.vanish < 1 or not 0 < a.vanish_at < 1:
+        ap.error("--vanish must be in [0, 1) and --vanish-at in (0, 1)")
+    if a.vanish and not a.jobs:
+        ap.error("--vanish needs --jobs > 0 (the storm strikes once --vanish-at of them ended)")
     return drive(a)
 
 

@@ -113,3 +113,36 @@ def test_a_multi_node_task_losing_a_second_node_is_stopped_on_its_first() -> Non
     out = core.step(agents.tick())
     assert out.cancels == {"n0": [tid]}
     assert tid not in core.running
+
+
+def test_a_storm_loses_many_nodes_in_one_pass_each_task_requeued_once() -> None:
+    """Four of eight nodes cut off at once (a storm) and not back within the grace: one pass finds
+    every task they held (nodeloss.on_nodes: one walk over the running tasks); each is queued
+    again once, a task spanning two lost nodes too (one retry used, one attempt kept), and the
+    invariants hold; the rest run where they are."""
+    core = Core(now=0.0, campaign="c")
+    core.recon.grace = 5.0
+    for i in range(8):
+        core.node_joined(NodeInfo(f"n{i}", 2, ()), 0.0)
+    core.submit([spec("wide", cores=2, nodes=2, retries=1)] +
+                [spec(f"j{i}", cores=1, retries=1) for i in range(12)], 0.0)
+    core.step(1.0)
+    for tid in list(core.running):
+        core.task_started(tid, 1.0)
+    wide = next(t for t in core.running.values() if t.job.name == "wide")
+    lost_nodes = {s.node for s in wide.allocation} | {"n5", "n7"}
+    assert len(lost_nodes) == 4
+    held = {t.job.name for t in core.running.values() if any(s.node in lost_nodes for s in t.allocation)}
+    for name in sorted(lost_nodes):
+        core.node_disconnected(name, 2.0)
+    out = core.step(7.0)
+    core.check()
+    assert sum("did not come back" in n for n in out.notices) == 4
+    for name in held:
+        job = core.registry.jobs[name]
+        assert job.retried == {None: 1} and len(job.attempts[None]) == 1, name  # type: ignore[index]
+        assert job.attempts[None][0].reason.startswith("node lost")  # type: ignore[index]
+    kept = {t.job.name for t in core.running.values()}
+    assert not held & kept and len(kept) == 13 - len(held)
+    assert all(s.node not in lost_nodes for t in core.running.values() for s in t.allocation)
+    assert core.pool.total_cores == 8
