@@ -28,6 +28,12 @@ class SubmitError(ValueError):
     """A submission the core refuses (names a job and a field); nothing of it was kept."""
 
 
+# A pass places at most this many tasks; the next pass (asked for at once: Outbox.wake_at) goes on.
+# A million queued jobs on a million free cores are launched, journaled and reported in slices, so
+# the agents' reports are read between them and the master never holds a million launches at once.
+PASS_PLACE_MAX = 20_000
+
+
 @dataclass
 class Outbox:
     launches: dict[str, list[TaskLaunch]] = field(default_factory=dict)
@@ -527,12 +533,14 @@ class Core:
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
+            placed = self.outbox.placed
             self.queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
-                                lambda: pool.free_cores > 0, now)
+                                lambda: pool.free_cores > 0 and len(placed) < PASS_PLACE_MAX, now)
         stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
         out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0
-        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]
+        more = now if len(out.placed) >= PASS_PLACE_MAX else None  # the rest in the next pass, at once
+        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake, more) if w is not None]
         out.wake_at = min(wakes, default=None)
         return out
 

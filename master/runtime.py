@@ -260,6 +260,8 @@ class Dispatcher:
                 await asyncio.sleep(self.stall.retry_s)  # paused: no pass until it is written
             elif wake_at is None:
                 await self._wake.wait()
+            elif wake_at <= self.now():
+                await asyncio.sleep(0)  # a pass at once (the last one placed its most): others first
             else:
                 try:
                     await asyncio.wait_for(self._wake.wait(), max(0.0, wake_at - self.now()))

@@ -535,3 +535,17 @@ def test_master_modules_import_each_other_in_no_circle() -> None:
                 elif nxt not in path:
                     stack.append((nxt, [*path, nxt]))
     assert circles == []
+
+
+def test_a_pass_places_at_most_pass_place_max_and_asks_for_the_next_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 3)
+    r = Run(cores=10)
+    r.submit(*(spec(f"j{i}") for i in range(7)))
+    got = []
+    for _ in range(3):
+        now = r.tick()
+        out = r.core.step(now)
+        got.append(([t.job.name for t in out.placed], out.wake_at == now))
+    assert got == [(["j0", "j1", "j2"], True), (["j3", "j4", "j5"], True), (["j6"], False)]
