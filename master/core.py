@@ -532,7 +532,9 @@ class Core:
             self._wait_over(now)
         reconcile.due(self, now)
         pool, sb = self.pool, self.standbys
-        if self.queue.queues and pool.free_cores > 0:
+        # a pass places nothing while too little launch room is left: no string of tiny passes, one per report
+        if self.queue.queues and pool.free_cores > 0 and (
+                LAUNCHED_MAX - self.task_counts[State.SCHEDULED] >= PASS_PLACE_MAX // 4):
             place: Place = (  # with prefetch, what is placed on free cores may get standbys behind it
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))

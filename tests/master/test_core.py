@@ -566,3 +566,18 @@ def test_no_more_is_placed_while_launched_max_tasks_have_not_started(monkeypatch
     assert r.core.step(r.tick()).placed == []
     r.core.task_started(out.placed[0].id, r.tick())
     assert [t.job.name for t in r.core.step(r.tick()).placed] == ["j4"]
+
+
+def test_launch_room_is_used_in_slices_not_one_task_per_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 8)
+    monkeypatch.setattr(core_module, "LAUNCHED_MAX", 10)
+    r = Run(cores=30)
+    r.submit(*(spec(f"j{i}") for i in range(20)))
+    first = r.core.step(r.tick()).placed
+    assert len(first) == 8 and len(r.core.step(r.tick()).placed) == 2  # 10 launched, none started
+    r.core.task_started(first[0].id, r.tick())
+    assert r.core.step(r.tick()).placed == []  # room for 1 only: wait for more reports
+    r.core.task_started(first[1].id, r.tick())
+    assert len(r.core.step(r.tick()).placed) == 2
