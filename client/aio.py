@@ -220,9 +220,16 @@ class AsyncClient(calls.Endpoint):
     # ------------------------------------------------------------ the PilotJob service
 
     async def submit(self, jobs: Jobs, base_dir: str | os.PathLike[str] | None = None) -> builtins.list[str]:
-        """Submit jobs atomically (all or none); return their names in order (see Client.submit)."""
-        request = calls.submit_request(jobs, base_dir, stacklevel=2)
-        return calls.submitted(await self._call("Submit", request)) if request is not None else []
+        """Submit jobs; return their names in order (see Client.submit: more than 50,000 go in parts)."""
+        kept: builtins.list[str] = []
+        requests = calls.submit_requests(jobs, base_dir, stacklevel=2)
+        total = sum(len(r.jobs) for r in requests)
+        for request in requests:
+            try:
+                kept.extend(calls.submitted(await self._call("Submit", request)))
+            except PJError as e:
+                raise calls.chunk_refused(e, kept, total, len(request.jobs)) from None
+        return kept
 
     async def status(self) -> Status:
         """Counts of jobs and tasks per state, resources in use, whether the master is finishing."""

@@ -48,6 +48,7 @@ from . import allocs, calls, convert, redial
 from .allocs import AllocList
 from .calls import CHANNEL_OPTIONS as CHANNEL_OPTIONS  # shared with AsyncClient, named here too
 from .calls import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES
+from .calls import SUBMIT_CHUNK_JOBS as SUBMIT_CHUNK_JOBS
 from .calls import JobFileWarning, Jobs, Names
 from .calls import JobLike as JobLike
 from .calls import to_specs as to_specs
@@ -233,14 +234,27 @@ class Client(calls.Endpoint):
     # ------------------------------------------------------------ the PilotJob service
 
     def submit(self, jobs: Jobs, base_dir: str | os.PathLike[str] | None = None) -> builtins.list[str]:
-        """Submit jobs atomically (all or none); return their names in order.
+        """Submit jobs; return their names in order.
 
         ``jobs``: a list of ``pj_pb2.JobSpec`` and native-format dicts, or the path of a job file
         (native or QCG-PilotJob). Relative paths in the jobs are resolved by the master against
         ``base_dir`` (default: the current directory). Parser remarks are issued as JobFileWarning.
+
+        Every job is checked here first: a bad one refuses them all. Up to ``SUBMIT_CHUNK_JOBS``
+        (50,000) jobs go in one Submit, taken atomically (all or none). More go in parts of that
+        size, in order (a job never before one it waits for), each atomic: if a part is refused,
+        the error's ``kept`` names the jobs of the parts before it, which the master keeps and
+        runs, and no later part is sent.
         """
-        request = calls.submit_request(jobs, base_dir, stacklevel=2)
-        return calls.submitted(self._call("Submit", request)) if request is not None else []
+        kept: builtins.list[str] = []
+        requests = calls.submit_requests(jobs, base_dir, stacklevel=2)
+        total = sum(len(r.jobs) for r in requests)
+        for request in requests:
+            try:
+                kept.extend(calls.submitted(self._call("Submit", request)))
+            except PJError as e:
+                raise calls.chunk_refused(e, kept, total, len(request.jobs)) from None
+        return kept
 
     def status(self) -> Status:
         """Counts of jobs and tasks per state, resources in use, whether the master is finishing."""

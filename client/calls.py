@@ -9,7 +9,7 @@ import builtins
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -173,13 +173,83 @@ def submit_request(
 ) -> pj_pb2.SubmitRequest | None:
     """The Submit for ``jobs`` (None: nothing to submit). The parser's remarks are issued as
     JobFileWarning, ``stacklevel`` frames up from the caller (the user's line)."""
+    requests = submit_requests(jobs, base_dir, stacklevel + 1, chunk=0)
+    return requests[0] if requests else None
+
+
+# A Submit bigger than this many jobs goes as several (``submit_requests``): each is parsed,
+# checked and journaled by the master in one go, during which it serves nothing else, and each
+# must fit one gRPC message (MAX_MESSAGE_BYTES).
+SUBMIT_CHUNK_JOBS = 50_000
+SUBMIT_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
+
+
+def submit_requests(
+    jobs: Jobs, base_dir: str | os.PathLike[str] | None, stacklevel: int, chunk: int | None = None
+) -> builtins.list[pj_pb2.SubmitRequest]:
+    """The Submits for ``jobs``, in order, each of about ``chunk`` jobs (None: SUBMIT_CHUNK_JOBS; 0:
+    one Submit) and at most
+    SUBMIT_CHUNK_BYTES; [] for no jobs. Every job is converted and checked here first, so a bad one
+    refuses the whole list before anything is sent. A job is never in an earlier Submit than a job
+    of this list it waits for (``after``), so each Submit is valid once those before it are in."""
     specs, remarks = to_specs(jobs)
     for remark in remarks:
         warnings.warn(remark, JobFileWarning, stacklevel=stacklevel + 1)
     if not specs:
-        return None
+        return []
     base = os.fspath(Path(base_dir).absolute()) if base_dir is not None else os.getcwd()
-    return pj_pb2.SubmitRequest(jobs=specs, base_dir=base)
+    if chunk is None:
+        chunk = SUBMIT_CHUNK_JOBS
+    return _parts(specs, base, chunk or len(specs))
+
+
+def _parts(specs: Sequence[pj_pb2.JobSpec], base: str, chunk: int) -> builtins.list[pj_pb2.SubmitRequest]:
+    out = []
+    for a, b in chunk_bounds(specs, chunk) if len(specs) > chunk else [(0, len(specs))]:
+        request = pj_pb2.SubmitRequest(jobs=specs[a:b], base_dir=base)
+        if request.ByteSize() > SUBMIT_CHUNK_BYTES and b - a > 1:  # big jobs: fewer per Submit
+            out.extend(_parts(specs[a:b], base, max(1, (b - a) // 4)))
+        else:
+            out.append(request)
+    return out
+
+
+def chunk_bounds(specs: Sequence[pj_pb2.JobSpec], chunk: int) -> Iterator[tuple[int, int]]:
+    """[a, b) slices of ``specs`` of ``chunk`` jobs, made longer where a job waits (``after``) for a
+    later one: a slice never ends between a job and a later job it waits for."""
+    n = len(specs)
+    reach = [-1] * n  # reach[i]: the last position that job i waits for (-1: none, or outside)
+    where: dict[str, int] | None = None
+    for i, spec in enumerate(specs):
+        if spec.after:
+            if where is None:
+                where = {s.name: k for k, s in enumerate(specs)}
+            reach[i] = max((where.get(e.partition(":")[0], -1) for e in spec.after), default=-1)
+    a = 0
+    far = -1  # the furthest position waited for by a job of the slice so far
+    for i in range(n):
+        far = max(far, reach[i])
+        if i + 1 - a >= chunk and far <= i:
+            yield a, i + 1
+            a = i + 1
+    if a < n:
+        yield a, n
+
+
+def chunk_refused(e: PJError, kept: builtins.list[str], total: int, refused: int) -> PJError:
+    """The error for the part of a submit after ``kept`` (the names of the parts before it, which
+    the master took and keeps): the same kind as ``e``, saying what was kept; ``.kept`` lists them."""
+    if not kept:
+        return e
+    unsure = isinstance(e, PJTimeout | MasterUnreachable)  # the master may have taken this part
+    fate = "got no answer (ask Info whether they were taken)" if unsure else "were refused"
+    err = type(e)(
+        f"{e} [jobs {len(kept) + 1}-{len(kept) + refused} of {total} {fate}, the later ones were "
+        f"not sent; the first {len(kept)} ({kept[0]} ... {kept[-1]}) were submitted before them "
+        "and are kept: submit only the others again]"
+    )
+    err.kept = kept
+    return err
 
 
 def submitted(reply: pj_pb2.SubmitReply) -> builtins.list[str]:

@@ -9,7 +9,12 @@ if TYPE_CHECKING:  # grpc is loaded by the api module; the CLI may set GRPC_VERB
 
 
 class PJError(Exception):
-    """Base of every error the client raises about the master or the jobs."""
+    """Base of every error the client raises about the master or the jobs.
+
+    ``kept``: for a ``submit`` of more jobs than go in one Submit (sent in parts), the names of
+    the jobs in the parts before the one that failed: the master took them and runs them."""
+
+    kept: tuple[str, ...] | list[str] = ()
 
 
 class MasterNotFound(PJError):

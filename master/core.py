@@ -28,6 +28,16 @@ class SubmitError(ValueError):
     """A submission the core refuses (names a job and a field); nothing of it was kept."""
 
 
+# A pass places at most this many tasks; the next pass (asked for at once: Outbox.wake_at) goes on.
+# A million queued jobs on a million free cores are launched, journaled and reported in slices, so
+# the agents' reports are read between them and the master never holds a million launches at once.
+PASS_PLACE_MAX = 20_000
+# No pass places more while this many tasks are launched and not yet reported started (SCHEDULED):
+# the agents' reports (each pokes a pass) pace the launches, so the master's loop, which also
+# reads those reports, is never buried under launches it placed faster than they go out.
+LAUNCHED_MAX = 50_000
+
+
 @dataclass
 class Outbox:
     launches: dict[str, list[TaskLaunch]] = field(default_factory=dict)
@@ -547,17 +557,23 @@ class Core:
             self._wait_over(now)
         reconcile.due(self, now)
         pool, sb = self.pool, self.standbys
-        if self.queue.queues and pool.free_cores > 0:
+        # a pass places nothing while too little launch room is left: no string of tiny passes, one per report
+        if self.queue.queues and pool.free_cores > 0 and (
+                LAUNCHED_MAX - self.task_counts[State.SCHEDULED] >= PASS_PLACE_MAX // 4):
             place: Place = (  # with prefetch, what is placed on free cores may get standbys behind it
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
+            placed, counts = self.outbox.placed, self.task_counts
             self.queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
-                                lambda: pool.free_cores > 0, now)
+                                lambda: (pool.free_cores > 0 and len(placed) < PASS_PLACE_MAX
+                                         and counts[State.SCHEDULED] < LAUNCHED_MAX), now)
         stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
         out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0
-        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake) if w is not None]
+        # the rest in the next pass: at once, or (too many launched, not yet started) when agents report
+        more = now if len(out.placed) >= PASS_PLACE_MAX and self.task_counts[State.SCHEDULED] < LAUNCHED_MAX else None
+        wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake, more) if w is not None]
         out.wake_at = min(wakes, default=None)
         return out
 

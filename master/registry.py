@@ -41,6 +41,16 @@ def _stamp(state: State, now: float) -> tuple[State, float]:
     return entry
 
 
+_queued_at: list[tuple[tuple[State, float]]] = []
+
+
+def _queued(now: float) -> tuple[tuple[State, float]]:
+    """A new job's history, one tuple for every job queued at ``now`` (a Submit's batch)."""
+    if not _queued_at or _queued_at[0][0][1] != now:
+        _queued_at[:] = [(_stamp(State.QUEUED, now),)]
+    return _queued_at[0]
+
+
 class Task:
     """One run of a job: the job itself, or one of its iterations."""
 
@@ -126,7 +136,8 @@ class Job:
         self.spec = spec
         self.seq = seq
         self.state = State.QUEUED
-        self.history: list[tuple[State, float]] | tuple[tuple[State, float], ...] = [_stamp(State.QUEUED, now)]
+        # a tuple shared by the jobs of a Submit (``_to`` makes a list of it on the first change)
+        self.history: list[tuple[State, float]] | tuple[tuple[State, float], ...] = _queued(now)
         self.reason = ""
         it = spec.iterations
         self.total = it.count if it is not None else 1

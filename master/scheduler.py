@@ -154,6 +154,8 @@ class ReadyQueue:
                     q.popleft()
                 place(job, it, allocation)
                 placed += 1
+                if not room():
+                    break  # the outer loop ends too
                 if q and heap and q[0][0] > heap[0][0]:
                     heapq.heappush(heap, (q[0][0], shape))  # an older shape's turn
                     break

@@ -30,7 +30,7 @@ from .core import SubmitError
 from .model import State
 from .reconcile import WrongCampaign
 from .registry import Job
-from .runtime import TRIM_AFTER_JOBS, AgentConn, Dispatcher
+from .runtime import AgentConn, Dispatcher
 from .watchhub import Watcher, WatchHub
 from .writefault import WRITE_ERRORS
 
@@ -114,9 +114,7 @@ class PilotJobService(rpc.PilotJobServicer):
                             error=wf.cause(e), jobs=len(specs))
                 await context.abort(getattr(grpc.StatusCode, wf.status_name(e)), wf.refusal(jour.path, e))
         names = core.submit(specs, now, checked=True)  # nothing ran between the check and here
-        if len(names) >= TRIM_AFTER_JOBS:
-            self.m.trim_soon()
-        self.m.poke()
+        self.m.submitted(len(names))
         log.info("submitted", jobs=len(names))
         return pb.SubmitReply(names=names)
 

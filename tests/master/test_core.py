@@ -536,3 +536,49 @@ def test_master_modules_import_each_other_in_no_circle() -> None:
                 elif nxt not in path:
                     stack.append((nxt, [*path, nxt]))
     assert circles == []
+
+
+def test_a_pass_places_at_most_pass_place_max_and_asks_for_the_next_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 3)
+    r = Run(cores=10)
+    r.submit(*(spec(f"j{i}") for i in range(7)))
+    got = []
+    for _ in range(3):
+        now = r.tick()
+        out = r.core.step(now)
+        got.append(([t.job.name for t in out.placed], out.wake_at == now))
+    assert got == [(["j0", "j1", "j2"], True), (["j3", "j4", "j5"], True), (["j6"], False)]
+
+
+def test_no_more_is_placed_while_launched_max_tasks_have_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 3)
+    monkeypatch.setattr(core_module, "LAUNCHED_MAX", 4)
+    r = Run(cores=10)
+    r.submit(*(spec(f"j{i}") for i in range(7)))
+    now = r.tick()
+    out = r.core.step(now)
+    assert [t.job.name for t in out.placed] == ["j0", "j1", "j2"] and out.wake_at == now
+    out = r.core.step(r.tick())  # 4 launched, none started: no wake, wait for the reports
+    assert [t.job.name for t in out.placed] == ["j3"] and out.wake_at is None
+    assert r.core.step(r.tick()).placed == []
+    r.core.task_started(out.placed[0].id, r.tick())
+    assert [t.job.name for t in r.core.step(r.tick()).placed] == ["j4"]
+
+
+def test_launch_room_is_used_in_slices_not_one_task_per_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 8)
+    monkeypatch.setattr(core_module, "LAUNCHED_MAX", 10)
+    r = Run(cores=30)
+    r.submit(*(spec(f"j{i}") for i in range(20)))
+    first = r.core.step(r.tick()).placed
+    assert len(first) == 8 and len(r.core.step(r.tick()).placed) == 2  # 10 launched, none started
+    r.core.task_started(first[0].id, r.tick())
+    assert r.core.step(r.tick()).placed == []  # room for 1 only: wait for more reports
+    r.core.task_started(first[1].id, r.tick())
+    assert len(r.core.step(r.tick()).placed) == 2

@@ -1,0 +1,74 @@
+"""A Client.submit of more jobs than go in one Submit: sent in parts, against a real master."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pj.client import InvalidJobError, calls
+from pj.v1 import pj_pb2
+
+
+def job(name: str, after: list[str] | None = None) -> dict[str, Any]:
+    j: dict[str, Any] = {"name": name, "exec": "/bin/true"}
+    if after:
+        j["after"] = after
+    return j
+
+
+def test_a_big_submit_goes_in_parts_and_gives_every_name_in_order(cluster_factory: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "SUBMIT_CHUNK_JOBS", 3)
+    sent: list[int] = []
+    real = calls.submit_requests
+
+    def counting(*a: Any, **k: Any) -> list[pj_pb2.SubmitRequest]:
+        out = real(*a, **k)
+        sent.extend(len(r.jobs) for r in out)
+        return out
+
+    monkeypatch.setattr(calls, "submit_requests", counting)
+    c = cluster_factory(nodes=1, cores=2)
+    # j1 waits for j4 (a later part, were the parts cut every 3 jobs): j1..j4 travel together
+    jobs = [job("j0"), job("j1", ["j4"]), job("j2"), job("j3"), job("j4"), *(job(f"j{i}") for i in range(5, 11))]
+    with c.client() as pj:
+        names = pj.submit(jobs)
+        assert names == [f"j{i}" for i in range(11)]
+        assert sent == [5, 3, 3]
+        assert set(pj.wait(timeout=60).values()) == {"SUCCEED"}
+        assert sorted(j.name for j in pj.list()) == sorted(names)
+
+
+def test_a_refused_part_says_which_jobs_were_kept(cluster_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "SUBMIT_CHUNK_JOBS", 2)
+    c = cluster_factory(nodes=1, cores=2)
+    with c.client() as pj:
+        pj.submit([job("old")])
+        # the client cannot know "old" exists: the master refuses the third part (b4, old)
+        with pytest.raises(InvalidJobError) as e:
+            pj.submit([job(f"b{i}") for i in range(5)] + [job("old"), job("b6")])
+        assert e.value.kept == ["b0", "b1", "b2", "b3"]
+        msg = str(e.value)
+        assert "'old'" in msg and "jobs 5-6 of 7 were refused" in msg and "are kept" in msg
+        assert sorted(j.name for j in pj.list()) == ["b0", "b1", "b2", "b3", "old"]
+
+
+def test_a_bad_job_refuses_every_part_before_any_is_sent(cluster_factory: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "SUBMIT_CHUNK_JOBS", 2)
+    c = cluster_factory(nodes=1, cores=2)
+    with c.client() as pj:
+        with pytest.raises(InvalidJobError, match="cores") as e:
+            pj.submit([job("a"), job("b"), job("c"), {"name": "d", "exec": "/bin/true", "cores": "many"}])
+        assert e.value.kept == ()
+        assert list(pj.list()) == []
+
+
+def test_parts_are_cut_by_size_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calls, "SUBMIT_CHUNK_BYTES", 1000)
+    big = [{"name": f"x{i}", "exec": "/bin/true", "args": ["a" * 300]} for i in range(8)]
+    parts = calls.submit_requests(big, "/", 1, chunk=8)
+    assert [len(p.jobs) for p in parts] == [2, 2, 2, 2]
+    assert all(p.ByteSize() <= 1000 for p in parts)
+    assert [j.name for p in parts for j in p.jobs] == [f"x{i}" for i in range(8)]
