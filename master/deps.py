@@ -97,7 +97,9 @@ def job_ended(core: Core, job: Job, now: float) -> None:
         if waiter.final or waiter.spec.iterations is None:
             continue
         for it in range(waiter.spec.iterations.start, waiter.spec.iterations.stop):
-            if not job.has_task(it):  # never ran: it will never succeed
+            # Not ended SUCCEED (never ran, or a failed attempt whose retry the job's end cancelled):
+            # it never will. One that ended is already told (iteration_met ignores it again).
+            if job.ended_state(it) != State.SUCCEED:
                 iteration_met(core, waiter, it, False, now)
     for it, ws in w.on_iteration.pop(job.name, {}).items():
         it_ok = job.ended_state(it) == State.SUCCEED

@@ -582,3 +582,24 @@ def test_launch_room_is_used_in_slices_not_one_task_per_report(monkeypatch: pyte
     assert r.core.step(r.tick()).placed == []  # room for 1 only: wait for more reports
     r.core.task_started(first[1].id, r.tick())
     assert len(r.core.step(r.tick()).placed) == 2
+
+
+def test_per_iteration_waiter_of_a_job_cancelled_with_retries_pending_ends() -> None:
+    # sim:0 and sim:1 failed and wait for their retry when sim is cancelled while sim:2 still runs;
+    # post, waiting per iteration on sim, must not stay QUEUED once sim ends CANCELED (found by the
+    # core machine's liveness check: the failed attempts counted as 'has a task' and were skipped).
+    r = Run(cores=3)
+    r.submit(spec("sim", it=4, retries=1))
+    assert len(r.step()) == 3
+    by_it = {launch.env["PJ_ITERATION"]: tid for tid, launch in r.running.items()}
+    for it in ("0", "1"):
+        r.core.task_exited(by_it[it], 1, "", r.tick())
+        del r.running[by_it[it]]
+    r.core.cancel(["sim"], r.tick())
+    r.submit(spec("post", it=2, after=("sim:${it}",)))
+    assert r.state("sim") != State.CANCELED  # sim:2 still runs
+    r.run_to_end()
+    assert r.state("sim") == State.CANCELED
+    post = r.core.registry.get("post")
+    assert post is not None and post.final
+    assert [post.tasks[i].state for i in (0, 1)] == [State.OMITTED, State.OMITTED]
