@@ -105,12 +105,16 @@ def test_hostile_submits_are_refused_and_leave_nothing(cluster_factory: Any) -> 
         nothing_kept()
 
     with c.client() as cl:
-        # The client's own send limit: turned into an error a user can act on.
-        huge = [J(f"j{i}", args=["a" * (1 << 20)]) for i in range(MESSAGE_BYTES_MAX // (1 << 20) + 1)]
-        with pytest.raises(InvalidJobError, match=r"the submission is larger than 64 MB; split it"):
-            cl.submit(huge)
+        # One job over the per-job limit: the client refuses it, naming the job and the field.
+        with pytest.raises(InvalidJobError, match=r"job 'j0': field 'args'"):
+            cl.submit([J("j0", args=["a" * (1 << 20)])])
         assert cl.status().jobs_total == 0
+        # More than the master takes in one message, every job within its limits: the client sends
+        # it in parts (calls.submit_requests) and every job is kept and runs.
+        big = [J(f"b{i}", args=["a" * 100_000] * 10) for i in range(MESSAGE_BYTES_MAX // 1_000_000 + 2)]
+        assert cl.submit(big) == [j.name for j in big]
+        assert set(cl.wait([j.name for j in big], timeout=60).values()) == {"SUCCEED"}
         # Still serving, and still running jobs.
         assert cl.submit([J("fine", exec="/bin/echo", args=["hi"])]) == ["fine"]
         assert cl.wait("fine", timeout=20) == {"fine": "SUCCEED"}
-        assert cl.status().jobs_total == 1
+        assert cl.status().jobs_total == len(big) + 1
