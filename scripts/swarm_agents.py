@@ -499,7 +499,7 @@ def drive(a: argparse.Namespace) -> int:
             first, count = k * per, min(per, a.agents - k * per)
             if count <= 0:
                 break
-            workers.append(Worker([py, str(HERE), "--_worker", "--address", address, "--token", token,
+            workers.append(Worker([py, str(HERE), "--_worker", "--address", address, f"--token={token}",
                                    "--first", str(first), "--count", str(count), "--cores", str(a.cores),
                                    "--duration", a.duration, "--exit-code", str(a.exit_code),
                                    "--register-timeout", str(a.register_timeout),
