@@ -62,6 +62,65 @@ p.enable()
 sys.exit(mm.main())
 """
 
+# --master-probe: the master as it is, watched from inside (a diagnosis, not a benchmark): how late
+# its loop runs (a 0.1 s timer) and how late it reads each heartbeat (now - Heartbeat.time: one
+# host, one clock), per second, and every stall the heartbeat watch credited. Its Connect handler's
+# read loop is AgentLinkService._read, copied here with the measure added.
+PROBED_MASTER = """
+import asyncio, json, sys, time
+import pj.master.main as mm
+from pj.master import runtime, service
+out = sys.argv.pop(1)
+sys.argv[0] = "pj-master"
+lag, late, credits = {}, {}, []
+def peak(d, v):
+    k = int(time.time())
+    d[k] = max(d.get(k, 0.0), v)
+async def read(self, conn, context):
+    m = self.m
+    while True:
+        msg = await context.read()
+        if msg is service._EOF:
+            conn.goodbye = True
+            return
+        kind = msg.WhichOneof("body")
+        if kind == "heartbeat":
+            peak(late, time.time() - msg.heartbeat.time)
+            m.read_lag.heard(conn.node, msg.heartbeat.time, time.time())
+        elif kind == "events":
+            ev = msg.events
+            m.agent_reports(conn.node, [(s.task_id, s.time) for s in ev.started],
+                            [(e.task_id, e.exit_code, service.clip(e.error), e.time, service.convert.usage_from_pb(e),
+                              service.clip(e.stderr_tail)) for e in ev.exited], ev.withdrawn)
+        conn.last_seen = time.monotonic()
+service.AgentLinkService._read = read
+async def probe():
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.1
+        await asyncio.sleep(0.1)
+        peak(lag, loop.time() - due)
+watch = runtime.Dispatcher.watch_agents
+async def watch_agents(self):
+    async with asyncio.TaskGroup() as tg:
+        t = tg.create_task(probe())
+        await watch(self)
+        t.cancel()
+runtime.Dispatcher.watch_agents = watch_agents
+credit = runtime.Dispatcher.credit_stall
+def credit_stall(self, late_s, now):
+    credits.append((round(time.time(), 3), round(late_s, 3)))
+    credit(self, late_s, now)
+runtime.Dispatcher.credit_stall = credit_stall
+fast = mm.exit_now
+def exit_now(code):
+    with open(out, "w") as f:
+        json.dump({"loop_lag": lag, "hb_read_late": late, "credits": credits}, f)
+    fast(code)
+mm.exit_now = exit_now
+sys.exit(mm.main())
+"""
+
 
 def parse_duration(text: str) -> tuple[str, float, float]:
     """'0', 'fixed:S' or 'lognormal:MU,SIGMA' -> (kind, a, b)."""
@@ -380,14 +439,21 @@ class SimAgent:
                 self._remember(self.exited)  # counted as sent before the write (agent/link.py)
                 self.started, self.exited, self.withdrawn = [], [], []
                 self._sent(beat=False)  # when the write began: a late loop may finish it late
-                await call.write(pb.AgentMessage(events=ev))
+                await self._timed_write(call, pb.AgentMessage(events=ev))
             elif self.closing:
                 await call.done_writing()
                 return
             if next_beat is not None and time.monotonic() >= next_beat:
                 self._sent(beat=True)
-                await call.write(pb.AgentMessage(heartbeat=pb.Heartbeat(time=time.time())))
+                await self._timed_write(call, pb.AgentMessage(heartbeat=pb.Heartbeat(time=time.time())))
                 next_beat = time.monotonic() + beat
+
+    async def _timed_write(self, call: Any, msg: Any) -> None:
+        """A write, and the longest any took (``write_max_s``): a write blocked by flow control or
+        by a starved transport shows here, not as a gap between the writes' starts."""
+        t = time.monotonic()
+        await call.write(msg)
+        gap(self.stats, "write_max_s", t, time.monotonic())
 
     def _sent(self, beat: bool) -> None:
         """A message went out: the longest gaps between heartbeats and between messages (stats)."""
@@ -423,6 +489,7 @@ async def run_worker(a: argparse.Namespace) -> int:
 
     stats: dict[str, Any] = {"started": 0, "exited": 0, "first_start": None, "last_end": None, "retries": 0,
                              "buckets": {}, "hb_max_gap_s": 0.0, "send_max_gap_s": 0.0, "loop_lag_max_s": 0.0,
+                             "write_max_s": 0.0,
                              "loop_lags_over_1s": 0, "buckets_cut": {}, "rejoin_running": 0, "rejoin_ended": 0}
     rng = random.Random(a.first)
     agents = [SimAgent(f"s{i:05d}", a.cores, stats, parse_duration(a.duration), rng, a.exit_code)
@@ -644,6 +711,8 @@ def drive(a: argparse.Namespace) -> int:
     py = sys.executable
     # cProfile's own -m writes nothing: the master ends by os._exit (common/fastexit.py).
     prof = ["-c", PROFILED_MASTER, str(Path(a.master_profile).resolve())] if a.master_profile else ["-m", "pj.master"]
+    if a.master_probe:
+        prof = ["-c", PROBED_MASTER, str(Path(a.master_probe).resolve())]
     hb = ["--heartbeat-timeout", f"{a.heartbeat_timeout:g}s"] if a.heartbeat_timeout else []
     master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", "warning", *hb],
                               stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
@@ -745,6 +814,8 @@ def drive(a: argparse.Namespace) -> int:
             out["tasks_per_s"] = round(tasks / (max(ends) - min(starts)), 1)
         problem = None
         out["workers_late"] = [lateness(r, t0) for r in res]
+        if a.master_probe:
+            out["master_probe"] = probe_summary(Path(a.master_probe), t0)
         gone = {n for w in workers for n in w.vanished_names}
         losses = master_losses(tmp / "master.log", gone)
         del losses["names"]
@@ -808,11 +879,29 @@ def master_losses(log: Path, gone: set[str]) -> dict[str, Any]:
             "declared_lost": len(lost), "false_lost": len(lost - gone), "names": silent | lost}
 
 
+def probe_summary(path: Path, t0: float) -> dict[str, Any]:
+    """--master-probe's file in short: the master loop's largest lag, the latest it read a heartbeat
+    (each with when: seconds after the workers started) and the stalls its watch credited."""
+    try:
+        p = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+    out: dict[str, Any] = {}
+    for key in ("loop_lag", "hb_read_late"):
+        series = {int(k): v for k, v in p[key].items()}
+        if series:
+            at = max(series, key=series.__getitem__)
+            out[key + "_max_s"], out[key + "_max_at"] = round(series[at], 3), round(at - t0)
+    out["credited"] = len(p["credits"])
+    out["credited_s"] = round(sum(c[1] for c in p["credits"]), 3)
+    return out
+
+
 def lateness(r: dict[str, Any], t0: float) -> dict[str, Any]:
     """One worker's lateness: its agents' longest gap between heartbeats and between messages sent,
     its event loop's longest lag, each with when it ended (``_at``: seconds after the workers started)."""
     out: dict[str, Any] = {}
-    for k in ("hb_max_gap_s", "send_max_gap_s", "loop_lag_max_s"):
+    for k in ("hb_max_gap_s", "send_max_gap_s", "write_max_s", "loop_lag_max_s"):
         out[k] = round(r.get(k, 0.0), 3)
         if k + "_at" in r:
             out[k + "_at"] = round(r[k + "_at"] - t0, 3)
@@ -973,6 +1062,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="each job's retries (default 0; 1 with --vanish: a task on a lost node uses one)")
     ap.add_argument("--json", metavar="FILE", help="also write the result line there")
     ap.add_argument("--master-profile", metavar="FILE", help="run the master under cProfile, its stats to FILE")
+    ap.add_argument("--master-probe", metavar="FILE",
+                    help="measure inside the master: its loop's lag and how late it reads heartbeats, per "
+                         "second, and the stalls its heartbeat watch credited, as JSON to FILE")
     ap.add_argument("--tmp", metavar="DIR")
     ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
