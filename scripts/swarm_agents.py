@@ -16,6 +16,14 @@ the master, and prints (and with --json writes) one JSON line: seconds until eve
 (reg_s; also how many had registered within 30 s and 60 s), the dispatch rate (tasks / (last exit -
 first start), by the agents' clocks), the master's peak RSS (VmHWM) and whether every job SUCCEEDED
 in WORKDIR/jobs.jsonl. Exit status 1 when not (or when an agent failed to register with --jobs > 0).
+
+Storms: --vanish FRAC (drop: streams cut; silent: connections kept, nothing said) reports requeue_s,
+rerun_s and the rest's exits around it; --reconnect FRAC cuts streams that come back after
+--reconnect-away s as a real agent's do (Register.campaign, .running, .ended) and fails if a task of
+theirs ran twice or one of them was declared lost. Lateness, always: per worker, the longest gap
+between an agent's heartbeat writes, the longest write, the event loop's longest lag
+(workers_late), and the nodes the master declared silent or lost that did not vanish (false_*,
+from master.log; a problem when any); --master-probe FILE also measures inside the master.
 """
 
 from __future__ import annotations
