@@ -28,7 +28,7 @@ from pj.v1 import pj_pb2 as pb
 from . import convert, peers
 from .core import Core, Outbox
 from .journal import Journal
-from .readlag import ReadLag
+from .readlag import DEAF_MIN_AGENTS, ReadLag
 from .registry import Job
 from .watchhub import WatchHub
 from .writefault import WRITE_ERRORS, Stall
@@ -334,7 +334,14 @@ class Dispatcher:
             late, last = now - last - period, now
             if late > period:
                 self.credit_stall(late, now)
-            self.declare_silent(timeout, self.read_lag.period(now), now)
+            self.declare_silent(timeout, self.read_allowance(timeout, now), now)
+
+    def read_allowance(self, timeout: float, now: float) -> float:
+        """What the watch adds to the timeout for heartbeats read late (readlag.py)."""
+        lag = self.read_lag.period(now)
+        if len(self.agents) >= DEAF_MIN_AGENTS:
+            lag = max(lag, self.read_lag.deaf(time.time(), self.heartbeat_s, timeout))
+        return lag
 
     def declare_silent(self, timeout: float, read_lag: float, now: float) -> None:
         """Every agent silent for more than ``timeout`` + ``read_lag`` s is lost (``conn.lost``)."""

@@ -4,6 +4,7 @@ taken out; what the heartbeat watch adds to the timeout (Dispatcher.declare_sile
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pj.master.core import Core
 from pj.master.readlag import ReadLag
@@ -71,3 +72,29 @@ def test_the_watch_waits_out_the_read_lag_before_declaring_an_agent_lost() -> No
         return first, second, other.lost.is_set()
 
     assert asyncio.run(run()) == (False, True, True)
+
+
+def test_a_master_that_reads_no_heartbeat_allows_for_it_up_to_the_timeout() -> None:
+    r = ReadLag(window=10.0)
+    assert r.deaf(100.0, 3.0, 10.0) == 0.0  # nothing read yet: nothing to say
+    r.heard("a", 100.0, 100.0)
+    r.heard("b", 100.5, 101.0)
+    assert r.deaf(103.0, 3.0, 10.0) == 0.0  # within the interval
+    assert r.deaf(109.0, 3.0, 10.0) == 5.0
+    assert r.deaf(150.0, 3.0, 10.0) == 10.0  # at most the timeout
+
+
+def test_the_watch_allows_for_a_deaf_master_only_with_many_agents() -> None:
+    async def run() -> tuple[float, float]:
+        d = Dispatcher(Core())
+        d.heartbeat_timeout = 9.0
+        d.read_lag.heard("n0", time.time() - 8.0, time.time() - 8.0)  # the last read, 8 s ago
+        for n in range(7):
+            d.agents[f"n{n}"] = AgentConn(f"n{n}")
+        few = d.read_allowance(9.0, time.monotonic())
+        d.agents["n7"] = AgentConn("n7")
+        many = d.read_allowance(9.0, time.monotonic())
+        return few, many
+
+    few, many = asyncio.run(run())
+    assert few == 0.0 and 4.9 < many < 5.1  # 8 s without a read, less the 3 s interval
