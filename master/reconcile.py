@@ -12,8 +12,10 @@ An agent whose stream breaks keeps its tasks running and connects again. Two cas
 When an agent registers it says the campaign it served, the tasks it still runs and those that
 ended while it was cut off (with recent exits it may have sent already). For every task the core
 has running on that node: ended -> the exit is applied as usual; still running -> adopted (its
-cores taken again); neither -> it never ran, or died with an old agent: queued again without using
-a retry (``interrupted``). A task the agent runs that the core does not: canceled.
+cores taken again); neither -> a launch it never started (the agent drops the launches waiting for
+busy cores when its stream breaks, and some are lost with the stream): queued again as if never
+placed, no attempt kept; or one that started and died with an old agent: queued again without
+using a retry (``interrupted``), its attempt kept. A task the agent runs that the core does not: canceled.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import nodeloss
+from . import nodeloss, prefetch
 from .model import NodeShare, State
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
     mine = [t for t in core.running.values() if t.allocation and t.allocation[0].node == name]
     cancels = core.outbox.cancels
     orphans = core.recon.orphans
+    unstarted: list[int] = []
     for task in mine:
         was_orphan = task.id in orphans
         orphans.discard(task.id)
@@ -137,10 +140,16 @@ def settle(core: Core, name: str, running: Iterable[int], ended: Iterable[Exit],
                 core.task_started(task.id, now)
             if task.job.cancel_requested:  # the cancel order was lost with the stream
                 cancels.setdefault(name, []).append(task.id)
+        elif task.id not in still and task.state == State.SCHEDULED and not was_orphan:
+            # A launch it dropped unstarted (held for busy cores when the stream broke, or lost
+            # with it): as if never placed, no attempt kept (nodeloss.py's rule for such tasks).
+            unstarted.append(task.id)
         else:
             if task.id in still:  # it runs, but on cores this node no longer offers
                 cancels.setdefault(name, []).append(task.id)
             core.interrupt(task, INTERRUPTED_RESTART if was_orphan else INTERRUPTED_RETURN, now)
+    for tid in reversed(unstarted):  # each goes to the front: the first placed ends up first
+        prefetch.withdrawn(core, tid, now)
     known = {t.id for t in mine}
     unknown = sorted(still - known)
     if unknown:

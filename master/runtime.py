@@ -28,6 +28,7 @@ from pj.v1 import pj_pb2 as pb
 from . import convert, peers
 from .core import Core, Outbox
 from .journal import Journal
+from .readlag import DEAF_MIN_AGENTS, ReadLag
 from .registry import Job
 from .watchhub import WatchHub
 from .writefault import WRITE_ERRORS, Stall
@@ -136,6 +137,7 @@ class Dispatcher:
         self._stopped = asyncio.Event()
         self.shutdown_reason = ""  # set once the agents are told to stop
         self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S  # an agent silent this long is lost
+        self.read_lag = ReadLag(HEARTBEAT_TIMEOUT_S)  # how late heartbeats are read (readlag.py)
         self._trim_pending = False
         self._hold_until = 0.0  # the loop's time until which passes wait for more of a big submit
         self._hold_since: float | None = None  # when the hold began (None: no hold)
@@ -315,10 +317,12 @@ class Dispatcher:
         return min(HEARTBEAT_S, self.heartbeat_timeout / 3)
 
     async def watch_agents(self) -> None:
-        """Declare lost every agent silent for longer than ``heartbeat_timeout`` (its Connect handler
-        then ends the stream: the node is disconnected, and lost unless it registers again within
-        ``heartbeat_timeout``). Ends when ``run`` does."""
+        """Declare lost every agent silent for longer than ``heartbeat_timeout`` plus how late the
+        master reads heartbeats now (readlag.py) (its Connect handler then ends the stream: the node
+        is disconnected, and lost unless it registers again within ``heartbeat_timeout``). Ends when
+        ``run`` does."""
         timeout = self.heartbeat_timeout
+        self.read_lag.window = timeout
         period = min(1.0, timeout / 4)
         last = time.monotonic()
         while not self.stopping:
@@ -330,15 +334,26 @@ class Dispatcher:
             late, last = now - last - period, now
             if late > period:
                 self.credit_stall(late, now)
-            for conn in list(self.agents.values()):
-                silent = now - conn.last_seen
-                if silent > timeout and not conn.lost.is_set():
-                    log.warning(
-                        f"node {conn.node} lost: its agent said nothing for {silent:.1f} s "
-                        f"(--heartbeat-timeout {timeout:g} s)",
-                        node=conn.node, silent_s=round(silent, 1),
-                    )
-                    conn.lost.set()
+            self.declare_silent(timeout, self.read_allowance(timeout, now), now)
+
+    def read_allowance(self, timeout: float, now: float) -> float:
+        """What the watch adds to the timeout for heartbeats read late (readlag.py)."""
+        lag = self.read_lag.period(now)
+        if len(self.agents) >= DEAF_MIN_AGENTS:
+            lag = max(lag, self.read_lag.deaf(time.time(), self.heartbeat_s, timeout))
+        return lag
+
+    def declare_silent(self, timeout: float, read_lag: float, now: float) -> None:
+        """Every agent silent for more than ``timeout`` + ``read_lag`` s is lost (``conn.lost``)."""
+        for conn in list(self.agents.values()):
+            silent = now - conn.last_seen
+            if silent > timeout + read_lag and not conn.lost.is_set():
+                log.warning(
+                    f"node {conn.node} lost: its agent said nothing for {silent:.1f} s "
+                    f"(--heartbeat-timeout {timeout:g} s, heartbeats read {read_lag:.1f} s late)",
+                    node=conn.node, silent_s=round(silent, 1), read_lag_s=round(read_lag, 1),
+                )
+                conn.lost.set()
 
     def credit_stall(self, late: float, now: float) -> None:
         """The loop was busy for ``late`` s more than the watch allows (a long pass, a storm, a

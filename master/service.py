@@ -411,6 +411,7 @@ class AgentLinkService(rpc.AgentLinkServicer):
             log.warning("agent stream broke", node=reg.node, error=repr(e))
         finally:
             del m.agents[reg.node]
+            m.read_lag.forget(reg.node)
             if self.allocs is not None:
                 self.allocs.left(reg.node)
             if m.agent_gone(reg.node, conn.goodbye):
@@ -444,7 +445,9 @@ class AgentLinkService(rpc.AgentLinkServicer):
                 conn.goodbye = True
                 return
             kind = msg.WhichOneof("body")
-            if kind == "events":
+            if kind == "heartbeat":
+                m.read_lag.heard(conn.node, msg.heartbeat.time, time.time())
+            elif kind == "events":
                 ev = msg.events
                 m.agent_reports(
                     conn.node,

@@ -224,3 +224,25 @@ def test_a_resumed_master_keeps_the_token(tmp_path: Path) -> None:
     first = write_token(tmp_path)
     assert write_token(tmp_path, keep=True) == first
     assert write_token(tmp_path) != first
+
+
+def test_a_node_back_without_launches_it_never_started_queues_them_as_never_placed() -> None:
+    """The agent drops the launches it held for busy cores when its stream breaks (and a launch
+    may be lost with the stream): the master had no start for them; they go back to the front of
+    the queue with no attempt kept, and run once, elsewhere or there (the swarm's --reconnect)."""
+    core = Core(now=0.0, campaign=CAMPAIGN, prefetch_on=True)
+    core.recon.grace = 5.0
+    core.node_joined(node(cores=1), 0.0)
+    core.submit([spec("a"), spec("b"), spec("c")], 0.0)
+    out = core.step(1.0)
+    ids = {x.env["PJ_JOB"]: x.task_id for x in out.launches["n0"]}
+    assert set(ids) >= {"a", "b"}  # b is held behind a (prefetch)
+    core.task_started(ids["a"], 1.0)
+    core.node_disconnected("n0", 2.0)
+    core.node_joined(node(cores=1), 3.0, CAMPAIGN, running=[ids["a"]])
+    jobs = core.registry.jobs
+    assert jobs["a"].tasks[None].state == State.EXECUTING
+    assert not jobs["b"].attempts and jobs["b"].state == State.QUEUED and jobs["b"].retried is None
+    core.task_exited(ids["a"], 0, "", 4.0)
+    assert launched(core, 5.0) == ["b:", "c:"]  # at the front, in their order (b runs, c held behind it)
+    core.check()
