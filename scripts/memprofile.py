@@ -10,7 +10,7 @@ starts and exits 0 until all have ended. After each phase: VmRSS and VmHWM (peak
 the live objects by type (counted once per phase, outside the peak), and with --trace the top
 tracemalloc allocation sites (tracemalloc costs memory of its own: RSS figures then read high).
 
-    scripts/memprofile [--nodes 8192] [--cores 128] [--jobs 1000000] [--part 50000] [--trace] [--json]
+    scripts/memprofile [--nodes 8192] [--cores 128] [--jobs 1000000] [--part 50000] [--wire] [--trace] [--json]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 from pj.client import calls
 from pj.common.speccheck import check_specs
 from pj.master import convert
-from pj.master.core import Core
+from pj.master.core import Core, Outbox
 from pj.master.main import GC_YOUNG
 from pj.master.model import NodeInfo, State
 from pj.master.runtime import _libc_trim as trim
@@ -84,6 +84,19 @@ def part(first: int, n: int) -> bytes:
     return req.SerializeToString()
 
 
+def wire(out: Outbox) -> list[int]:
+    """The pass's launches down the wire (an Orders per node, serialized) and the agents' reports
+    back (an AgentEvents per node, parsed): the ids reported."""
+    ids = []
+    for launches in out.launches.values():
+        msg = pj_pb2.MasterMessage()
+        convert.add_launches(msg.orders.launch, launches)
+        sent = pj_pb2.MasterMessage.FromString(msg.SerializeToString())
+        ev = pj_pb2.AgentEvents(exited=[pj_pb2.TaskExited(task_id=x.task_id, exit_code=0) for x in sent.orders.launch])
+        ids.extend(e.task_id for e in pj_pb2.AgentEvents.FromString(ev.SerializeToString()).exited)
+    return ids
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=8192)
@@ -93,6 +106,9 @@ def main() -> int:
     ap.add_argument("--trace", action="store_true", help="tracemalloc top sites per phase (slow; RSS reads high)")
     ap.add_argument("--top", type=int, default=8, help="how many sites and types to show")
     ap.add_argument("--no-run", action="store_true", help="stop after the first pass")
+    ap.add_argument("--wire", action="store_true",
+                    help="each pass's launches as serialized Orders per node, the reports as parsed "
+                         "AgentEvents (what the service adds around the core)")
     ap.add_argument("--json", action="store_true", help="print the phases as JSON at the end")
     a = ap.parse_args()
     gc.set_threshold(GC_YOUNG, 10, 10)  # as pj-master
@@ -133,7 +149,7 @@ def main() -> int:
     t = time.perf_counter()
     done = 0
     while True:
-        ids = [task.id for task in out.placed]
+        ids = wire(out) if a.wire else [task.id for task in out.placed]
         del out
         now += 1.0
         for tid in ids:
