@@ -209,10 +209,10 @@ def add_summaries(into: Any, jobs: Iterable[Job]) -> None:
     add = into.add
     for job in jobs:
         add(
-            name=job.spec.name,
+            name=job.name,
             state=job.state._value_,
             reason=job.reason,
-            iterations=job.total if job.spec.iterations is not None else 0,
+            iterations=job.total if job.tmpl.iterations is not None else 0,
             iterations_done=job.done,
             iterations_failed=job.failed,
         )
@@ -224,7 +224,7 @@ def summary_to_pb(job: Job, reason: str | None = None) -> pb.JobSummary:
         name=job.name,
         state=int(job.state),  # type: ignore[arg-type]
         reason=job.reason if reason is None else reason,
-        iterations=job.total if job.spec.iterations is not None else 0,
+        iterations=job.total if job.tmpl.iterations is not None else 0,
         iterations_done=job.done,
         iterations_failed=job.failed,
     )
@@ -262,7 +262,7 @@ def task_to_pb(task: Task) -> pb.TaskInfo:
 
 def info_to_pb(job: Job, with_tasks: bool, reason: str | None = None) -> pb.JobInfo:
     msg = pb.JobInfo(summary=summary_to_pb(job, reason), history=_history(job.history))
-    if with_tasks or job.spec.iterations is None:
+    if with_tasks or job.tmpl.iterations is None:
         msg.tasks.extend(task_to_pb(t) for t in job.each_task())
     return msg
 

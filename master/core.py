@@ -243,7 +243,7 @@ class Core:
         verdicts so far for requests of one batch (the pool does not change while it is judged)."""
         if job.state != State.QUEUED or job.started:
             return False
-        req = job.spec.request
+        req = job.tmpl.request
         known = fits.get(id(req)) if fits is not None else None  # the requests outlive the call: ids stay theirs
         if known is None:
             known = self.pool.can_ever_fit(req)
@@ -284,16 +284,20 @@ class Core:
         by_name = self.registry.jobs
         seq = len(by_name)
         table = self.registry.ended
+        tmpl: JobSpec | None = None
         for spec in specs:
-            job = Job(spec, seq, now, table)
+            # jobs that differ only by name share one spec (a tuple compare: shared fields match by identity)
+            if tmpl is None or spec[1:] != tmpl[1:]:
+                tmpl = spec
+            job = Job(spec, seq, now, table, tmpl)
             by_name[spec.name] = job
             seq += 1
             jobs.append(job)
         self.job_counts[State.QUEUED] += len(jobs)
         self.unfinished += len(jobs)
         for job in jobs:
-            if job.spec.after:
-                for dep in job.spec.after:
+            if job.tmpl.after:
+                for dep in job.tmpl.after:
                     deps.wire(self, job, dep, now)
                     if job.final:
                         break
@@ -302,7 +306,7 @@ class Core:
         for job in jobs:
             if job.final:
                 continue
-            changed[job.spec.name] = job
+            changed[job.name] = job
             if self.capacity_known and self._judge_fit(job, now, fits):
                 continue
             if job.pending == 0:
@@ -311,7 +315,7 @@ class Core:
 
     def unblock(self, job: Job, now: float) -> None:
         """Every whole-job dependency is met: queue the job, or its ready iterations."""
-        if job.spec.request.sizing is not None and not itersize.size(self, job, now):
+        if job.tmpl.request.sizing is not None and not itersize.size(self, job, now):
             return
         if job.iter_deps == 0:
             self.queue.push(job)
@@ -343,7 +347,7 @@ class Core:
         self.outbox.placed.append(task)
         if job.state == State.QUEUED:
             self.move_job(job, Event.PLACE, now)
-        launch = build(job.spec, task.id, it, allocation, self.ctx)
+        launch = build(job.tmpl, task.id, it, allocation, self.ctx, job.name)
         self.outbox.launches.setdefault(launch.node, []).append(launch)
         return task
 
@@ -392,13 +396,13 @@ class Core:
         """Queue a failed task again if its job has retries left; True if it was."""
         job = task.job
         used = job.retried.get(task.iteration, 0) if job.retried else 0
-        if used >= job.spec.retries or job.cancel_requested:
+        if used >= job.tmpl.retries or job.cancel_requested:
             return False
         if job.retried is None:
             job.retried = {}
         job.retried[task.iteration] = used + 1
         task.exit_code = exit_code
-        self.requeue(task, now, f"{reason} (retry {used + 1} of {job.spec.retries} follows)", lost=lost, retried=True)
+        self.requeue(task, now, f"{reason} (retry {used + 1} of {job.tmpl.retries} follows)", lost=lost, retried=True)
         return True
 
     def interrupt(self, task: Task, reason: str, now: float, lost: bool = False) -> None:
@@ -473,7 +477,7 @@ class Core:
             job.failed += 1
             if not job.reason or job.total == 1:
                 job.reason = f"{job.name}:{it}: {reason}" if job.total > 1 else reason
-        self.outbox.changed[job.spec.name] = job
+        self.outbox.changed[job.name] = job
         if it is not None and self.waiters:
             deps.iteration_ended(self, job, it, state, now)
         if job.done >= job.total and not job.final:
@@ -596,4 +600,4 @@ class Core:
         if state._value_ >= State.SUCCEED:  # final (State.final, without the property call)
             self.unfinished -= 1
             out.finished.append(job)
-        out.changed[job.spec.name] = job
+        out.changed[job.name] = job

@@ -42,7 +42,7 @@ def wire(core: Core, job: Job, dep: Dependency, now: float) -> None:
         if job.iter_sat is None:
             job.iter_sat = {}
         w.per_iteration.setdefault(target.name, []).append(job)
-        it_range = job.spec.iterations
+        it_range = job.tmpl.iterations
         assert it_range is not None
         for it in range(it_range.start, it_range.stop):
             ended = target.ended_state(it)
@@ -94,9 +94,9 @@ def job_ended(core: Core, job: Job, now: float) -> None:
     if not w:
         return
     for waiter in w.per_iteration.pop(job.name, ()):
-        if waiter.final or waiter.spec.iterations is None:
+        if waiter.final or waiter.tmpl.iterations is None:
             continue
-        for it in range(waiter.spec.iterations.start, waiter.spec.iterations.stop):
+        for it in range(waiter.tmpl.iterations.start, waiter.tmpl.iterations.stop):
             # Not ended SUCCEED (never ran, or a failed attempt whose retry the job's end cancelled):
             # it never will. One that ended is already told (iteration_met ignores it again).
             if job.ended_state(it) != State.SUCCEED:
@@ -111,8 +111,8 @@ def iteration_met(core: Core, job: Job, it: int, ok: bool, now: float) -> None:
     """Iteration ``it`` of something ``job`` depends on per iteration has ended (``ok``: succeeded)."""
     if job.final or job.cancel_requested:
         return
-    assert job.spec.iterations is not None
-    if it not in job.spec.iterations or job.has_task(it):
+    assert job.tmpl.iterations is not None
+    if it not in job.tmpl.iterations or job.has_task(it):
         return
     assert job.iter_sat is not None  # made when the dependency was wired
     if not ok:

@@ -106,9 +106,9 @@ def _pool(core: Core, out: list[str]) -> None:
             held_cores.setdefault(share.node, Counter()).update(share.cores)
             held_gpus.setdefault(share.node, Counter()).update(share.gpus)
             held_memory[share.node] += share.memory
-            if share.memory != t.job.spec.request.memory:
+            if share.memory != t.job.tmpl.request.memory:
                 out.append(f"task {t.id} holds {share.memory} bytes on {share.node}, "
-                           f"its job asks for {t.job.spec.request.memory}")
+                           f"its job asks for {t.job.tmpl.request.memory}")
     free_total = total = 0
     for node in pool.nodes:
         if not node.online:

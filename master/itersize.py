@@ -43,9 +43,9 @@ def size(core: Core, job: Job, now: float) -> bool:
     if not (core.capacity_known or (core.expect is None and core.pool.total_cores > 0)):
         core.unsized.append(job)
         return False
-    assert job.spec.iterations is not None  # convert.py sets a sizing only then
+    assert job.tmpl.iterations is not None  # convert.py sets a sizing only then
     nodes = [(n.total_cores, len(n.gpus), n.info.memory_bytes) for n in core.pool.online()]
-    got = resolve(job.spec.request, job.spec.iterations.count, nodes)
+    got = resolve(job.tmpl.request, job.tmpl.iterations.count, nodes)
     if isinstance(got, str):
         core.settle_unrun(job, job.total - job.done)
         core.move_job(job, Event.FAIL, now, got)

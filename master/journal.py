@@ -259,7 +259,7 @@ class Journal:
             if placed:
                 db.executemany(
                     "INSERT OR REPLACE INTO placements (task_id, job, iteration, alloc) VALUES (?, ?, ?, ?)",
-                    [(t.id, t.job.spec.name, t.iteration, _alloc(t)) for t in placed],
+                    [(t.id, t.job.name, t.iteration, _alloc(t)) for t in placed],
                 )
             closed = unplaced + [t.id for t in tasks if t.allocation]
             if closed:
@@ -270,7 +270,7 @@ class Journal:
                     "cpu_system_s, max_rss_kb, stderr_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            t.job.spec.name,
+                            t.job.name,
                             t.iteration,
                             t.state._value_,
                             t.exit_code,
@@ -289,7 +289,7 @@ class Journal:
                     "lost, retried, cpu_user_s, cpu_system_s, max_rss_kb, stderr_tail) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (t.job.spec.name, t.iteration, a.task_id, a.state._value_, a.exit_code, a.reason, _alloc(t),
+                        (t.job.name, t.iteration, a.task_id, a.state._value_, a.exit_code, a.reason, _alloc(t),
                          a.started, a.ended, int(a.lost), int(retried),
                          *(usage.unpack(a.usage) if a.usage else usage.ZERO), a.stderr_tail)
                         for t, a, retried in attempts
@@ -298,7 +298,7 @@ class Journal:
             if jobs:
                 db.executemany(
                     "INSERT INTO jobs (name, state, reason, times) VALUES (?, ?, ?, ?)",
-                    [(j.spec.name, j.state._value_, j.reason, _times(j.history)) for j in jobs],
+                    [(j.name, j.state._value_, j.reason, _times(j.history)) for j in jobs],
                 )
             db.execute("COMMIT")
         except BaseException:

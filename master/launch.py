@@ -68,10 +68,12 @@ def _path(base: str, p: str) -> str:
 
 
 def build(
-    spec: JobSpec, task_id: int, iteration: int | None, allocation: Allocation, ctx: Context
+    spec: JobSpec, task_id: int, iteration: int | None, allocation: Allocation, ctx: Context, name: str = ""
 ) -> TaskLaunch:
+    """``name``: the job's (``spec`` may be a template shared by jobs that differ only by name; "": spec's)."""
     # The hot path (one task per placement): the variables for ${...} are made only when a field
     # holds one, and a one-share allocation's strings are made once and reused.
+    name = name or spec.name
     first = allocation[0]
     it = "" if iteration is None else str(iteration)
     tid = str(task_id)
@@ -100,7 +102,7 @@ def build(
             itval = "" if iteration is None or spec.iterations is None else spec.iterations.value(iteration)
             variables = {
                 "it": it, "itval": itval, "ncores": nc, "nnodes": nn, "nlist": nlist,
-                "root_wd": spec.base_dir, "jname": spec.name,
+                "root_wd": spec.base_dir, "jname": name,
             }
         return _subst(text, variables)
 
@@ -130,10 +132,10 @@ def build(
         argv: tuple[str, ...] = ("bash", "-c", "\n".join([*prefix, body]) if prefix else body)
     else:
         inner = (*launcher, "bash", "-c", body) if spec.script else (*launcher, *cmd)
-        argv = ("bash", "-c", "\n".join([*prefix, 'exec "$@"']), spec.name, *inner) if prefix else inner
+        argv = ("bash", "-c", "\n".join([*prefix, 'exec "$@"']), name, *inner) if prefix else inner
 
     env = {
-        "PJ_JOB": spec.name,
+        "PJ_JOB": name,
         "PJ_ITERATION": it,
         "PJ_TASK_ID": tid,
         "PJ_NODES": nlist,

@@ -61,7 +61,7 @@ def cut_by_end(core: Core, task: Task, exit_code: int, now: float) -> bool:
     True if it was. Not a task killed at its own walltime (that is its own failure)."""
     if exit_code >= 0 or not any(ended(core, s.node, now) for s in task.allocation):
         return False
-    wall = task.job.spec.walltime_s
+    wall = task.job.tmpl.walltime_s
     started = next((t for s, t in task.history if s == State.EXECUTING), now)
     if wall > 0 and now - started >= wall - 1.0:
         return False

@@ -169,7 +169,7 @@ class Standbys:
 
     def _depth(self, task: Task) -> int:
         """How deep the line may grow behind ``task`` (the last in it)."""
-        return self.call_depth if task.job.spec.args[:3] == CALL_ARGS else self.depth
+        return self.call_depth if task.job.tmpl.args[:3] == CALL_ARGS else self.depth
 
     def _unoffer(self, task: Task) -> None:
         key = _key(task)
@@ -196,10 +196,10 @@ class Standbys:
             if due > now:
                 wake = due  # the rest were placed later
                 break
-            request = standby.job.spec.request
+            request = standby.job.tmpl.request
             if id(request) in missed:
                 continue
-            alloc = pool.allocate(request, until(now, standby.job.spec.walltime_s))  # for the count only, given back below
+            alloc = pool.allocate(request, until(now, standby.job.tmpl.walltime_s))  # for the count only, given back below
             if alloc is None:
                 missed.add(id(request))
                 continue
@@ -219,7 +219,7 @@ def _ends_in_time(ahead: Task, behind: dict[int, Task], ends_at: float, walltime
     as it may: when ``ahead`` has run out its own walltime (the agent starts a standby at once, with
     no word from the master). Behind a task without a walltime, or a standby, its start is not known:
     no."""
-    wall = ahead.job.spec.walltime_s
+    wall = ahead.job.tmpl.walltime_s
     if wall <= 0 or ahead.id in behind:
         return False
     return ahead.history[-1][1] + wall + walltime <= ends_at

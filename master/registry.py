@@ -51,6 +51,9 @@ def _queued(now: float) -> tuple[tuple[State, float]]:
     return _queued_at[0]
 
 
+_ended_history: list[tuple[tuple[State, float], ...]] = [()]  # the last ended job's, shared by its equals
+
+
 class Task:
     """One run of a job: the job itself, or one of its iterations."""
 
@@ -103,43 +106,62 @@ class Task:
             self.reason = reason
 
 
+class Rare:
+    """What few jobs need (per-iteration dependencies, whole-job waiters, a cancel, retries): made on
+    the first job's first such field set (``Job.rare``), so a plain queued job keeps one pointer, not 7."""
+
+    __slots__ = ("attempts", "cancel_reason", "iter_deps", "iter_ready", "iter_sat", "retried", "waiters")
+
+    def __init__(self) -> None:
+        self.iter_deps = 0
+        self.iter_sat: dict[int, int] | None = None
+        self.iter_ready = False
+        self.waiters: list[Job] | None = None
+        self.cancel_reason = "canceled"
+        self.retried: dict[int | None, int] | None = None
+        self.attempts: dict[int | None, list[Attempt]] | None = None
+
+
+_NONE = Rare()  # what a job without its own reads (never written: the setters make one)
+
+
 class Job:
     """A job as submitted, with the bookkeeping of its iterations and dependencies."""
 
     __slots__ = (
-        "attempts",
-        "cancel_reason",
         "cancel_requested",
         "done",
         "ended",
         "failed",
         "history",
-        "iter_deps",
-        "iter_ready",
-        "iter_sat",
         "live",
+        "name",
         "next_it",
         "pending",
+        "rare",
         "reason",
-        "retried",
         "rows",
         "seq",
-        "spec",
         "started",
         "state",
         "succeeded",
+        "tmpl",
         "total",
-        "waiters",
     )
 
-    def __init__(self, spec: JobSpec, seq: int, now: float, ended: Ended | None = None) -> None:
-        self.spec = spec
+    def __init__(
+        self, spec: JobSpec, seq: int, now: float, ended: Ended | None = None, tmpl: JobSpec | None = None
+    ) -> None:
+        # ``tmpl``: a spec equal to ``spec`` but (maybe) for its name, shared by the jobs of a Submit
+        # that differ only by name (Core.submit): a million such jobs keep one JobSpec, not a million.
+        self.name = spec.name
+        self.tmpl = spec if tmpl is None else tmpl
         self.seq = seq
         self.state = State.QUEUED
         # a tuple shared by the jobs of a Submit (``_to`` makes a list of it on the first change)
         self.history: list[tuple[State, float]] | tuple[tuple[State, float], ...] = _queued(now)
         self.reason = ""
-        it = spec.iterations
+        it = self.tmpl.iterations
         self.total = it.count if it is not None else 1
         # Iterations are expanded lazily: next_it is the next one not yet taken.
         self.next_it = it.start if it is not None else 0
@@ -155,20 +177,93 @@ class Job:
         self.rows: array[int] | None = None
         self.ended = ended if ended is not None else Ended()  # the registry's (Registry.add)
         self.pending = 0  # unmet whole-job dependencies
-        self.iter_deps = 0  # per-iteration dependencies each iteration waits for
-        # iteration -> per-iteration deps met so far (made with the first per-iteration dependency)
-        self.iter_sat: dict[int, int] | None = None
-        self.iter_ready = False  # per-iteration mode: the job-level deps are met
-        self.waiters: list[Job] | None = None  # jobs whose whole-job dependency is this job (made on the first)
         self.cancel_requested = False
-        self.cancel_reason = "canceled"  # the reason its canceled tasks and the job end with
-        self.retried: dict[int | None, int] | None = None  # iteration -> retries used (made on the first)
-        # iteration -> its earlier attempts, oldest first (made on the first retry: nothing for the rest)
-        self.attempts: dict[int | None, list[Attempt]] | None = None
+        self.rare = _NONE  # the fields below, made on the first set
+
+    def _put(self, field: str, value: object, default: object) -> None:
+        """Set one of the rare fields; a job without its own ``Rare`` gets one unless ``value`` is
+        the field's default (``job.waiters = None`` as each job ends makes nothing)."""
+        r = self.rare
+        if r is _NONE:
+            if value == default:
+                return
+            r = self.rare = Rare()
+        setattr(r, field, value)
 
     @property
-    def name(self) -> str:
-        return self.spec.name
+    def iter_deps(self) -> int:
+        """Per-iteration dependencies each iteration waits for."""
+        return self.rare.iter_deps
+
+    @iter_deps.setter
+    def iter_deps(self, n: int) -> None:
+        self._put("iter_deps", n, 0)
+
+    @property
+    def iter_sat(self) -> dict[int, int] | None:
+        """Iteration -> per-iteration deps met so far (made with the first per-iteration dependency)."""
+        return self.rare.iter_sat
+
+    @iter_sat.setter
+    def iter_sat(self, sat: dict[int, int] | None) -> None:
+        self._put("iter_sat", sat, None)
+
+    @property
+    def iter_ready(self) -> bool:
+        """Per-iteration mode: the job-level deps are met."""
+        return self.rare.iter_ready
+
+    @iter_ready.setter
+    def iter_ready(self, ready: bool) -> None:
+        self._put("iter_ready", ready, False)
+
+    @property
+    def waiters(self) -> list[Job] | None:
+        """Jobs whose whole-job dependency is this job (made on the first)."""
+        return self.rare.waiters
+
+    @waiters.setter
+    def waiters(self, jobs: list[Job] | None) -> None:
+        self._put("waiters", jobs, None)
+
+    @property
+    def cancel_reason(self) -> str:
+        """The reason its canceled tasks and the job end with."""
+        return self.rare.cancel_reason
+
+    @cancel_reason.setter
+    def cancel_reason(self, reason: str) -> None:
+        self._put("cancel_reason", reason, "canceled")
+
+    @property
+    def retried(self) -> dict[int | None, int] | None:
+        """Iteration -> retries used (made on the first)."""
+        return self.rare.retried
+
+    @retried.setter
+    def retried(self, used: dict[int | None, int] | None) -> None:
+        self._put("retried", used, None)
+
+    @property
+    def attempts(self) -> dict[int | None, list[Attempt]] | None:
+        """Iteration -> its earlier attempts, oldest first (made on the first retry: nothing for the rest)."""
+        return self.rare.attempts
+
+    @attempts.setter
+    def attempts(self, attempts: dict[int | None, list[Attempt]] | None) -> None:
+        self._put("attempts", attempts, None)
+
+    @property
+    def spec(self) -> JobSpec:
+        """The job as submitted (its template, named after it: made on each call off the hot path;
+        what only reads fields other than the name reads ``tmpl``)."""
+        t = self.tmpl
+        return t if t.name == self.name else t._replace(name=self.name)
+
+    @spec.setter
+    def spec(self, spec: JobSpec) -> None:
+        self.name = spec.name
+        self.tmpl = spec
 
     @property
     def final(self) -> bool:
@@ -195,12 +290,12 @@ class Job:
     def row(self, it: int | None) -> int | None:
         """The ended task's row in the registry's table, or None."""
         if it is None:
-            return self.ended.job_row(self.seq) if self.spec.iterations is None else None
+            return self.ended.job_row(self.seq) if self.tmpl.iterations is None else None
         rows = self.rows
         if rows is None:
             return None
-        assert self.spec.iterations is not None
-        k = it - self.spec.iterations.start
+        assert self.tmpl.iterations is not None
+        k = it - self.tmpl.iterations.start
         if 0 <= k < len(rows) and rows[k]:
             return rows[k] - 1
         return None
@@ -247,32 +342,32 @@ class Job:
             return
         rows = self.rows
         if rows is None:
-            assert self.spec.iterations is not None
+            assert self.tmpl.iterations is not None
             rows = self.rows = array("l", bytes(8 * self.total)) if row >= 2**31 - 1 else array("i", bytes(4 * self.total))
         elif row >= 2**31 - 1 and rows.typecode == "i":
             rows = self.rows = array("l", rows)
-        assert self.spec.iterations is not None
-        rows[it - self.spec.iterations.start] = row + 1
+        assert self.tmpl.iterations is not None
+        rows[it - self.tmpl.iterations.start] = row + 1
 
     def _forget_row(self, it: int | None) -> None:
         rows = self.rows
         if it is None:
             self.ended.set_job_row(self.seq, None)
-        elif rows is not None and self.spec.iterations is not None:
-            k = it - self.spec.iterations.start
+        elif rows is not None and self.tmpl.iterations is not None:
+            k = it - self.tmpl.iterations.start
             if 0 <= k < len(rows):
                 rows[k] = 0
 
     def each_task(self) -> Iterator[Task]:
         """Every task, by iteration (ended ones made from their rows)."""
-        if self.spec.iterations is None:
+        if self.tmpl.iterations is None:
             t = self.task(None)
             if t is not None:
                 yield t
             return
         live = self.live or {}
         rows = self.rows
-        start = self.spec.iterations.start
+        start = self.tmpl.iterations.start
         if rows is None:
             for it in sorted(k for k in live if k is not None):
                 yield live[it]
@@ -321,7 +416,13 @@ class Job:
         if reason:
             self.reason = reason
         if state.final:  # it will hardly change again: a tuple is about half a list's size
-            self.history = tuple(history)
+            done = tuple(history)
+            last = _ended_history[0]
+            if done == last:  # the jobs of one pass and one report batch end with equal histories
+                done = last
+            else:
+                _ended_history[0] = done
+            self.history = done
 
 
 class TaskView(Mapping[int | None, Task]):
@@ -351,7 +452,7 @@ class TaskView(Mapping[int | None, Task]):
     def __len__(self) -> int:
         job = self._job
         n = len(job.live) if job.live else 0  # a live task's iteration has no row (add_task)
-        if job.spec.iterations is None:
+        if job.tmpl.iterations is None:
             return n + (job.row(None) is not None)
         rows = job.rows
         return n + (len(rows) - rows.count(0) if rows is not None else 0)
@@ -360,7 +461,7 @@ class TaskView(Mapping[int | None, Task]):
         job = self._job
         if job.live:
             return True
-        return job.rows is not None if job.spec.iterations is not None else job.row(None) is not None
+        return job.rows is not None if job.tmpl.iterations is not None else job.row(None) is not None
 
 
 class Registry:

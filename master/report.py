@@ -104,7 +104,7 @@ def job_records(job: Job) -> Iterator[dict[str, Any]]:
         "reason": job.reason,
         "times": _history(job.history),
     }
-    if job.spec.iterations is None:
+    if job.tmpl.iterations is None:
         task = job.task(None)
         if task is not None:
             t = task_record(task)

@@ -143,7 +143,7 @@ def restore_attempt(core: Core, rec: AttemptRecord) -> None:
     job = core.registry.get(rec.job)
     if job is None:
         return
-    it_range = job.spec.iterations
+    it_range = job.tmpl.iterations
     if (rec.iteration is None) != (it_range is None):
         return
     if it_range is not None and rec.iteration not in range(it_range.start, it_range.stop):
@@ -162,7 +162,7 @@ def restore_orphan(core: Core, p: Placement, now: float) -> Task | None:
     job = core.registry.get(p.job)
     if job is None or job.final or not p.allocation or p.task_id in core.running:
         return None
-    it_range = job.spec.iterations
+    it_range = job.tmpl.iterations
     if (p.iteration is None) != (it_range is None) or job.has_task(p.iteration):
         return None
     if it_range is not None and p.iteration not in range(it_range.start, it_range.stop):
@@ -194,7 +194,7 @@ def restore_tasks(core: Core, records: Iterable[TaskRecord], now: float) -> None
         if job is None or job.state._value_ >= State.SUCCEED or state._value_ < State.SUCCEED:
             continue
         it = rec.iteration
-        it_range = job.spec.iterations
+        it_range = job.tmpl.iterations
         if it_range is None:
             if it is not None or job.row(None) is not None or job.live:
                 continue

@@ -19,8 +19,8 @@ the older work gets its turn.
 from __future__ import annotations
 
 import heapq
-from collections import deque
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 
 from .model import Allocation, Request
 from .registry import Job
@@ -33,12 +33,75 @@ Allocate = Callable[[Request, float], Allocation | None]  # (request, walltime s
 
 def shape_of(job: Job) -> Shape:
     """The queue a job's work waits in: its request's shape and its walltime."""
-    return (*job.spec.request.shape, job.spec.walltime_s)
+    return (*job.tmpl.request.shape, job.tmpl.walltime_s)
+
+
+class Line:
+    """The queue of one shape, compact: a million queued jobs keep a pointer and a packed sequence
+    number each (a tuple and an int object each were ~100 bytes a job). Entries pushed to the front
+    (work taken back, sequence numbers counting down, each ahead of all before it) wait on a small
+    stack of (sequence, job, iteration); the rest in ``items``/``seqs`` from ``head`` on, an item
+    being the job (its cursor) or (job, iteration)."""
+
+    __slots__ = ("front", "head", "items", "seqs")
+
+    def __init__(self) -> None:
+        self.front: list[Entry] = []  # the head is the last
+        self.items: list[Job | tuple[Job, int] | None] = []
+        self.seqs = array("q")
+        self.head = 0  # items before it were taken (None)
+
+    def append(self, seq: int, job: Job, iteration: int | None) -> None:
+        self.items.append(job if iteration is None else (job, iteration))
+        self.seqs.append(seq)
+
+    def appendleft(self, seq: int, job: Job, iteration: int | None) -> None:
+        self.front.append((seq, job, iteration))
+
+    def __len__(self) -> int:
+        return len(self.front) + len(self.items) - self.head
+
+    def __bool__(self) -> bool:
+        return bool(self.front) or self.head < len(self.items)
+
+    def first(self) -> Entry:
+        """The head entry (the line is not empty)."""
+        if self.front:
+            return self.front[-1]
+        item = self.items[self.head]
+        seq = self.seqs[self.head]
+        return (seq, item, None) if type(item) is Job else (seq, *item)  # type: ignore[misc]
+
+    def first_seq(self) -> int:
+        return self.front[-1][0] if self.front else self.seqs[self.head]
+
+    def popleft(self) -> None:
+        if self.front:
+            self.front.pop()
+            return
+        items = self.items
+        items[self.head] = None
+        self.head += 1
+        if self.head == len(items):
+            items.clear()
+            del self.seqs[:]
+            self.head = 0
+        elif self.head >= 4096 and 2 * self.head >= len(items):  # drop what was taken, now and then
+            del items[: self.head]
+            del self.seqs[: self.head]
+            self.head = 0
+
+    def __iter__(self) -> Iterator[Entry]:
+        yield from reversed(self.front)
+        items, seqs = self.items, self.seqs
+        for k in range(self.head, len(items)):
+            item = items[k]
+            yield (seqs[k], item, None) if type(item) is Job else (seqs[k], *item)  # type: ignore[misc]
 
 
 class ReadyQueue:
     def __init__(self) -> None:
-        self.queues: dict[Shape, deque[Entry]] = {}
+        self.queues: dict[Shape, Line] = {}
         self._seq = 0
         self._front = 0  # sequence numbers of entries pushed to the front count down from here
         self.blocked: dict[Shape, float] = {}  # shape -> since when its head got nothing
@@ -49,13 +112,13 @@ class ReadyQueue:
         shape = shape_of(job)
         q = self.queues.get(shape)
         if q is None:
-            q = self.queues[shape] = deque()
+            q = self.queues[shape] = Line()
         if front:
             self._front -= 1
-            q.appendleft((self._front, job, iteration))
+            q.appendleft(self._front, job, iteration)
         else:
             self._seq += 1
-            q.append((self._seq, job, iteration))
+            q.append(self._seq, job, iteration)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -93,7 +156,7 @@ class ReadyQueue:
                     break
                 if job.cancel_requested or job.state.final:
                     continue
-                iters = job.spec.iterations
+                iters = job.tmpl.iterations
                 n += 1 if it is not None or iters is None else max(0, iters.stop - job.next_it)
             if n:
                 out[shape] = n
@@ -107,32 +170,32 @@ class ReadyQueue:
         returns how many tasks were placed. A shape that gets nothing is skipped for the pass
         (backfill); with ``hold``, the pass ends at a shape that got nothing since ``hold`` or before."""
         blocked = self.blocked
-        heap = [(q[0][0], shape) for shape, q in self.queues.items() if q]
+        heap = [(q.first_seq(), shape) for shape, q in self.queues.items() if q]
         heapq.heapify(heap)
         placed = 0
         while heap and room():
             _, shape = heapq.heappop(heap)
             q = self.queues[shape]
             while q:
-                _, job, it = q[0]
+                _, job, it = q.first()
                 if job.cancel_requested or job.state.final:
                     q.popleft()
                     continue
                 live = job.live
-                if live and (it is not None or job.spec.iterations is None):
+                if live and (it is not None or job.tmpl.iterations is None):
                     held = live.get(it)
                     if held is not None and not held.state.final:  # runs already (adopted on --resume)
                         q.popleft()
                         continue
-                if it is None and (live or job.rows is not None) and job.spec.iterations is not None:
+                if it is None and (live or job.rows is not None) and job.tmpl.iterations is not None:
                     # Skip iterations that already have a task (restored from the journal on --resume).
-                    stop = job.spec.iterations.stop
+                    stop = job.tmpl.iterations.stop
                     while job.next_it < stop and job.has_task(job.next_it):
                         job.next_it += 1
                     if job.next_it >= stop:
                         q.popleft()
                         continue
-                allocation = allocate(job.spec.request, job.spec.walltime_s)
+                allocation = allocate(job.tmpl.request, job.tmpl.walltime_s)
                 if allocation is None:
                     since = blocked.setdefault(shape, now)
                     if hold is not None and since <= hold:
@@ -141,12 +204,12 @@ class ReadyQueue:
                 if blocked:
                     blocked.pop(shape, None)
                 if it is None:
-                    if job.spec.iterations is None:
+                    if job.tmpl.iterations is None:
                         q.popleft()
                     else:
                         it = job.next_it
                         job.next_it += 1
-                        if job.next_it >= job.spec.iterations.stop:
+                        if job.next_it >= job.tmpl.iterations.stop:
                             q.popleft()
                     job.started += 1
                 else:
@@ -156,8 +219,8 @@ class ReadyQueue:
                 placed += 1
                 if not room():
                     break  # the outer loop ends too
-                if q and heap and q[0][0] > heap[0][0]:
-                    heapq.heappush(heap, (q[0][0], shape))  # an older shape's turn
+                if q and heap and q.first_seq() > heap[0][0]:
+                    heapq.heappush(heap, (q.first_seq(), shape))  # an older shape's turn
                     break
             if not q:
                 del self.queues[shape]

@@ -83,7 +83,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
 def _ref(job: Job | None) -> JobRef | None:
     if job is None:
         return None
-    it = job.spec.iterations
+    it = job.tmpl.iterations
     return JobRef() if it is None else JobRef(it.start, it.stop)
 
 

@@ -140,7 +140,7 @@ class Why:
     def _outlasts(self, job: Job) -> str:
         """Why no online node's allocation can hold the job's walltime ("" when one can, or the job
         has no walltime): ``Pool.can_hold``, one verdict per shape and call."""
-        wall = job.spec.walltime_s
+        wall = job.tmpl.walltime_s
         if wall <= 0:
             return ""
         shape = shape_of(job)
@@ -148,7 +148,7 @@ class Why:
         if text is None:
             text = ""
             pool = self.core.pool
-            if not pool.can_hold(job.spec.request, until(self.now, wall)):
+            if not pool.can_hold(job.tmpl.request, until(self.now, wall)):
                 end = pool.latest_end()
                 ends = f" (the latest ends in {_dur(end - self.now)})" if end else ""
                 text = (f"walltime {_dur(wall)} outlasts the allocation of every node that could hold it{ends}; "
@@ -216,9 +216,9 @@ class Why:
         if job.cancel_requested:
             return "canceling"
         if job.total - job.done > len(placed):
-            if not self._fit(job.spec.request):
+            if not self._fit(job.tmpl.request):
                 return "nodes" if self._waiting_for_nodes() else "too big"
-            if job.spec.walltime_s > 0 and self._outlasts(job):
+            if job.tmpl.walltime_s > 0 and self._outlasts(job):
                 return "nodes"
             if job.pending:
                 return "dependencies"
@@ -275,16 +275,16 @@ class Why:
         placed = self._placed(job)
         if job.cancel_requested:
             return f"being canceled: waiting for {_n(len(placed), 'task')} to stop"
-        many = job.spec.iterations is not None
+        many = job.tmpl.iterations is not None
         waits: list[str] = []
         counted = False  # a part of the reason counts iterations
         rest = job.total - job.done - len(placed)
         if rest > 0:
-            req = job.spec.request
+            req = job.tmpl.request
             fit = self._fit(req)
             if not fit:
                 waits.append(self._too_big(req))
-            elif job.spec.walltime_s > 0 and (short := self._outlasts(job)):
+            elif job.tmpl.walltime_s > 0 and (short := self._outlasts(job)):
                 waits.append(short)
                 fit = False  # not placeable now: no "waiting for free cores"
             if job.pending:
@@ -305,7 +305,7 @@ class Why:
                     waits.append(self._retry(job, again))
                 if deps:
                     counted = True
-                    names = ", ".join(str(d) for d in job.spec.after if d.per_iteration)
+                    names = ", ".join(str(d) for d in job.tmpl.after if d.per_iteration)
                     waits.append(f"{deps} waiting for {names}")
         if not many:
             return "; ".join(waits + [t for t in map(self._placed_text, placed) if t])
@@ -321,7 +321,7 @@ class Why:
     def _deps(self, job: Job) -> str:
         reg = self.core.registry
         names: list[str] = []
-        for dep in job.spec.after:
+        for dep in job.tmpl.after:
             if dep.per_iteration:
                 continue
             state = self._unmet(dep, reg.jobs[dep.job]) if dep.job in reg else None
@@ -397,7 +397,7 @@ class Why:
                 f"the wait for them ends in {left}")
 
     def _queued(self, job: Job, queued: int, many: bool) -> str:
-        req = job.spec.request
+        req = job.tmpl.request
         ahead = self._line(job)[0].get(job, 0)
         cmin, gpus, need = req.cores.min, req.gpus, req.nodes.min
         head = f"{queued} " if many else ""
@@ -431,7 +431,7 @@ class Why:
         assert job.attempts is not None
         last = job.attempts[it][-1]
         used = job.retried.get(it, 0) if job.retried else 0
-        n = job.spec.retries
+        n = job.tmpl.retries
         suffix = f" (retry {used} of {n} follows)"
         where = f" on {', '.join(last.nodes)}" if last.nodes else ""
         if last.reason.endswith(suffix):
@@ -440,7 +440,7 @@ class Why:
         else:  # queued again without using a retry (its node's agent came back without it...)
             what = f"after {last.reason}" + (f" (was on {', '.join(last.nodes)})" if last.nodes else "")
             head = "queued again"
-        if job.spec.iterations is None:
+        if job.tmpl.iterations is None:
             return f"{head}: {what}"
         name = f"{job.name}:{it}"
         others = f" and {len(again) - 1} more" if len(again) > 1 else ""

@@ -58,3 +58,23 @@ def test_the_journal_writes_what_json_dumps_writes() -> None:
     text = journal._times(history)
     assert text == json.dumps([[int(s), t] for s, t in history], separators=(",", ":"))
     assert journal._history(text) == tuple(history)
+
+
+def test_jobs_that_differ_only_by_name_share_one_spec_and_read_back_their_own() -> None:
+    msgs = [pb.JobSpec(name=f"j{i}", exec="/bin/echo", args=["${jname}"], cores=pb.Range(min=1, max=1))
+            for i in range(3)] + [pb.JobSpec(name="other", exec="/bin/echo", args=["x"])]
+    specs = convert.specs_from_pb(msgs, "/base")
+    core = Core()
+    core.submit(specs, 1.0)
+    jobs = [core.registry.jobs[s.name] for s in specs]
+    assert [j.spec for j in jobs] == specs  # every field, the name included, as submitted
+    assert jobs[0].tmpl is jobs[1].tmpl is jobs[2].tmpl and jobs[3].tmpl is not jobs[0].tmpl
+    assert [j.name for j in jobs] == ["j0", "j1", "j2", "other"]
+    core.node_joined(NodeInfo("n0", 4), 1.0)
+    out = core.step(2.0)
+    launched = {launch.env["PJ_JOB"]: launch.argv for ls in out.launches.values() for launch in ls}
+    assert launched == {"j0": ("/bin/echo", "j0"), "j1": ("/bin/echo", "j1"), "j2": ("/bin/echo", "j2"),
+                        "other": ("/bin/echo", "x")}
+    jobs[1].spec = jobs[1].spec._replace(retries=2)  # a job's own spec replaced (itersize does): the others keep theirs
+    assert jobs[1].spec.retries == 2 and jobs[1].name == "j1" and jobs[0].spec.retries == 0
+    assert [j.spec for j in (jobs[0], jobs[2])] == [specs[0], specs[2]]

@@ -187,3 +187,17 @@ def test_the_journal_keeps_what_the_replay_needs(tmp_path: Path) -> None:
     assert again.registry.jobs["a"].history == core.registry.jobs["a"].history
     assert again.registry.jobs["b"].state == State.QUEUED and again.queue.queues
     jour.close()
+
+
+def test_jobs_sharing_a_spec_read_back_their_own_after_resume() -> None:
+    j = Journaled(cores=1)
+    specs = [spec(f"s{i}", retries=1) for i in range(3)]
+    j.submit(*specs)
+    j.step()
+    j.end()
+    j.step()  # s0's end journaled; s1 runs at the crash
+    core = j.resumed()
+    jobs = [core.registry.jobs[s.name] for s in specs]
+    assert [x.spec for x in jobs] == specs and jobs[1].tmpl is jobs[2].tmpl
+    assert [x.state for x in jobs] == [State.SUCCEED, State.QUEUED, State.QUEUED]
+    assert sorted(run_out(core, j.t)) == ["s1", "s2"]
