@@ -189,9 +189,9 @@ def test_a_master_that_never_comes_back_ends_the_waits_after_the_limit(cluster_f
     cli = subprocess.Popen([PJ, "wait", "--workdir", str(c.workdir), "--reconnect-timeout", "2"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=user_env())
     time.sleep(0.5)
+    killed = time.monotonic()  # before the kill: the client may see its stream break before wait() returns
     c.master.kill()
     c.master.wait()
-    killed = time.monotonic()
     t.join(30)
     _, err = cli.communicate(timeout=30)
     error = results["wait"]
