@@ -34,6 +34,7 @@ from pj.common import logopts, logs, perms
 from pj.common.durations import parse_duration
 from pj.common.fastexit import exit_now
 from pj.common.journalcheck import damaged, resume_problem
+from pj.common.tokenauth import TokenInterceptor
 from pj.common.workdir import (
     REPORT_NOT_WRITTEN_EXIT,
     SOCKET_FILE,
@@ -49,7 +50,7 @@ from .expect import DEFAULT_TIMEOUT_S, POLICIES, Expectation
 from .launch import Context
 from .restore import restore
 from .runtime import HEARTBEAT_TIMEOUT_S, Dispatcher
-from .service import TokenInterceptor, add_services
+from .service import add_services
 from .watchhub import WATCH_BACKLOG_MB, WATCH_STALL_S, WatchHub
 from .writefault import WRITE_ERRORS
 

@@ -70,7 +70,7 @@ def _malloc_trim() -> Any:
 class AgentConn:
     """What is waiting to be written down one agent's stream."""
 
-    def __init__(self, node: str, pid: int = 0, hostname: str = "") -> None:
+    def __init__(self, node: str, pid: int = 0, hostname: str = "", ready: asyncio.Event | None = None) -> None:
         self.node = node
         self.pid = pid  # the agent process on the other end (Register.pid, .hostname)
         self.hostname = hostname
@@ -78,7 +78,8 @@ class AgentConn:
         self.closed = asyncio.Event()  # its handler has finished (the node is no longer connected)
         self._message: pb.MasterMessage | None = None  # the Orders being gathered, None: none
         self.shutdown = ""
-        self.ready = asyncio.Event()
+        # Set when there is something to write: its own, or its relay's (shared by all the relay's links).
+        self.ready = asyncio.Event() if ready is None else ready
         self.last_seen = time.monotonic()  # when it last said anything (a heartbeat counts)
         self.lost = asyncio.Event()  # set when it was silent too long: its stream is to end
         self.goodbye = False  # it closed its side of the stream (a stopped or a killed agent)
@@ -89,6 +90,12 @@ class AgentConn:
         if self._message is None:
             self._message = pb.MasterMessage()
         return self._message.orders
+
+    def end_stream(self) -> None:
+        """The master ends this stream (the node was silent too long, or its agent is back on a new
+        one): ``lost`` is set and whoever writes to it woken."""
+        self.lost.set()
+        self.ready.set()
 
     def take(self) -> pb.MasterMessage | None:
         msg, self._message = self._message, None
@@ -353,7 +360,7 @@ class Dispatcher:
                     f"(--heartbeat-timeout {timeout:g} s, heartbeats read {read_lag:.1f} s late)",
                     node=conn.node, silent_s=round(silent, 1), read_lag_s=round(read_lag, 1),
                 )
-                conn.lost.set()
+                conn.end_stream()
 
     def credit_stall(self, late: float, now: float) -> None:
         """The loop was busy for ``late`` s more than the watch allows (a long pass, a storm, a

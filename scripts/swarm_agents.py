@@ -71,36 +71,24 @@ sys.exit(mm.main())
 
 # --master-probe: the master as it is, watched from inside (a diagnosis, not a benchmark): how late
 # its loop runs (a 0.1 s timer) and how late it reads each heartbeat (now - Heartbeat.time: one
-# host, one clock), per second, and every stall the heartbeat watch credited. Its Connect handler's
-# read loop is AgentLinkService._read, copied here with the measure added.
+# host, one clock), per second, and every stall the heartbeat watch credited: Sessions.heard is
+# wrapped with the measure.
 PROBED_MASTER = """
 import asyncio, json, sys, time
 import pj.master.main as mm
-from pj.master import runtime, service
+from pj.master import agentsession, runtime
 out = sys.argv.pop(1)
 sys.argv[0] = "pj-master"
 lag, late, credits = {}, {}, []
 def peak(d, v):
     k = int(time.time())
     d[k] = max(d.get(k, 0.0), v)
-async def read(self, conn, context):
-    m = self.m
-    while True:
-        msg = await context.read()
-        if msg is service._EOF:
-            conn.goodbye = True
-            return
-        kind = msg.WhichOneof("body")
-        if kind == "heartbeat":
-            peak(late, time.time() - msg.heartbeat.time)
-            m.read_lag.heard(conn.node, msg.heartbeat.time, time.time())
-        elif kind == "events":
-            ev = msg.events
-            m.agent_reports(conn.node, [(s.task_id, s.time) for s in ev.started],
-                            [(e.task_id, e.exit_code, service.clip(e.error), e.time, service.convert.usage_from_pb(e),
-                              service.clip(e.stderr_tail)) for e in ev.exited], ev.withdrawn)
-        conn.last_seen = time.monotonic()
-service.AgentLinkService._read = read
+heard_plain = agentsession.Sessions.heard
+def heard(self, conn, msg):
+    if msg.WhichOneof("body") == "heartbeat":
+        peak(late, time.time() - msg.heartbeat.time)
+    heard_plain(self, conn, msg)
+agentsession.Sessions.heard = heard
 async def probe():
     loop = asyncio.get_running_loop()
     while True:
@@ -207,12 +195,16 @@ def drive(a: argparse.Namespace) -> int:
                               stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True)
     workers: list[Worker] = []
+    relays: list[tuple[subprocess.Popen[bytes], str]] = []
     hwm = [0]
+    relay_hwm: dict[int, int] = {}
     done = threading.Event()
 
     def poll_rss() -> None:
         while not done.wait(0.2):
             hwm[0] = max(hwm[0], vm_kb(master.pid, "VmHWM"))
+            for r, _ in relays:
+                relay_hwm[r.pid] = max(relay_hwm.get(r.pid, 0), vm_kb(r.pid, "VmHWM"))
 
     threading.Thread(target=poll_rss, daemon=True).start()
     ok = False
@@ -229,6 +221,9 @@ def drive(a: argparse.Namespace) -> int:
         meta = json.loads(info.read_text())
         address = str(meta["address"])
         token = (wd / "token").read_text().strip()
+        if a.relays:  # real relays (agent/relay.py): the agents are spread over them
+            relays = start_relays(py, wd, tmp, a.relays)
+            address = ",".join(addr for _, addr in relays)
         t0 = time.time()
         per = -(-a.agents // a.procs)
         for k in range(a.procs):
@@ -278,8 +273,14 @@ def drive(a: argparse.Namespace) -> int:
         for w in workers:
             w.p.wait(timeout=120)
             w.t.join(10)
+        for r, _ in relays:  # a relay stops once the master is gone after its agents left
+            r.wait(timeout=30)
         done.set()
         out["master_hwm_mb"] = round(hwm[0] / 1024, 1)
+        if relays:
+            out["relays"] = len(relays)
+            out["relay_hwm_mb_max"] = round(max(relay_hwm.values(), default=0) / 1024, 1)
+            out["relay_rcs"] = sorted({r.returncode for r, _ in relays}, key=str)
         out["master_rc"] = master.returncode
         res = [w.result for w in workers if w.result is not None]
         out["agent_failures"] = sum(r["failed"] for r in res) + (len(workers) - len(res))
@@ -332,7 +333,7 @@ def drive(a: argparse.Namespace) -> int:
         out["problem"] = f"{type(e).__name__}: {e}"
     finally:
         done.set()
-        for p in [master, *(w.p for w in workers)]:
+        for p in [master, *(w.p for w in workers), *(r for r, _ in relays)]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
@@ -363,6 +364,28 @@ def trigger(goal: float, sig: signal.Signals, workers: list[Worker], done: threa
             for w in workers:
                 w.p.send_signal(sig)
             return
+
+
+def start_relays(py: str, wd: Path, tmp: Path, k: int) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """K pj-relay processes on this host, each on a port of its own; (process, address) once each
+    listens."""
+    started = []
+    for i in range(k):
+        addr_file = tmp / f"relay{i}.addr"
+        p = subprocess.Popen([py, "-m", "pj.agent.relay", "--workdir", str(wd), "--listen", "127.0.0.1:0",
+                              "--address-file", str(addr_file), "--log-level", "warning"],
+                             stdout=subprocess.DEVNULL, stderr=open(tmp / f"relay{i}.log", "w"),
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        started.append((p, addr_file))
+    out = []
+    deadline = time.monotonic() + 60
+    for p, addr_file in started:
+        while not addr_file.exists():
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"a relay did not start; see {addr_file.with_suffix('.log')}")
+            time.sleep(0.05)
+        out.append((p, addr_file.read_text().strip()))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reconnect-away", type=float, default=1.0, metavar="S",
                     help="... after staying away S seconds (default 1; keep it well under the grace, "
                          "--heartbeat-timeout, default 30 s)")
+    ap.add_argument("--relays", type=int, default=0, metavar="K",
+                    help="start K real relays (pj-relay) and spread the agents over them: the master then holds "
+                         "K streams instead of one per agent")
     ap.add_argument("--heartbeat-timeout", type=float, default=0.0, metavar="S",
                     help="the master's --heartbeat-timeout (also its grace for a cut-off node)")
     ap.add_argument("--retries", type=int, metavar="N",

@@ -412,6 +412,8 @@ async def run_worker(a: argparse.Namespace) -> int:
         ag.cut, ag.away, ag.sent, ag.buckets = asyncio.Event(), a.reconnect_away, deque(), stats["buckets_cut"]
     failed = 0
     give_up_at = time.monotonic() + a.register_timeout
+    addresses = a.address.split(",")  # the master's, or relays' (--relays): agent i takes the i-th
+    ag_index = {ag.name: a.first + i for i, ag in enumerate(agents)}
 
     tasks: dict[str, asyncio.Task[None]] = {}
     parked = asyncio.Event()  # silent vanished agents hold their connection open until the others end
@@ -420,7 +422,8 @@ async def run_worker(a: argparse.Namespace) -> int:
     async def one(ag: SimAgent) -> None:
         nonlocal failed
         try:
-            await ag.serve(a.address, a.token, grpc, pb, rpc, welcomed, give_up_at)
+            await ag.serve(addresses[ag_index[ag.name] % len(addresses)], a.token, grpc, pb, rpc, welcomed,
+                           give_up_at)
         except asyncio.CancelledError:
             if ag.vanished != "drop":
                 raise

@@ -620,3 +620,45 @@ class MasterMessage(_message.Message):
     orders: Orders
     shutdown: Shutdown
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., orders: _Optional[_Union[Orders, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ...) -> None: ...
+
+class NodeUp(_message.Message):
+    __slots__ = ("link", "message", "end")
+    class End(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        END_UNSPECIFIED: _ClassVar[NodeUp.End]
+        END_GOODBYE: _ClassVar[NodeUp.End]
+        END_BROKEN: _ClassVar[NodeUp.End]
+    END_UNSPECIFIED: NodeUp.End
+    END_GOODBYE: NodeUp.End
+    END_BROKEN: NodeUp.End
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    link: int
+    message: bytes
+    end: NodeUp.End
+    def __init__(self, link: _Optional[int] = ..., message: _Optional[bytes] = ..., end: _Optional[_Union[NodeUp.End, str]] = ...) -> None: ...
+
+class RelayUp(_message.Message):
+    __slots__ = ("up",)
+    UP_FIELD_NUMBER: _ClassVar[int]
+    up: _containers.RepeatedCompositeFieldContainer[NodeUp]
+    def __init__(self, up: _Optional[_Iterable[_Union[NodeUp, _Mapping]]] = ...) -> None: ...
+
+class NodeDown(_message.Message):
+    __slots__ = ("link", "message", "code", "details")
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    link: int
+    message: bytes
+    code: int
+    details: str
+    def __init__(self, link: _Optional[int] = ..., message: _Optional[bytes] = ..., code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
+
+class RelayDown(_message.Message):
+    __slots__ = ("down",)
+    DOWN_FIELD_NUMBER: _ClassVar[int]
+    down: _containers.RepeatedCompositeFieldContainer[NodeDown]
+    def __init__(self, down: _Optional[_Iterable[_Union[NodeDown, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,138 @@
+"""RelayLink: one stream per relay (pj-relay, agent/relay.py), carrying the AgentLink streams of
+many agents as numbered links (issue 16: tens of streams for thousands of nodes).
+
+Each link is an agent session exactly as a direct stream is (agentsession.py): its first message
+is the Register, a refusal ends the link with the refusal's status, later messages are heard in
+order, and the link's end (the agent's stream ended at the relay) or the relay's (its stream
+broke: every link of it is cut off, with the grace to come back) ends the session. Down the
+stream, one writer gathers what waits for any of the relay's links into one RelayDown per wake:
+every link's AgentConn shares the relay's ``ready`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import structlog
+
+from pj.v1 import pj_pb2 as pb
+from pj.v1 import pj_pb2_grpc as rpc
+
+from .agentsession import Refused, Sessions
+from .runtime import AgentConn
+
+log = structlog.get_logger("pj.master")
+EOF_ = grpc.aio.EOF  # type: ignore[attr-defined]
+_GOODBYE = pb.NodeUp.END_GOODBYE
+
+
+class _Link:
+    __slots__ = ("conn", "shut")
+
+    def __init__(self, conn: AgentConn) -> None:
+        self.conn = conn
+        self.shut = False  # its Shutdown has gone down
+
+
+class _Relay:
+    """The links of one relay stream."""
+
+    def __init__(self, sessions: Sessions, peer: str) -> None:
+        self.sessions = sessions
+        self.peer = peer
+        self.links: dict[int, _Link] = {}
+        self.done: set[int] = set()  # links refused or ended by the master: what more comes up is dropped
+        self.pending: list[pb.NodeDown] = []  # welcomes and refusals, before any orders
+        self.ready = asyncio.Event()
+
+    async def read(self, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            up = await context.read()
+            if up is EOF_:
+                return
+            for u in up.up:
+                link = self.links.get(u.link)
+                if u.end:
+                    if link is not None:
+                        link.conn.goodbye = u.end == _GOODBYE
+                        self._end(u.link)
+                    self.done.discard(u.link)
+                elif link is not None:
+                    self.sessions.heard(link.conn, pb.AgentMessage.FromString(u.message))
+                elif u.link not in self.done:
+                    await self._admit(u.link, pb.AgentMessage.FromString(u.message))
+
+    async def _admit(self, lid: int, first: pb.AgentMessage) -> None:
+        try:
+            conn = await self.sessions.admit(first, self.ready)
+        except Refused as r:
+            self.done.add(lid)
+            self.pending.append(pb.NodeDown(link=lid, code=r.code.value[0], details=r.details))
+            self.ready.set()
+            return
+        self.links[lid] = _Link(conn)
+        self.pending.append(pb.NodeDown(link=lid, message=self.sessions.welcome().SerializeToString()))
+        self.ready.set()
+
+    def _end(self, lid: int) -> None:
+        link = self.links.pop(lid)
+        self.sessions.ended(link.conn)
+
+    async def write(self, context: grpc.aio.ServicerContext) -> None:
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            batch = pb.RelayDown()
+            down = batch.down
+            if self.pending:
+                down.extend(self.pending)
+                self.pending.clear()
+            ending: list[int] = []
+            for lid, link in self.links.items():
+                conn = link.conn
+                msg = None if link.shut else conn.take()  # nothing after the Shutdown, as on a direct stream
+                if msg is not None:
+                    down.add(link=lid, message=msg.SerializeToString())
+                if conn.shutdown and not link.shut:
+                    link.shut = True
+                    bye = pb.MasterMessage(shutdown=pb.Shutdown(reason=conn.shutdown))
+                    down.add(link=lid, message=bye.SerializeToString())
+                if conn.lost.is_set():
+                    code, details = self.sessions.end_status(conn) or (grpc.StatusCode.UNAVAILABLE, "")
+                    down.add(link=lid, code=code.value[0], details=details)
+                    ending.append(lid)
+            for lid in ending:
+                self.done.add(lid)
+                self._end(lid)
+            if down:
+                await context.write(batch)
+
+    def close(self) -> None:
+        """The relay's stream ended: every link still open is cut off."""
+        for lid in list(self.links):
+            self._end(lid)
+
+
+class RelayLinkService(rpc.RelayLinkServicer):
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+
+    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        relay = _Relay(self.sessions, context.peer())
+        log.info("relay connected", peer=relay.peer)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(relay.write(context))
+                reader = tg.create_task(relay.read(context))
+                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+                writer.cancel()
+                reader.cancel()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a broken stream: its nodes are cut off, the master goes on
+            log.warning("relay stream broke", peer=relay.peer, links=len(relay.links), error=repr(e))
+        finally:
+            log.info("relay disconnected", peer=relay.peer, links=len(relay.links))
+            relay.close()
