@@ -37,12 +37,15 @@ class FileContext:
         self.strict = strict
         self._warnings: list[str] = []
         self._grouped: dict[str, list[str]] = {}
+        self.warned = 0  # warnings so far (a reader can tell whether a job gave any)
 
     def warn(self, message: str) -> None:
+        self.warned += 1
         self._warnings.append(f"{self.source}: {message}")
 
     def warn_job(self, message: str, label: str) -> None:
         """One warning per kind of problem, naming the jobs it concerns."""
+        self.warned += 1
         self._grouped.setdefault(message, []).append(label)
 
     def finish_warnings(self) -> list[str]:

@@ -103,11 +103,12 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
     ctx = FileContext(source, dups, strict=not isinstance(data, list))
     if isinstance(data, dict):
         kind: Literal["native", "qcg"] = "native"
-        specs, labels = _native_file(ctx, data)
+        specs, labels, renamed = _native_file(ctx, data)
         finish = False
     elif isinstance(data, list):
         kind = "qcg"
         specs, labels, finish = read_qcg(ctx, data)
+        renamed = None
     else:
         raise JobFileError(
             f'{source}: expected a JSON object {{"jobs": [...]}} (PJ\'s format) or an array of requests '
@@ -118,7 +119,7 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
             raise JobFileError(f"{source}: key {key!r} is given twice in one object")
         ctx.warn(f"key {key!r} is given twice in one object; the last value is used, as QCG-PilotJob does")
     try:
-        check_specs(specs, allow_external=allow_external)
+        check_specs(specs, allow_external=allow_external, renamed=renamed)
     except SpecError as exc:
         names = _NATIVE_NAMES if kind == "native" else QCG_FIELD_NAMES
         field = names.get(exc.field, exc.field if kind == "native" else f"execution.{exc.field}")
@@ -135,7 +136,8 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
 # ----------------------------------------------------------------------------- native format
 
 
-def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.JobSpec], list[str]]:
+def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.JobSpec], list[str], list[bool]]:
+    """The jobs, their labels for messages, and which are an earlier job's spec renamed."""
     top = FieldReader(ctx, "top level")
     top.check_dups(None, data)
     for key in data:
@@ -157,12 +159,56 @@ def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.Jo
         )
     if not jobs:
         raise JobFileError(f"{ctx.source}: 'jobs' is empty: nothing to run", field="jobs")
-    specs, labels = [], []
+    specs: list[pj_pb2.JobSpec] = []
+    labels: list[str] = []
+    renamed: list[bool] = []
+    # Campaigns are mostly jobs alike but for their names: a job whose other fields are the same
+    # simple values as an earlier one's (and which gave no warning) is that job's spec renamed,
+    # after its own name and duplicate keys are checked (and check_specs checks only its name).
+    alike: dict[tuple[Any, ...], pj_pb2.JobSpec] = {}
     for index, obj in enumerate(jobs, 1):
         label = job_label(index, obj)
-        specs.append(_native_job(FieldReader(ctx, label), obj))
+        job = FieldReader(ctx, label)
+        shape = _alike_key(obj)
+        template = alike.get(shape) if shape is not None else None
+        if template is not None:
+            job.check_dups(None, obj)
+            spec = pj_pb2.JobSpec()
+            spec.CopyFrom(template)
+            spec.name = job.string("name", obj["name"])
+            renamed.append(True)
+        else:
+            renamed.append(False)
+            warned = ctx.warned
+            spec = _native_job(job, obj)
+            if shape is not None and ctx.warned == warned:
+                alike[shape] = spec
+        specs.append(spec)
         labels.append(label)
-    return specs, labels
+    return specs, labels, renamed
+
+
+_SIMPLE = (str, int, float, bool)
+
+
+def _alike_key(obj: Any) -> tuple[Any, ...] | None:
+    """What a job is but for its name, when that is only simple values (None: not simple, or no
+    name): strings, numbers, booleans, and lists of these (types in the key: 1, 1.0 and true are
+    different to the reader)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        return None
+    key: list[Any] = []
+    for k, v in obj.items():
+        if k == "name":
+            continue
+        t = type(v)
+        if t in _SIMPLE or v is None:
+            key.append((k, t, v))
+        elif t is list and all(type(x) is str for x in v):
+            key.append((k, t, tuple(v)))
+        else:
+            return None
+    return tuple(key)
 
 
 def _native_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:

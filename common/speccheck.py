@@ -173,12 +173,15 @@ def check_specs(
     known: Callable[[str], JobRef | None] = _unknown,
     *,
     allow_external: bool = False,
+    renamed: Sequence[bool] | None = None,
 ) -> None:
     """Raise :class:`SpecError` for the first invalid job in ``specs``; return ``None`` if all are valid.
 
     ``known(name)`` describes a job registered before this batch (``None``: no such job). With
     ``allow_external``, a dependency on a job that is neither in the batch nor known is accepted
     unchecked: a client uses it for files that refer to jobs of a running master, which checks them.
+    ``renamed[i]``: specs[i] is a copy of an earlier spec of ``specs`` but for its name (a job
+    file's reader knows); only its name is checked (the master, trusting no one, checks all).
     """
     if not specs:
         raise SpecError("", "jobs", "no jobs: a submission needs at least one")
@@ -189,7 +192,12 @@ def check_specs(
     waiting: list[tuple[int, list[str]]] = []  # jobs with dependencies, and these
     check_known = known is not _unknown
     for i, spec in enumerate(specs):
-        name, after = _check_one(spec, i)
+        if renamed is not None and renamed[i]:
+            name = spec.name
+            _check_name(name, i)
+            after = spec.after[:] if spec.after else []
+        else:
+            name, after = _check_one(spec, i)
         seen = first.setdefault(name, i)
         if seen != i:
             raise SpecError(name, "name", f"{name!r} is also the name of job #{seen + 1}", i)
@@ -231,14 +239,18 @@ assert [f.number for f in pj_pb2.JobSpec.DESCRIPTOR.fields] == list(range(1, 24)
 ITER_SCHEDULERS = ("split-into", "maximum-iters")  # QCG-PilotJob's (Range.scheduler; master/itersize.py)
 
 
+def _check_name(name: str, i: int) -> None:
+    if len(name) > NAME_MAX or _NAME_CHARS.fullmatch(name) is None or name[0] == "." or ".." in name:
+        raise SpecError(name, "name", check_name(name) or "is not a valid name", i)
+
+
 def _check_one(spec: pj_pb2.JobSpec, i: int) -> tuple[str, list[str]]:
     """Everything about one spec that does not need the rest of the batch.
 
     Returns its name and its dependencies (``after``).
     """
     name = spec.name
-    if len(name) > NAME_MAX or _NAME_CHARS.fullmatch(name) is None or name[0] == "." or ".." in name:
-        raise SpecError(name, "name", check_name(name) or "is not a valid name", i)
+    _check_name(name, i)
     exe = script = ""
     has_args = False
     after: list[str] = []

@@ -92,6 +92,8 @@ class Sessions:
         heartbeat. Anyone else is refused (ALREADY_EXISTS)."""
         m = self.m
         if not m.may_replace(old, reg.pid, reg.hostname, reg.campaign):
+            log.warning("agent refused", node=reg.node, reason="another agent of this node is connected",
+                        pid=reg.pid, hostname=reg.hostname, connected_pid=old.pid)
             raise Refused(grpc.StatusCode.ALREADY_EXISTS, f"node {reg.node!r} is already connected")
         log.info("agent came back on a new stream: its old one is closed", node=reg.node, pid=reg.pid)
         old.replaced = True

@@ -231,6 +231,25 @@ def test_batch_errors() -> None:
     assert "job 'b' (#2): field 'after': 'a:${it}': job 'a' has iterations 0..2, which do not cover" in msg
 
 
+def test_jobs_alike_but_for_their_names_are_each_checked_as_the_first() -> None:
+    """The reader reuses an earlier job's spec for a job alike but for its name: each such job is
+    still the job it says (its own name, every field), and its own faults are still found."""
+    jf = native(*({"name": f"t{i}", "exec": "/bin/sim", "args": ["-n", "4"], "cores": 2, "after": ["prep"]}
+                  for i in range(3)), {"name": "prep", **E}, {"name": "t3", "exec": "/bin/sim", "cores": 2})
+    assert [j.name for j in jf.jobs] == ["t0", "t1", "t2", "prep", "t3"]
+    assert all(list(j.args) == ["-n", "4"] and j.cores.min == 2 and list(j.after) == ["prep"] for j in jf.jobs[:3])
+    assert not jf.jobs[4].args and not jf.jobs[4].after
+    # 1, 1.0 and true are not alike: the boolean is refused though an integer came first.
+    assert "job 'b' (#2): field 'cores'" in native_error({"name": "a", **E, "cores": 1}, {"name": "b", **E, "cores": True})
+    assert len(native({"name": "a", **E, "cores": 1}, {"name": "b", **E, "cores": 1.0}).jobs) == 2
+    # A bad name, a name given twice, a key given twice: in the alike job, named as such.
+    assert "job '.x' (#2): field 'name'" in native_error({"name": "a", **E}, {"name": ".x", **E})
+    assert "job 'a' (#2): field 'name': 'a' is also the name of job #1" in native_error({"name": "a", **E}, {"name": "a", **E})
+    twice = '{"jobs": [{"name": "a", "exec": "/bin/true"}, {"name": "b", "exec": "/bin/true", "exec": "/bin/true"}]}'
+    assert "job 'b' (#2): key 'exec' is given twice" in error(twice)
+    assert "job #2: field 'name': expected a string" in native_error({"name": "a", **E}, {"name": 7, **E})
+
+
 def test_external_dependencies_can_be_allowed() -> None:
     with pytest.raises(JobFileError, match="no job named 'running'"):
         native({"name": "a", **E, "after": "running"})
