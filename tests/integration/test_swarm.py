@@ -81,3 +81,19 @@ def test_swarm_reconnect_reruns_nothing_and_loses_no_node(tmp_path: Path) -> Non
     assert "did not come back" not in log and "said nothing" not in log
     assert res["declared_lost"] == 0 and res["reconnect_declared_lost"] == 0
     assert 0.3 <= res["reconnect_s"] < 5, res  # away 0.3 s, then welcomed back well within the grace
+
+
+def test_swarm_through_relays_runs_every_job_and_survives_a_storm(tmp_path: Path) -> None:
+    """64 agents reach the master through 2 real pj-relay processes (the master holds 2 streams,
+    not 64); 10% vanish mid-run: their links end at the relays, the master requeues what they
+    ran after the grace, every job SUCCEEDs, and the relays exit 0 once the campaign is over."""
+    rc, res = run_swarm(tmp_path, "--agents", "64", "--cores", "8", "--jobs", "3000", "--duration", "fixed:0.2",
+                        "--vanish", "0.1", "--vanish-at", "0.3", "--heartbeat-timeout", "2", "--relays", "2")
+    assert res["problem"] is None and rc == 0, res
+    assert res["registered"] == 64 and res["resources_nodes"] == 64 and res["relay_rcs"] == [0], res
+    assert res["vanished_agents"] == 6 and res["lost_nodes"] == 6 and res["false_lost"] == 0, res
+    assert 1.5 < res["requeue_s"] < 10, res
+    rows = [json.loads(x) for x in (Path(res["kept"]) / "workdir" / "jobs.jsonl").read_text().splitlines()]
+    jobs = [r for r in rows if "job" not in r]
+    assert len(jobs) == 3000 and {r["state"] for r in jobs} == {"SUCCEED"}
+    assert (Path(res["kept"]) / "master.log").read_text().count("did not come back within 2 s: lost") == 6
