@@ -11,7 +11,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().with_name("swarm_agents.py")
 
-SWARM_SYSTEMS = ("swarm", "swarm-storm")  # --only swarm brings the storm row too
+SWARM_SYSTEMS = ("swarm", "swarm-storm", "swarm-relay")  # --only swarm brings the storm row too
 SWARM_EXTRAS = ("reg_s", "swarm_rate", "master_hwm_mb", "requeue_s", "rerun_s")
 # The storm row: 256x32 agents, 10% vanish (drop) once 30% of the jobs ended; 20,000 tasks of 2 s:
 # about 2.4 waves on the 8,192 cores, so the vanished agents run the second when they go.
@@ -27,7 +27,8 @@ def swarm_label(a: Any, system: str = "swarm") -> str:
     if system == "swarm-storm":
         return (f"swarm-storm ({storm_jobs(a)} jobs of 2 s, 256x32 simulated agents, 10% vanish at 30%, "
                 "heartbeat timeout 5 s)")
-    return (f"swarm ({a.swarm_jobs} jobs, {a.swarm_agents}x{a.swarm_cores} simulated agents, "
+    via = f", through {a.swarm_relays} pj-relay" if system == "swarm-relay" else ""
+    return (f"{system} ({a.swarm_jobs} jobs, {a.swarm_agents}x{a.swarm_cores} simulated agents{via}, "
             f"{a.swarm_procs} procs, duration {a.swarm_duration})")
 
 
@@ -38,7 +39,7 @@ def swarm_command(system: str, a: Any, python: Path, run_dir: Path) -> tuple[lis
         return [str(python), str(HERE), *STORM, "--jobs", str(storm_jobs(a)), *common], storm_jobs(a)
     return [str(python), str(HERE), "--agents", str(a.swarm_agents), "--cores", str(a.swarm_cores),
             "--jobs", str(a.swarm_jobs), "--procs", str(a.swarm_procs), "--duration", a.swarm_duration,
-            *common], a.swarm_jobs
+            *(["--relays", str(a.swarm_relays)] if system == "swarm-relay" else []), *common], a.swarm_jobs
 
 
 def run_swarm_bench(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dict:
@@ -67,12 +68,17 @@ def run_swarm_bench(system: str, rnd: int, a: Any, ctx: dict, tools: Any) -> dic
 
 
 def print_swarm(summary: dict[str, dict]) -> None:
-    m = summary.get("swarm")
-    if m:
-        print("\nswarm (medians):")
-        print(f"  every agent registered in {m['reg_s_median']:.2f} s; {m['rate_median']:,.0f} jobs/s "
-              f"Submit to done; {m.get('swarm_rate_median', 0):,.0f} tasks/s first start to last exit "
-              f"(agents' clocks); master peak RSS {m['master_hwm_mb_median']:.0f} MB")
+    for name in ("swarm", "swarm-relay"):
+        m = summary.get(name)
+        if m:
+            print(f"\n{name} (medians):")
+            print(f"  every agent registered in {m['reg_s_median']:.2f} s; {m['rate_median']:,.0f} jobs/s "
+                  f"Submit to done; {m.get('swarm_rate_median', 0):,.0f} tasks/s first start to last exit "
+                  f"(agents' clocks); master peak RSS {m['master_hwm_mb_median']:.0f} MB")
+    d, r = summary.get("swarm"), summary.get("swarm-relay")
+    if d and r:
+        print(f"  swarm-relay/swarm: {r['rate_median'] / d['rate_median']:.2f}x jobs/s, "
+              f"{r['master_hwm_mb_median'] / d['master_hwm_mb_median']:.2f}x the master's peak RSS")
     m = summary.get("swarm-storm")
     if m:
         print("\nswarm-storm (medians; 10% of the agents vanish, the master's grace 5 s):")
