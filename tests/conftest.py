@@ -59,6 +59,21 @@ class Cluster:
             f"agent-{name}.log",
         )
 
+    def kill_master(self) -> None:
+        """SIGKILL the master (no report, no goodbye to its agents) and forget where it was."""
+        self.master.kill()
+        self.master.wait()
+        (self.workdir / "master.json").unlink()
+
+    def resume_master(self, log: str = "master-resumed.log") -> None:
+        """Start ``pj-master --resume`` on the workdir and wait until it is listening."""
+        self.master = self._spawn([sys.executable, "-m", "pj.master", "--workdir", str(self.workdir), "--resume"], log)
+        deadline = time.monotonic() + 20
+        while not (self.workdir / "master.json").exists():
+            if self.master.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the resumed master did not start:\n" + (self.workdir / log).read_text())
+            time.sleep(0.02)
+
     def client(self):  # type: ignore[no-untyped-def]
         from pj.client import Client
 

@@ -46,14 +46,10 @@ def test_a_killed_master_resumes_and_adopts_what_the_agents_still_run(cluster_fa
         cl.submit(slow + quick)  # the slow ones first: they hold 6 of the 8 cores for 3 s
         eventually(lambda: len(list(cl.list(["EXECUTING"]))) >= 6 and len(list(cl.list(["SUCCEED"]))) >= 2,
                  what="the slow jobs running, some quick ones done")
-    c.master.kill()  # SIGKILL: no report, no goodbye; the agents keep their tasks running
-    c.master.wait()
-    (c.workdir / "master.json").unlink()
+    c.kill_master()  # SIGKILL: no report, no goodbye; the agents keep their tasks running
     assert all(a.poll() is None for a in agents), "an agent did not outlive the master"
 
-    c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume"],
-                        "master-resumed.log")
-    eventually(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
+    c.resume_master()
     with Client(c.workdir) as cl:
         states = cl.wait(timeout=30)
         cl.finish()

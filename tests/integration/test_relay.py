@@ -109,14 +109,10 @@ def test_a_killed_master_finds_its_agents_again_through_the_relay(cluster_factor
         cl.submit(slow + quick)
         eventually(lambda: len(list(cl.list(["EXECUTING"]))) >= 6 and len(list(cl.list(["SUCCEED"]))) >= 2,
                    what="the slow jobs running, some quick ones done")
-    c.master.kill()  # no goodbye: the relay's stream breaks, it ends each agent's stream, all reconnect
-    c.master.wait()
-    (c.workdir / "master.json").unlink()
+    c.kill_master()  # no goodbye: the relay's stream breaks, it ends each agent's stream, all reconnect
     assert relay.poll() is None and all(a.poll() is None for a in agents)
 
-    c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume"],
-                        "master-resumed.log")
-    eventually(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
+    c.resume_master()
     with Client(c.workdir) as cl:
         states = cl.wait(timeout=40)
         cl.finish()

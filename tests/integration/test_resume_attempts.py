@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,10 @@ def test_a_resumed_master_continues_the_retry_budget(cluster_factory, tmp_path: 
         cl.submit([job])
         eventually(lambda: runs.exists() and len(runs.read_text().splitlines()) == 2,
                    what="the first attempt failed, the second runs")
-    c.master.kill()  # SIGKILL, after the first failure was journaled (before the retry's launch went out)
-    c.master.wait()
-    (c.workdir / "master.json").unlink()
+    c.kill_master()  # SIGKILL, after the first failure was journaled (before the retry's launch went out)
     assert agent.poll() is None
 
-    c.master = c._spawn([sys.executable, "-m", "pj.master", "--workdir", str(c.workdir), "--resume"],
-                        "master-resumed.log")
-    eventually(lambda: (c.workdir / "master.json").exists(), what="the resumed master")
+    c.resume_master()
     with Client(c.workdir) as cl:
         states = cl.wait(timeout=40)
         cl.finish()
