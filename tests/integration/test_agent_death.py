@@ -81,6 +81,9 @@ def test_a_killed_agents_task_dies_with_it_and_runs_again_once_under_its_success
             cl.submit([job("long", out, 3), job("next", out, 0.1)], base_dir=tmp_path)
             eventually(lambda: copies.alive(), what="the task running")
             (first,) = copies.alive()
+            # The master has heard it start (an agent killed before its batched Started went up
+            # leaves it SCHEDULED, and the check below could not tell the waiting apart).
+            eventually(lambda: cl.info("long")[0].state == "EXECUTING", what="the master to hear the start")
             os.kill(agent.pid, signal.SIGKILL)  # no goodbye, no cleanup of its own
             agent.wait()
             # Its watchdog stops the task (TERM, KILL after --kill-grace) though no agent returns.
