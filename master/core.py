@@ -560,28 +560,35 @@ class Core:
         if self.arrivals.due(now):
             self._wait_over(now)
         reconcile.due(self, now)
-        pool, sb = self.pool, self.standbys
+        pool, sb, queue = self.pool, self.standbys, self.queue
+        placed = self.outbox.placed
         # a pass places nothing while too little launch room is left: no string of tiny passes, one per report
-        if self.queue.queues and pool.free_cores > 0 and (
-                LAUNCHED_MAX - self.task_counts[State.SCHEDULED] >= PASS_PLACE_MAX // 4):
+        if queue.queues and pool.free_cores > 0 and LAUNCHED_MAX - self.launched() >= PASS_PLACE_MAX // 4:
             place: Place = (  # with prefetch, what is placed on free cores may get standbys behind it
                 (lambda job, it, alloc: sb.offer(self.place(job, it, alloc, now))) if sb.enabled
                 else (lambda job, it, alloc: self.place(job, it, alloc, now))
             )
-            placed, counts = self.outbox.placed, self.task_counts
-            self.queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
-                                lambda: (pool.free_cores > 0 and len(placed) < PASS_PLACE_MAX
-                                         and counts[State.SCHEDULED] < LAUNCHED_MAX), now)
-        stuck_wake = prefetch.standby_pass(self, now) if sb.enabled else None
+            queue.schedule(lambda req, wall: pool.allocate(req, until(now, wall)), place,
+                           lambda: (pool.free_cores > 0 and len(placed) < PASS_PLACE_MAX
+                                    and self.launched() < LAUNCHED_MAX), now)
+        # free cores left, and ready work the limits above kept from them: the next pass places it
+        paced = bool(queue.queues) and pool.free_cores > 0 and (
+            len(placed) >= PASS_PLACE_MAX or LAUNCHED_MAX - self.launched() < PASS_PLACE_MAX // 4)
+        stuck_wake = prefetch.standby_pass(self, now, paced, PASS_PLACE_MAX - len(placed)) if sb.enabled else None
         out, self.outbox = self.outbox, Outbox()
         out.stop = self.finishing and self.unfinished == 0
         # the rest in the next pass: at once, or (too many launched, not yet started) when agents report
-        more = now if len(out.placed) >= PASS_PLACE_MAX and self.task_counts[State.SCHEDULED] < LAUNCHED_MAX else None
+        more = now if len(out.placed) >= PASS_PLACE_MAX and self.launched() < LAUNCHED_MAX else None
         wakes = [w for w in (self.arrivals.wake_at, self.recon.wake_at, stuck_wake, more) if w is not None]
         out.wake_at = min(wakes, default=None)
         return out
 
     # ------------------------------------------------------------------ state changes
+
+    def launched(self) -> int:
+        """Tasks launched on free cores and not yet reported started (``LAUNCHED_MAX``); standbys,
+        held by their agents until cores free, are not counted (``Standbys.limit`` holds them)."""
+        return self.task_counts[State.SCHEDULED] - len(self.standbys.behind)
 
     def move_task(self, task: Task, event: Event, now: float, reason: str = "") -> None:
         """``task`` takes the move ``TASK_MOVES[(its state, event)]`` (an illegal one raises)."""

@@ -145,6 +145,11 @@ def _standbys(core: Core, out: list[str]) -> None:
     sb = core.standbys
     for tid in sb.withdrawing - set(sb.behind):
         out.append(f"task {tid} is being withdrawn but is no standby")
+    cores = sum(len(core.running[t].allocation[0].cores) for t in sb.withdrawing if t in core.running)
+    if sb.withdrawing_cores != cores:
+        out.append(f"standbys.withdrawing_cores {sb.withdrawing_cores} != {cores}, the cores of those withdrawn")
+    if len(sb.behind) > sb.limit:
+        out.append(f"{len(sb.behind)} standbys, more than their limit {sb.limit}")
     for tid in core.recon.orphans:
         if tid not in core.running:
             out.append(f"orphan {tid} is not a running task")

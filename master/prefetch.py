@@ -43,6 +43,9 @@ Key = tuple[int, int, int]  # (cores, GPUs, memory) of a one-node share
 # A function call's args start so (common/pycall.is_call; not imported: pycall does I/O, the core
 # none; tests/master/test_prefetch.py checks they agree).
 CALL_ARGS = ("-m", "pj.agent.pyworker", "call")
+# Standbys at most, all shares together: each is a launch its agent holds. 8,192 x 8 cores with
+# 150,000 two-second tasks had ~80,000 of them (4 deep) and was no faster for it.
+STANDBY_MAX = 50_000
 
 
 def _key(task: Task) -> Key | None:
@@ -56,7 +59,8 @@ def _key(task: Task) -> Key | None:
 class Standbys:
     """Which running tasks may get a standby, and which standby waits on which task."""
 
-    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 4, call_depth: int = 32) -> None:
+    def __init__(self, enabled: bool = True, patience: float = 0.25, depth: int = 4, call_depth: int = 32,
+                 limit: int = STANDBY_MAX) -> None:
         self.enabled = enabled
         self.patience = patience  # seconds a standby may wait while cores idle before it is withdrawn
         self.depth = depth  # standbys per share at most (behind a task that is not a call)
@@ -68,6 +72,8 @@ class Standbys:
         self.behind: dict[int, Task] = {}  # standby id -> the task right before it (oldest standby first)
         self.places: dict[int, int] = {}  # standby id -> its place in its share's line (1: next)
         self.withdrawing: set[int] = set()  # standbys the agent was asked to give back
+        self.withdrawing_cores = 0  # their cores: free cores they will take once given back
+        self.limit = limit  # standbys at most, all shares together
         self._picked: Task | None = None  # the task whose share ``share_for`` just gave out
 
     def offer(self, task: Task) -> None:
@@ -138,12 +144,12 @@ class Standbys:
             if after is None:
                 return True
             del self.behind[after.id]
-            self.withdrawing.discard(after.id)
+            self._unwithdraw(after)
             self._move_up(after)  # it holds the share now
             return False
         # A standby: the one behind it (if any) moves up to its place.
         del self.places[tid]
-        self.withdrawing.discard(tid)
+        self._unwithdraw(task)
         if after is None:
             del self.ahead[before.id]
             self.offer(before)  # the line behind ``before`` is shorter now
@@ -152,6 +158,11 @@ class Standbys:
             self.behind[after.id] = before
             self._move_up(after)
         return False
+
+    def _unwithdraw(self, task: Task) -> None:
+        if task.id in self.withdrawing:
+            self.withdrawing.discard(task.id)
+            self.withdrawing_cores -= len(task.allocation[0].cores)
 
     def _move_up(self, task: Task) -> None:
         """The line from ``task`` on moved one place closer to the share."""
@@ -180,8 +191,10 @@ class Standbys:
 
     def stuck(self, now: float, pool: Pool) -> tuple[list[Task], float | None]:
         """Standbys to withdraw now: those that waited ``patience`` seconds while the pool has free
-        cores they would fit (no more than fit), oldest first; and when to look again."""
-        if not self.behind or pool.free_cores <= 0:
+        cores they would fit (no more than fit, less the cores of those already being withdrawn:
+        each of those takes a free core once its agent gives it back), oldest first; and when to
+        look again."""
+        if not self.behind or pool.free_cores <= self.withdrawing_cores:
             return [], None
         out: list[Task] = []
         taken: list[Allocation] = []
@@ -205,12 +218,13 @@ class Standbys:
                 continue
             taken.append(alloc)
             out.append(standby)
-            if pool.free_cores <= 0:
+            if pool.free_cores <= self.withdrawing_cores:
                 break
         for alloc in taken:
             pool.release(alloc)
         for standby in out:
             self.withdrawing.add(standby.id)
+            self.withdrawing_cores += len(standby.allocation[0].cores)
         return out, wake
 
 
@@ -225,17 +239,25 @@ def _ends_in_time(ahead: Task, behind: dict[int, Task], ends_at: float, walltime
     return ahead.history[-1][1] + wall + walltime <= ends_at
 
 
-def standby_pass(core: Core, now: float) -> float | None:
-    """After the core's pass over free cores: put ready work on standby behind running tasks, then
-    withdraw standbys stuck while cores idle. Returns when to look again for stuck ones (None: when
-    something happens)."""
+def standby_pass(core: Core, now: float, paced: bool, room: int) -> float | None:
+    """After the core's pass over free cores: put ready work on standby behind running tasks (at
+    most ``room`` this pass, and ``Standbys.limit`` in all), then withdraw standbys stuck while
+    cores idle. Neither when the pass over free cores was ``paced`` (cut by the core's launch
+    limits with free cores left): the next pass gives those cores the ready work; standbys made or
+    withdrawn for them meanwhile would only go back and forth. Returns when to look again for stuck
+    ones (None: when something happens)."""
+    if paced:
+        return None
     queue, pool, sb = core.queue, core.pool, core.standbys
     place = core.place
-    if queue.queues and sb.heads:
+    if queue.queues and sb.heads and room > 0 and len(sb.behind) < sb.limit:
+        placed = core.outbox.placed
+        most = len(placed) + room
         queue.schedule(lambda request, wall: sb.share_for(request, pool, until(now, wall), wall),
                        lambda job, it, alloc: sb.link(place(job, it, alloc, now)),
-                       lambda: bool(sb.heads), now, hold=now - sb.patience)
-    if not sb.behind or pool.free_cores <= 0:
+                       lambda: bool(sb.heads) and len(placed) < most and len(sb.behind) < sb.limit,
+                       now, hold=now - sb.patience)
+    if not sb.behind or pool.free_cores <= sb.withdrawing_cores:
         return None
     stuck, wake = sb.stuck(now, pool)
     withdraws = core.outbox.withdraws

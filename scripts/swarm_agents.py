@@ -191,7 +191,7 @@ def drive(a: argparse.Namespace) -> int:
     if a.master_probe:
         prof = ["-c", PROBED_MASTER, str(Path(a.master_probe).resolve())]
     hb = ["--heartbeat-timeout", f"{a.heartbeat_timeout:g}s"] if a.heartbeat_timeout else []
-    master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", "warning", *hb],
+    master = subprocess.Popen([py, *prof, "--workdir", str(wd), "--log-level", a.log_level, *hb],
                               stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL, start_new_session=True)
     workers: list[Worker] = []
@@ -222,7 +222,7 @@ def drive(a: argparse.Namespace) -> int:
         address = str(meta["address"])
         token = (wd / "token").read_text().strip()
         if a.relays:  # real relays (agent/relay.py): the agents are spread over them
-            relays = start_relays(py, wd, tmp, a.relays)
+            relays = start_relays(py, wd, tmp, a.relays, a.log_level)
             address = ",".join(addr for _, addr in relays)
         t0 = time.time()
         per = -(-a.agents // a.procs)
@@ -366,14 +366,14 @@ def trigger(goal: float, sig: signal.Signals, workers: list[Worker], done: threa
             return
 
 
-def start_relays(py: str, wd: Path, tmp: Path, k: int) -> list[tuple[subprocess.Popen[bytes], str]]:
+def start_relays(py: str, wd: Path, tmp: Path, k: int, log_level: str) -> list[tuple[subprocess.Popen[bytes], str]]:
     """K pj-relay processes on this host, each on a port of its own; (process, address) once each
     listens."""
     started = []
     for i in range(k):
         addr_file = tmp / f"relay{i}.addr"
         p = subprocess.Popen([py, "-m", "pj.agent.relay", "--workdir", str(wd), "--listen", "127.0.0.1:0",
-                              "--address-file", str(addr_file), "--log-level", "warning"],
+                              "--address-file", str(addr_file), "--log-level", log_level],
                              stdout=subprocess.DEVNULL, stderr=open(tmp / f"relay{i}.log", "w"),
                              stdin=subprocess.DEVNULL, start_new_session=True)
         started.append((p, addr_file))
@@ -431,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--master-probe", metavar="FILE",
                     help="measure inside the master: its loop's lag and how late it reads heartbeats, per "
                          "second, and the stalls its heartbeat watch credited, as JSON to FILE")
+    ap.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                    help="the master's and the relays' --log-level (default warning; info: every agent's "
+                         "join and disconnect in master.log, with --keep)")
     ap.add_argument("--tmp", metavar="DIR")
     ap.add_argument("--keep", action="store_true", help="keep the workdir and logs")
     ap.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)

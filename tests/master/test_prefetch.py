@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from collections import deque
 
+import pytest
+
 from pj.master.core import Core, Outbox
 from pj.master.expect import Expectation
 from pj.master.launch import TaskLaunch
@@ -267,6 +269,80 @@ def test_a_standby_stuck_behind_a_long_task_is_withdrawn_once_cores_idle() -> No
     assert placed.id != s1.id and placed.allocation != core.registry.jobs["long"].tasks[None].allocation
     assert core.registry.jobs["s1"].state == State.EXECUTING
     assert core.pool.free_cores == 0
+
+
+def test_a_withdraw_on_its_way_covers_the_free_core_it_was_made_for() -> None:
+    # Two standbys stuck behind long tasks, one idle core: one is withdrawn, and while its agent has
+    # not answered yet no later pass withdraws the other for the same core (8,192 x 8 simulated
+    # agents: 236,000 withdraws for 150,000 tasks, every pass asking again for the same free cores).
+    core, agents = make(cores=3)
+    core.submit([spec("l0"), spec("l1"), spec("l2"), spec("a"), spec("b")], agents.tick())
+    agents.step()  # l0, l1, l2 run; a waits on l0's core, b on l1's
+    agents.exit(core.registry.jobs["l2"].tasks[None].id)  # its core idles: nothing is left to run
+    a, b = core.registry.jobs["a"].tasks[None], core.registry.jobs["b"].tasks[None]
+    agents.t += 1.0
+    assert agents.step().withdraws == {"n0": [a.id]}
+    assert core.standbys.withdrawing_cores == 1
+    for _ in range(3):
+        agents.t += 1.0
+        assert not agents.step().withdraws  # a's withdraw will take the free core: b stays
+    assert b.id in core.standbys.behind and b.id not in core.standbys.withdrawing
+    assert agents.withdraw(a.id)
+    out = agents.step()
+    assert names(out) == ["a"] and core.pool.free_cores == 0 and core.standbys.withdrawing_cores == 0
+    core.check()
+
+
+def test_no_standby_waits_on_a_busy_core_while_free_cores_wait_for_the_next_slice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pass cut short by PASS_PLACE_MAX leaves free cores for the next pass: the rest of the ready
+    # work goes there, not on standby behind the tasks just placed (to be withdrawn again).
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 3)
+    core, agents = make(cores=8, depth=4)
+    core.submit([spec(f"j{i}") for i in range(20)], agents.tick())
+    out = agents.step()
+    assert names(out) == ["j0", "j1", "j2"] and not core.standbys.behind and out.wake_at is not None
+    seen = names(out)
+    while core.pool.free_cores:
+        seen += names(agents.step())
+        assert not core.standbys.behind or not core.pool.free_cores  # standbys only once every core is busy
+    assert seen == [f"j{i}" for i in range(9)]  # the pass that took the last free cores put j8 on standby
+    out = agents.step()
+    assert names(out) == ["j9", "j10", "j11"] and len(core.standbys.behind) == 4
+    core.check()
+
+
+def test_standbys_do_not_use_up_the_launch_room_of_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # LAUNCHED_MAX bounds the launches on free cores not yet reported started; standbys held by
+    # their agents do not count, else a node that joins would idle behind them.
+    from pj.master import core as core_module
+
+    monkeypatch.setattr(core_module, "PASS_PLACE_MAX", 4)
+    monkeypatch.setattr(core_module, "LAUNCHED_MAX", 4)
+    core, agents = make(cores=2, depth=4)
+    core.submit([spec(f"j{i}") for i in range(20)], agents.tick())
+    for _ in range(4):
+        agents.step()  # 2 on the free cores, then standbys, 4 a pass at most
+    assert len(core.standbys.behind) == 8 and core.task_counts[State.SCHEDULED] == 8
+    core.node_joined(NodeInfo("n1", 2, ()), agents.tick())
+    out = agents.step()
+    assert [launch.node for ls in out.launches.values() for launch in ls][:2] == ["n1", "n1"]
+    assert core.launched() == 0  # both started at once (agents.step), the standbys aside
+    core.check()
+
+
+def test_standbys_stop_at_their_limit() -> None:
+    core, agents = make(cores=2, depth=4)
+    core.standbys.limit = 3
+    core.submit([spec(f"j{i}") for i in range(20)], agents.tick())
+    agents.step()
+    assert len(core.standbys.behind) == 3
+    agents.exit(core.registry.jobs["j0"].tasks[None].id)  # its first standby starts: room for one more
+    agents.step()
+    assert len(core.standbys.behind) == 3
+    core.check()
 
 
 def test_a_withdraw_that_crosses_the_start_changes_nothing() -> None:
