@@ -55,6 +55,10 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests_hard_limit", 65_536),
 ]
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+# RelayUps on their way to the master and not yet read there (RelayDown.taken) at most: what comes
+# meanwhile waits and goes up in one. The master reads one message of a stream per turn of its
+# loop; sent as fast as each write completed, 16 relays' small messages queued ~20 s there.
+UP_WINDOW = 2
 NO_MASTER = "the relay has no stream to the master now: try again"
 
 
@@ -78,8 +82,10 @@ class Relay:
         self.master = master
         self.links: dict[int, asyncio.Queue[bytes | _End]] = {}
         self.ids = itertools.count(1)
-        self.up: list[pb.NodeUp] = []  # waiting to go up: sent as one RelayUp once the last write is done
+        self.up: list[pb.NodeUp] = []  # waiting to go up: sent as one RelayUp once the window allows
         self.up_ready = asyncio.Event()
+        self.unread = 0  # RelayUps sent that the master has not said it read
+        self.windowed = False  # the master says what it read (RelayDown.taken): keep to UP_WINDOW
         self.connected = False  # a stream to the master is open
         self.workdir = workdir  # where to look for the master again (None: --master was given)
         self.served = 0  # agents ever linked
@@ -160,7 +166,10 @@ class Relay:
                         await self._carry(call)
                     finally:
                         cut = len(self.links)
-                    log.warning("the master ended the relay's stream", links=cut)
+                    if self.stop.is_set():
+                        log.info("the relay stops (SIGTERM): its agents' streams end", links=cut)
+                    else:
+                        log.warning("the master ended the relay's stream", links=cut)
             except Exception as e:  # no master there, or its stream broke
                 log.warning("no stream to the master", error=_short(e), links=len(self.links), retry_s=retry)
             was_connected, self.connected = self.connected, False
@@ -190,22 +199,25 @@ class Relay:
 
     async def _carry(self, call: grpc.aio.StreamStreamCall) -> None:
         self.connected = True
+        self.unread, self.windowed = 0, False
         log.info("relay connected to the master")
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._up(call))
             reader = tg.create_task(self._down(call))
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            writer.cancel()
-            reader.cancel()
+            stop = tg.create_task(self.stop.wait())  # SIGTERM: the agents' streams end, they reconnect elsewhere
+            await asyncio.wait({reader, writer, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (writer, reader, stop):
+                t.cancel()
 
     async def _up(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
             await self.up_ready.wait()
             self.up_ready.clear()
-            if not self.up:
-                continue
+            if not self.up or (self.windowed and self.unread >= UP_WINDOW):
+                continue  # (woken again when the master says it read one)
             batch = pb.RelayUp(up=self.up)
             self.up = []
+            self.unread += 1
             await call.write(batch)
 
     async def _down(self, call: grpc.aio.StreamStreamCall) -> None:
@@ -214,6 +226,11 @@ class Relay:
             if msg is EOF_:
                 return
             assert isinstance(msg, pb.RelayDown)
+            if msg.taken:
+                self.windowed = True
+                self.unread = max(0, self.unread - msg.taken)
+                if self.up:
+                    self.up_ready.set()
             links = self.links
             for d in msg.down:
                 q = links.get(d.link)

@@ -23,7 +23,7 @@ from pj.v1 import pj_pb2 as pb
 from . import convert
 from .allocshell import AllocShell
 from .reconcile import WrongCampaign
-from .runtime import AgentConn, Dispatcher
+from .runtime import AgentConn, Dispatcher, WakeGroup
 
 log = structlog.get_logger("pj.master")
 
@@ -44,9 +44,9 @@ class Sessions:
         self.m = master
         self.allocs = allocs
 
-    async def admit(self, first: pb.AgentMessage, ready: asyncio.Event | None = None) -> AgentConn:
+    async def admit(self, first: pb.AgentMessage, group: WakeGroup | None = None) -> AgentConn:
         """An agent's first message, which must be its Register: the node joins (or comes back) and
-        is connected from now on. ``ready``: the event its orders wake (a relay's one for all its
+        is connected from now on. ``group``: the writer its orders wake (a relay's, for all its
         links; default: the connection's own). Raises Refused."""
         if not first.HasField("register"):
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "an agent's first message must be Register")
@@ -67,14 +67,14 @@ class Sessions:
         except WrongCampaign as e:
             log.warning("agent refused", node=reg.node, reason=str(e))
             raise Refused(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
-        conn = AgentConn(reg.node, reg.pid, reg.hostname, ready)
+        conn = AgentConn(reg.node, reg.pid, reg.hostname, group)
         if m.shutdown_reason:  # it came after the campaign ended: nothing for it to do
             conn.shutdown = m.shutdown_reason
-            conn.ready.set()
+            conn.wake()
         elif self.allocs is not None and not self.allocs.joined(reg.node, reg.alloc_job_id, reg.cores, reg.ends_at):
             m.core.retire(reg.node)  # its allocation is over (cancelled, failed, released)
             conn.shutdown = "its allocation is over"
-            conn.ready.set()
+            conn.wake()
         m.agents[reg.node] = conn
         log.info("agent joined", node=reg.node, cores=reg.cores, gpus=list(reg.gpus),
                  returning=bool(reg.campaign), running=len(reg.running), ended=len(ended))

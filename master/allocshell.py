@@ -235,7 +235,7 @@ class AllocShell:
             conn = self.m.agents.get(node)
             if conn is not None and not conn.shutdown:
                 conn.shutdown = RELEASE_REASON
-                conn.ready.set()
+                conn.wake()
         self.m.poke()
 
     async def _submit(self, c: Submit) -> None:

@@ -148,6 +148,12 @@ def _standbys(core: Core, out: list[str]) -> None:
     cores = sum(len(core.running[t].allocation[0].cores) for t in sb.withdrawing if t in core.running)
     if sb.withdrawing_cores != cores:
         out.append(f"standbys.withdrawing_cores {sb.withdrawing_cores} != {cores}, the cores of those withdrawn")
+    for node, parked in sb.parked.items():
+        for tid in parked:
+            if tid not in core.running:
+                out.append(f"task {tid} is parked on {node} but does not run")
+            elif tid in sb.ahead:
+                out.append(f"task {tid} is parked on {node} but has a standby behind it")
     if len(sb.behind) > sb.limit:
         out.append(f"{len(sb.behind)} standbys, more than their limit {sb.limit}")
     for tid in core.recon.orphans:

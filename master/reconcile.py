@@ -104,6 +104,7 @@ def rejoin(core: Core, name: str, campaign: str, now: float) -> bool:
     if campaign:
         del core.recon.disconnected[name]
         core.pool.unpause(name)
+        core.standbys.unpark(name)
         return True
     nodeloss.replaced(core, name, now)
     return False

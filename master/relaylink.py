@@ -6,7 +6,12 @@ is the Register, a refusal ends the link with the refusal's status, later messag
 order, and the link's end (the agent's stream ended at the relay) or the relay's (its stream
 broke: every link of it is cut off, with the grace to come back) ends the session. Down the
 stream, one writer gathers what waits for any of the relay's links into one RelayDown per wake:
-every link's AgentConn shares the relay's ``ready`` event.
+every link's AgentConn is in the relay's ``WakeGroup`` (one event, and the links that have
+something). Each RelayDown also says how many RelayUps were read since the last (``taken``): the
+relay keeps only a few unread here and gathers the rest into the next, since a stream gives the
+master one message per turn of its loop (16 relays sending as fast as their writes completed
+queued ~20 s of small messages here while the master was busy: heartbeats and link ends read that
+late, so a storm's losses came spread over 10 s and more).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
 from .agentsession import Refused, Sessions
-from .runtime import AgentConn
+from .runtime import AgentConn, WakeGroup
 
 log = structlog.get_logger("pj.master")
 EOF_ = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -43,9 +48,11 @@ class _Relay:
         self.sessions = sessions
         self.peer = peer
         self.links: dict[int, _Link] = {}
+        self.lids: dict[AgentConn, int] = {}  # each link's connection -> its number
         self.done: set[int] = set()  # links refused or ended by the master: what more comes up is dropped
         self.pending: list[pb.NodeDown] = []  # welcomes and refusals, before any orders
-        self.ready = asyncio.Event()
+        self.group = WakeGroup()
+        self.taken = 0  # RelayUps read since the last RelayDown
 
     async def read(self, context: grpc.aio.ServicerContext) -> None:
         while True:
@@ -63,35 +70,48 @@ class _Relay:
                     self.sessions.heard(link.conn, pb.AgentMessage.FromString(u.message))
                 elif u.link not in self.done:
                     await self._admit(u.link, pb.AgentMessage.FromString(u.message))
+            self.taken += 1
+            self.group.ready.set()
 
     async def _admit(self, lid: int, first: pb.AgentMessage) -> None:
+        group = self.group
         try:
-            conn = await self.sessions.admit(first, self.ready)
+            conn = await self.sessions.admit(first, group)
         except Refused as r:
             self.done.add(lid)
             self.pending.append(pb.NodeDown(link=lid, code=r.code.value[0], details=r.details))
-            self.ready.set()
+            group.ready.set()
             return
         self.links[lid] = _Link(conn)
+        self.lids[conn] = lid
         self.pending.append(pb.NodeDown(link=lid, message=self.sessions.welcome().SerializeToString()))
-        self.ready.set()
+        group.dirty.add(conn)  # a Shutdown set while it was admitted goes down after the Welcome
+        group.ready.set()
 
     def _end(self, lid: int) -> None:
         link = self.links.pop(lid)
+        del self.lids[link.conn]
         self.sessions.ended(link.conn)
 
     async def write(self, context: grpc.aio.ServicerContext) -> None:
+        group = self.group
         while True:
-            await self.ready.wait()
-            self.ready.clear()
-            batch = pb.RelayDown()
+            await group.ready.wait()
+            group.ready.clear()
+            batch = pb.RelayDown(taken=self.taken)
+            self.taken = 0
             down = batch.down
             if self.pending:
                 down.extend(self.pending)
                 self.pending.clear()
+            woken = list(group.dirty)
+            group.dirty.clear()
             ending: list[int] = []
-            for lid, link in self.links.items():
-                conn = link.conn
+            for conn in woken:
+                lid = self.lids.get(conn)
+                if lid is None:
+                    continue  # its link ended meanwhile
+                link = self.links[lid]
                 msg = None if link.shut else conn.take()  # nothing after the Shutdown, as on a direct stream
                 if msg is not None:
                     down.add(link=lid, message=msg.SerializeToString())
@@ -106,7 +126,7 @@ class _Relay:
             for lid in ending:
                 self.done.add(lid)
                 self._end(lid)
-            if down:
+            if down or batch.taken:
                 await context.write(batch)
 
     def close(self) -> None:

@@ -67,10 +67,20 @@ def _malloc_trim() -> Any:
         return None
 
 
+class WakeGroup:
+    """The agent connections one writer serves (a relay's links, relaylink.py): one ``ready`` event
+    for all, and which of them have something to write (``dirty``), so that a wake costs the
+    writer only those, not every link."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.dirty: set[AgentConn] = set()
+
+
 class AgentConn:
     """What is waiting to be written down one agent's stream."""
 
-    def __init__(self, node: str, pid: int = 0, hostname: str = "", ready: asyncio.Event | None = None) -> None:
+    def __init__(self, node: str, pid: int = 0, hostname: str = "", group: WakeGroup | None = None) -> None:
         self.node = node
         self.pid = pid  # the agent process on the other end (Register.pid, .hostname)
         self.hostname = hostname
@@ -78,8 +88,9 @@ class AgentConn:
         self.closed = asyncio.Event()  # its handler has finished (the node is no longer connected)
         self._message: pb.MasterMessage | None = None  # the Orders being gathered, None: none
         self.shutdown = ""
-        # Set when there is something to write: its own, or its relay's (shared by all the relay's links).
-        self.ready = asyncio.Event() if ready is None else ready
+        # Set when there is something to write (``wake``): its own, or its relay's (``WakeGroup``).
+        self.ready = asyncio.Event() if group is None else group.ready
+        self._dirty = None if group is None else group.dirty
         self.last_seen = time.monotonic()  # when it last said anything (a heartbeat counts)
         self.lost = asyncio.Event()  # set when it was silent too long: its stream is to end
         self.goodbye = False  # it closed its side of the stream (a stopped or a killed agent)
@@ -91,11 +102,17 @@ class AgentConn:
             self._message = pb.MasterMessage()
         return self._message.orders
 
+    def wake(self) -> None:
+        """Something is to go down this stream (orders, the Shutdown, its end): wake its writer."""
+        if self._dirty is not None:
+            self._dirty.add(self)
+        self.ready.set()
+
     def end_stream(self) -> None:
         """The master ends this stream (the node was silent too long, or its agent is back on a new
         one): ``lost`` is set and whoever writes to it woken."""
         self.lost.set()
-        self.ready.set()
+        self.wake()
 
     def take(self) -> pb.MasterMessage | None:
         msg, self._message = self._message, None
@@ -382,17 +399,17 @@ class Dispatcher:
                 self.poke()
                 continue
             convert.add_launches(conn.orders().launch, launches)
-            conn.ready.set()
+            conn.wake()
         for node, ids in out.cancels.items():
             conn = self.agents.get(node)
             if conn is not None:
                 conn.orders().cancel.extend(ids)
-                conn.ready.set()
+                conn.wake()
         for node, ids in out.withdraws.items():
             conn = self.agents.get(node)
             if conn is not None:  # else its stream broke: the agent drops what waits (reconciled)
                 conn.orders().withdraw.extend(ids)
-                conn.ready.set()
+                conn.wake()
         if out.changed:
             self.hub.offer(out.changed, core.unfinished == 0)
         if out.notices:
@@ -405,7 +422,7 @@ class Dispatcher:
         self.shutdown_reason = reason
         for conn in self.agents.values():
             conn.shutdown = reason
-            conn.ready.set()
+            conn.wake()
         deadline = time.monotonic() + timeout
         while self.agents and (left := deadline - time.monotonic()) > 0:
             self.agents.emptied.clear()  # agents are here (however they were put in): wait for the last

@@ -80,6 +80,7 @@ from pj.master import agentsession, runtime
 out = sys.argv.pop(1)
 sys.argv[0] = "pj-master"
 lag, late, credits = {}, {}, []
+slow = []  # (when, what, seconds): every call over 0.3 s of the master's big steps, GC, loop callback
 def peak(d, v):
     k = int(time.time())
     d[k] = max(d.get(k, 0.0), v)
@@ -89,8 +90,23 @@ def heard(self, conn, msg):
         peak(late, time.time() - msg.heartbeat.time)
     heard_plain(self, conn, msg)
 agentsession.Sessions.heard = heard
+import gc, logging
+gc_t = [0.0]
+def gc_timer(phase, info):
+    if phase == "start":
+        gc_t[0] = time.perf_counter()
+    elif (d := time.perf_counter() - gc_t[0]) > 0.3:
+        slow.append((round(time.time(), 3), f"gc{info['generation']}", round(d, 3)))
+gc.callbacks.append(gc_timer)
+class SlowHandle(logging.Handler):  # asyncio's debug mode names each callback that held the loop
+    def emit(self, record):
+        if record.args and len(record.args) == 2:
+            slow.append((round(time.time(), 3), str(record.args[0])[:160], round(float(record.args[1]), 3)))
+logging.getLogger("asyncio").addHandler(SlowHandle())
 async def probe():
     loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.3
     while True:
         due = loop.time() + 0.1
         await asyncio.sleep(0.1)
@@ -107,10 +123,26 @@ def credit_stall(self, late_s, now):
     credits.append((round(time.time(), 3), round(late_s, 3)))
     credit(self, late_s, now)
 runtime.Dispatcher.credit_stall = credit_stall
+def timed(owner, name):
+    plain = getattr(owner, name)
+    def call(*args, **kw):
+        t = time.perf_counter()
+        try:
+            return plain(*args, **kw)
+        finally:
+            d = time.perf_counter() - t
+            if d > 0.3:
+                slow.append((round(time.time(), 3), name, round(d, 3)))
+    setattr(owner, name, call)
+from pj.master import core, journal, nodeloss, prefetch, relaylink
+for owner, name in ((core.Core, "step"), (runtime.Dispatcher, "_route"), (journal.Journal, "record"),
+                    (runtime.Dispatcher, "agent_reports"), (agentsession.Sessions, "ended"),
+                    (prefetch, "standby_pass"), (nodeloss, "nodes_lost"), (core.Core, "submit")):
+    timed(owner, name)
 fast = mm.exit_now
 def exit_now(code):
     with open(out, "w") as f:
-        json.dump({"loop_lag": lag, "hb_read_late": late, "credits": credits}, f)
+        json.dump({"loop_lag": lag, "hb_read_late": late, "credits": credits, "slow": slow}, f)
     fast(code)
 mm.exit_now = exit_now
 sys.exit(mm.main())

@@ -76,6 +76,8 @@ def probe_summary(path: Path, t0: float) -> dict[str, Any]:
             out[key + "_max_s"], out[key + "_max_at"] = round(series[at], 3), round(at - t0)
     out["credited"] = len(p["credits"])
     out["credited_s"] = round(sum(c[1] for c in p["credits"]), 3)
+    slow = sorted(p.get("slow", ()), key=lambda x: -x[2])[:8]  # the longest calls, when (s after t0)
+    out["slow_calls"] = [[round(t - t0, 1), name, d] for t, name, d in slow]
     return out
 
 

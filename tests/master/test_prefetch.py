@@ -345,6 +345,24 @@ def test_standbys_stop_at_their_limit() -> None:
     core.check()
 
 
+def test_tasks_of_a_cut_off_node_get_no_standby_and_are_not_walked_again_until_it_is_back() -> None:
+    core, agents = make(cores=2, nodes=2)
+    core.submit([spec(f"j{i}") for i in range(4)], agents.tick())
+    agents.step()
+    on = {n: sorted(t.id for t in core.running.values() if t.allocation[0].node == n) for n in ("n0", "n1")}
+    core.node_disconnected("n0", agents.tick())
+    core.submit([spec("a"), spec("b"), spec("c")], agents.tick())
+    out = agents.step()
+    assert {launch.node for ls in out.launches.values() for launch in ls} == {"n1"}  # a and b wait on n1's tasks
+    assert sorted(core.standbys.parked["n0"]) == on["n0"]  # met once, set aside
+    assert all(t.allocation[0].node != "n0" for d in core.standbys.heads.values() for t in d.values())
+    core.node_joined(NodeInfo("n0", 2, ()), agents.tick(), campaign="c", running=on["n0"])
+    assert "n0" not in core.standbys.parked
+    out = agents.step()
+    assert names(out) == ["c"] and [launch.node for ls in out.launches.values() for launch in ls] == ["n0"]
+    core.check()
+
+
 def test_a_withdraw_that_crosses_the_start_changes_nothing() -> None:
     core, agents = make(cores=1)
     core.submit([spec("a"), spec("b")], agents.tick())

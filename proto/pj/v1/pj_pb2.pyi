@@ -658,7 +658,9 @@ class NodeDown(_message.Message):
     def __init__(self, link: _Optional[int] = ..., message: _Optional[bytes] = ..., code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
 
 class RelayDown(_message.Message):
-    __slots__ = ("down",)
+    __slots__ = ("down", "taken")
     DOWN_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_FIELD_NUMBER: _ClassVar[int]
     down: _containers.RepeatedCompositeFieldContainer[NodeDown]
-    def __init__(self, down: _Optional[_Iterable[_Union[NodeDown, _Mapping]]] = ...) -> None: ...
+    taken: int
+    def __init__(self, down: _Optional[_Iterable[_Union[NodeDown, _Mapping]]] = ..., taken: _Optional[int] = ...) -> None: ...
