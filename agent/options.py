@@ -20,6 +20,7 @@ from pj.common.sizes import SizeError, parse_size
 from pj.common.workdir import MasterAddress, WorkdirError, find_master
 
 from . import slurm
+from .relayroute import RELAY_WAIT_S, RelayRoute, RelayRouteError, node_id, relay_file
 from .resources import NodeResources, ResourceError, allocation_end, detect
 
 EXIT_OK = 0
@@ -29,6 +30,7 @@ RECONNECT_TIMEOUT_S = 600.0
 DRY_RUN_ENV = "PJ_AGENT_DRY_RUN"  # non-empty: as --dry-run (reaches agents that pj run starts)
 MEMORY_ENV = "PJ_AGENT_MEMORY"  # as --memory SIZE (reaches the local agents of pj run and LocalCluster)
 SPAWN_THREADS_ENV = "PJ_AGENT_SPAWN_THREADS"  # as --spawn-threads (reaches agents that pj run starts)
+RELAY_GROUP_ENV = "PJ_AGENT_RELAY_GROUP"  # as --relay-group G
 SPAWN_THREADS_MAX = 8
 # Below this many cores the loop keeps up with spawning by itself, and handing each spawn to a
 # thread and its pid back costs more than it frees (measured: 2 cores, even locally; 4 agents of
@@ -187,6 +189,15 @@ def _parser() -> _Parser:
         f"${slurm.END_TIME_ENV}, else in a Slurm job what squeue says of $SLURM_JOB_ID, else none)",
     )
     p.add_argument(
+        "--relay-group",
+        metavar="G",
+        type=_count,
+        default=os.environ.get(RELAY_GROUP_ENV) or 0,
+        help="dial relay $SLURM_NODEID // G (DIR/relays/relay-K.addr, written by the pj-relay `pj run` "
+        "starts per group of G nodes) instead of the master, which stays the fallback (needs --workdir "
+        f"and a Slurm step; also ${RELAY_GROUP_ENV}; default 0: the master)",
+    )
+    p.add_argument(
         "--print-resources",
         action="store_true",
         help="print what this node offers (node, cores, real CPUs, GPUs) as JSON and exit",
@@ -251,9 +262,24 @@ def configure(argv: Sequence[str] | None) -> Config | ResourcesReport:
     # Through a workdir the agent looks for its master again on every try (a restarted master may
     # have a new port and certificate); an explicit --master ADDR has nowhere else to look, so a first
     # dial that fails (nothing there, a certificate that does not match) is final, as before.
-    rediscover = None if args.master else functools.partial(
+    rediscover: Callable[[], MasterAddress] | None = None if args.master else functools.partial(
         find_master, args.workdir, None, args.token_file, wait_s=0.0, tls_cert=args.tls_cert
     )
+    if args.relay_group:
+        if rediscover is None or master.workdir is None:
+            raise UsageError("--relay-group goes with --workdir DIR (the relays write their addresses there)")
+        try:
+            path = relay_file(master.workdir, node_id(os.environ), args.relay_group)
+        except RelayRouteError as e:
+            raise UsageError(str(e)) from None
+        route = RelayRoute(rediscover, path)
+        relay = route.first(master)
+        if relay is None:
+            note = ("warning", f"no relay address in {path} within {RELAY_WAIT_S:g} s: dialing the master")
+            res = dataclasses.replace(res, notes=(*res.notes, note))
+        else:
+            master = relay
+        rediscover = route
     return Config(
         master,
         name,

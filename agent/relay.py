@@ -267,6 +267,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where agents connect (default 0.0.0.0:0: every interface, a free port)")
     p.add_argument("--address-file", metavar="F",
                    help="write the address agents connect to (host:port) to F once listening")
+    p.add_argument("--wait-master", metavar="S", type=float, default=30.0,
+                   help="seconds to wait for DIR/master.json at start (default 30)")
     p.add_argument("--reconnect-timeout", metavar="DURATION", default="10m",
                    help="when the stream to the master breaks, try again for this long (default 10m)")
     logopts.add_options(p)
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pj-relay: {e}", file=sys.stderr)
         return 2
     try:
-        master = find_master(args.workdir, args.master, args.token_file, wait_s=30.0)
+        master = find_master(args.workdir, args.master, args.token_file, wait_s=args.wait_master)
     except WorkdirError as e:
         print(f"pj-relay: {e}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
     pj run FILE [--workdir DIR] [--nodes K] [--cores N] [--gpus G] [--slurm|--local]
                 [--node-timeout T] [--missing-nodes continue|fail] [--heartbeat-timeout T]
-                [--crash-limit N] [--resume] [--tls] [--quiet]
+                [--crash-limit N] [--resume] [--tls] [--relays K|auto] [--quiet]
     pj status|list|info NAME...|cancel NAME...|wait [NAME...]|finish [--cancel]|resources
     pj alloc add|list|remove   (allocations on demand: client/alloccmd.py)
     pj submit FILE | pj submit [--cores C] ... -- CMD ARGS...  (also pj-submit: client/submitcmd.py)
@@ -25,7 +25,7 @@ from pj import __version__
 from pj.common import logopts
 from pj.common.fastexit import exit_now
 
-from . import cliparse, submitcmd
+from . import cliparse, slurm, submitcmd
 from .cliparse import Parser, add_connection, add_json, count, reconnect_seconds, seconds_for
 from .commands import (
     UsageError,
@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         quiet=args.quiet,
         tls=args.tls,
+        relays=args.relays,
         json_out=args.json,
     )
     rc = campaign.run()
@@ -115,6 +116,10 @@ def pj_parser() -> _Parser:
                       "one srun (the default when $SLURM_JOB_ID is set)")
     mode.add_argument("--local", dest="slurm", action="store_const", const=False,
                       help="local mode even inside a Slurm allocation: agents on this machine only")
+    r.add_argument("--relays", metavar="K", default="auto",
+                   help="Slurm mode: start K pj-relay (one per group of nodes) that carry the agents' streams, "
+                   "so the master holds K streams instead of one per node; 0: none; auto (the default): one per "
+                   f"{slurm.RELAY_GROUP} nodes from {slurm.RELAY_MIN_NODES} nodes on, none with --tls")
     loc = r.add_argument_group("local mode (emulated nodes)")
     loc.add_argument("--nodes", metavar="K", type=count(1), default=None,
                      help="agents (emulated nodes) to start (default 1)")

@@ -65,6 +65,7 @@ class Campaign:
         resume: bool = False,
         quiet: bool = False,
         tls: bool = False,
+        relays: str = "auto",
         out: TextIO | None = None,
         err: TextIO | None = None,
         env: Mapping[str, str] | None = None,
@@ -90,6 +91,8 @@ class Campaign:
         self.crash_limit = crash_limit
         self.resume = resume  # continue the campaign journaled in --workdir (pj-master --resume)
         self.tls = tls  # the master serves TCP over TLS; agents (and we) pin DIR/tls.crt
+        self.relays = relays  # --relays: auto, or how many pj-relay (Slurm mode)
+        self.relay_group = 0  # nodes per relay (0: none), set by _choose_mode
         self.layout = startup.Layout()  # local or Slurm mode: set by _choose_mode
         self.alloc: slurm.Allocation | None = None  # set in Slurm mode
         self.json_out = json_out  # --json: the summary as one JSON object on stdout, no progress display
@@ -241,6 +244,11 @@ class Campaign:
         """Slurm mode or local mode, and each one's checks: SlurmModeError for bad usage."""
         self.layout = startup.choose_layout(self.env, self.slurm_mode, self.nodes, self.cores, self.gpus)
         self.alloc, self.nodes, self.cores = self.layout.alloc, self.layout.nodes, self.layout.cores
+        if self.alloc is not None:
+            self.relay_group = slurm.relay_group(len(self.alloc.nodes), self.relays, self.tls)
+        elif self.relays != "auto":
+            raise slurm.SlurmModeError(f"--relays {self.relays}: only for Slurm mode (relays serve the agents of "
+                                       "an allocation's nodes); drop it in local mode")
 
     def _finish_drained(self) -> None:
         assert self.client is not None and self.master is not None
@@ -273,7 +281,8 @@ class Campaign:
 
     def _start_agents(self) -> None:
         assert self.workdir is not None
-        self.agents += startup.start_agents(self.workdir, self.layout, self.env, self.agent_cmd, self.srun_cmd)
+        self.agents += startup.start_agents(self.workdir, self.layout, self.env, self.agent_cmd, self.srun_cmd,
+                                            self.relay_group)
 
     # ------------------------------------------------------------ following the jobs
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -242,12 +243,22 @@ def start_agents(
     env: Mapping[str, str],
     agent_cmd: AgentCmd = agent_argv,
     srun_cmd: SrunCmd = slurm.srun_argv,
+    relay_group: int = 0,
 ) -> list[Child]:
     """Local mode: one child per agent. Slurm mode: ONE srun, one agent per node, each logging to
-    DIR/agent-<node>.log."""
+    DIR/agent-<node>.log; with ``relay_group`` G, first a second srun of one pj-relay per G nodes
+    (DIR/relay-<node>.log), which the agents dial (the agents' srun stays the first child)."""
     if layout.alloc is not None:
         argv = srun_cmd(workdir, layout.alloc, env)
-        return [spawn("srun", "the agents' srun", argv, workdir / slurm.SRUN_LOG)]
+        if not relay_group:
+            return [spawn("srun", "the agents' srun", argv, workdir / slurm.SRUN_LOG)]
+        relays_dir = workdir / slurm.RELAYS_DIR
+        shutil.rmtree(relays_dir, ignore_errors=True)  # addresses of an earlier allocation's relays
+        perms.make_dir(relays_dir, perms.modes(env=env).dir)
+        relays = spawn("relays", "the relays' srun", slurm.relay_srun_argv(workdir, layout.alloc, env, relay_group),
+                       workdir / "srun-relays.log")
+        agents = spawn("srun", "the agents' srun", [*argv, f"--relay-group={relay_group}"], workdir / slurm.SRUN_LOG)
+        return [agents, relays]
     assert layout.nodes is not None
     children = []
     for i in range(layout.nodes):

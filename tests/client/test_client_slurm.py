@@ -77,6 +77,37 @@ def test_master_options_and_the_one_srun(tmp_path: Path) -> None:
         slurm.srun_argv(Path("/wd"), a, {"PJ_SRUN_ARGS": "--mem='1G"})
 
 
+def test_relays_by_default_from_512_nodes_or_as_many_as_asked() -> None:
+    assert slurm.relay_group(511, "auto") == 0
+    assert slurm.relay_group(512, "auto") == slurm.RELAY_GROUP == 256
+    assert slurm.relay_group(8192, "auto", tls=True) == 0  # relays do not carry TLS: direct streams
+    assert slurm.relay_group(4, "2") == 2 and slurm.relay_group(5, "2") == 3 and slurm.relay_group(3, "9") == 1
+    assert slurm.relay_group(8192, "0") == 0
+    with pytest.raises(slurm.SlurmModeError, match=r"^--relays 'many': give auto, or how many relays"):
+        slurm.relay_group(4, "many")
+    with pytest.raises(slurm.SlurmModeError, match=r"^--relays 2: relays do not carry TLS yet; drop --tls"):
+        slurm.relay_group(4, "2", tls=True)
+
+
+def test_the_relays_srun_puts_one_on_the_first_node_of_each_group(tmp_path: Path) -> None:
+    env = {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n[1-5]"}
+    a = slurm.allocation(env)
+    argv = slurm.relay_srun_argv(Path("/wd"), a, {}, 2, python="py")
+    assert argv[:10] == ["srun", "--overlap", "--nodes=3", "--ntasks=3", "--ntasks-per-node=1",
+                         "--nodelist=n1,n3,n5", "--kill-on-bad-exit=0", "--wait=0", "--cpu-bind=none",
+                         "--job-name=pj-relays"]
+    on_node = slurm.relay_srun_argv(tmp_path, a, {}, 2, python="/bin/echo")[10:]
+    subprocess.run(on_node, env={"SLURMD_NODENAME": "n3", "SLURM_PROCID": "1"}, check=True)
+    assert (tmp_path / "relay-n3.log").read_text() == (
+        f"-m pj.agent.relay --workdir {tmp_path} --wait-master 600 --listen 0.0.0.0:0 "
+        f"--address-file {tmp_path}/relays/relay-1.addr\n")
+    # The agents' srun passes what follows the workdir to every agent.
+    agents = [*slurm.srun_argv(tmp_path, a, {}, python="/bin/echo")[9:], "--relay-group=2"]
+    subprocess.run(agents, env={"SLURMD_NODENAME": "n2"}, check=True)
+    assert (tmp_path / "agent-n2.log").read_text() == (
+        f"-m pj.agent --workdir {tmp_path} --wait-master 600 --relay-group=2\n")
+
+
 def test_log_tails_leave_out_harmless_slurm_remarks(tmp_path: Path) -> None:
     (tmp_path / "agent-n1.log").write_text("started\nboom: cannot reach the master\n")
     (tmp_path / "srun.log").write_text("srun: cluster configuration lacks support for cpu binding\n")

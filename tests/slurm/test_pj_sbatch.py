@@ -182,3 +182,31 @@ def test_a_node_that_never_registers_is_a_warning_and_the_run_goes_on(tmp_path: 
     warning = re.search(r"^pj: warning: node\(s\) (\S+) did not register within 1 s\b.*$", res.output, re.M)
     assert warning, res.explain()
     assert t.read_report(tmp_path / "W")["ok"]["state"] == "SUCCEED"
+
+
+# ---------------------------------------------------------------- relays (issue 16)
+
+
+def test_relays_carry_the_agents_streams_of_their_group(tmp_path: Path, slurm_tools: SimpleNamespace) -> None:
+    """`pj run --relays 2` over 4 nodes: a pj-relay on n1 and on n3, each carrying two agents'
+    streams; the master holds two streams, every agent joined through its group's relay, and the
+    campaign runs on all four nodes."""
+    t = slurm_tools
+    t.need_cluster(nodes=4)
+    jobs = t.write_jobs(tmp_path / "c.json", [{"name": "t", "script": SHOW, "iterations": 16,
+                                               "stdout": "t-${it}.out"}])
+    pj = str(Path(t.pj_env()["PJ_VENV"]) / "bin" / "pj")
+    r = t.salloc_run(["-N4", "--exclusive", "--time=2"],
+                     [pj, "run", str(jobs), "--workdir", "W", "--quiet", "--relays", "2"], cwd=tmp_path, timeout=100)
+    wd = tmp_path / "W"
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "pj run finished: 1 job: SUCCEED 1" in r.stdout
+    log = (wd / "master.log").read_text()
+    assert log.count("relay connected") == 2 and log.count("agent joined") == 4, log[-3000:]
+    addrs = {i: (wd / "relays" / f"relay-{i}.addr").read_text().strip() for i in (0, 1)}
+    assert addrs[0] != addrs[1]
+    for k, node in enumerate(sorted(p.name[len("agent-"):-len(".log")] for p in wd.glob("agent-*.log"))):
+        starting = [line for line in (wd / f"agent-{node}.log").read_text().splitlines() if "agent starting" in line]
+        assert starting and addrs[k // 2] in starting[0], starting  # nodes 0, 1 dial relay 0; 2, 3 relay 1
+    report = t.read_report(wd)
+    assert {report[f"t:{i}"]["nodes"][0] for i in range(16)} == {"n1", "n2", "n3", "n4"}
