@@ -35,6 +35,7 @@ import structlog
 from pj import __version__
 from pj.common import dial, logopts, logs
 from pj.common.durations import DurationError, parse_duration
+from pj.common.firstdone import first_done
 from pj.common.tokenauth import TokenInterceptor
 from pj.common.workdir import TOKEN_METADATA_KEY, MasterAddress, WorkdirError, find_master
 from pj.v1 import pj_pb2 as pb
@@ -103,14 +104,9 @@ class Relay:
         self.served += 1
         end = pb.NodeUp.END_BROKEN
         try:
-            async with asyncio.TaskGroup() as tg:
-                reader = tg.create_task(self._read(lid, context))
-                writer = tg.create_task(self._write(down, context))
-                done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-                if reader in done and reader.result():
-                    end = pb.NodeUp.END_GOODBYE
-                reader.cancel()
-                writer.cancel()
+            first, task = await first_done(self._read(lid, context), self._write(down, context))
+            if first == 0 and task.result():
+                end = pb.NodeUp.END_GOODBYE
         except asyncio.CancelledError:
             raise
         except Exception as e:  # its stream broke
@@ -170,8 +166,9 @@ class Relay:
                         log.info("the relay stops (SIGTERM): its agents' streams end", links=cut)
                     else:
                         log.warning("the master ended the relay's stream", links=cut)
-            except Exception as e:  # no master there, or its stream broke
-                log.warning("no stream to the master", error=_short(e), links=len(self.links), retry_s=retry)
+            except Exception as e:  # no master there, or its stream broke (at a campaign's end: no link left)
+                say = log.info if self.connected and self.served and not self.links else log.warning
+                say("no stream to the master", error=_short(e), links=len(self.links), retry_s=retry)
             was_connected, self.connected = self.connected, False
             self.up.clear()
             self._end_all("the relay lost its stream to the master; reconnect")
@@ -201,13 +198,8 @@ class Relay:
         self.connected = True
         self.unread, self.windowed = 0, False
         log.info("relay connected to the master")
-        async with asyncio.TaskGroup() as tg:
-            writer = tg.create_task(self._up(call))
-            reader = tg.create_task(self._down(call))
-            stop = tg.create_task(self.stop.wait())  # SIGTERM: the agents' streams end, they reconnect elsewhere
-            await asyncio.wait({reader, writer, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for t in (writer, reader, stop):
-                t.cancel()
+        # SIGTERM (stop): the agents' streams end, they reconnect elsewhere
+        await first_done(self._down(call), self._up(call), self.stop.wait())
 
     async def _up(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import structlog
 
+from pj.common.firstdone import first_done
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
@@ -33,13 +34,8 @@ class AgentLinkService(rpc.AgentLinkServicer):
             await context.abort(r.code, r.details)
         try:
             await context.write(self.sessions.welcome())
-            async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write(conn, context))
-                reader = tg.create_task(self._read(conn, context))
-                lost = tg.create_task(conn.lost.wait())  # set by Dispatcher.watch_agents: silent too long
-                await asyncio.wait({reader, lost}, return_when=asyncio.FIRST_COMPLETED)
-                for t in (writer, reader, lost):
-                    t.cancel()
+            # until it ends its side, or is silent too long (conn.lost, Dispatcher.watch_agents)
+            await first_done(self._read(conn, context), conn.lost.wait(), beside=[self._write(conn, context)])
             status = self.sessions.end_status(conn)
             if status is not None:
                 context.set_code(status[0])

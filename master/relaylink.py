@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import structlog
 
+from pj.common.firstdone import first_done
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
@@ -143,12 +144,7 @@ class RelayLinkService(rpc.RelayLinkServicer):
         relay = _Relay(self.sessions, context.peer())
         log.info("relay connected", peer=relay.peer)
         try:
-            async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(relay.write(context))
-                reader = tg.create_task(relay.read(context))
-                await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-                writer.cancel()
-                reader.cancel()
+            await first_done(relay.read(context), relay.write(context))
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a broken stream: its nodes are cut off, the master goes on
