@@ -4,7 +4,7 @@
 
 The client's conversion of N one-core jobs (``calls.submit_requests``: every job read and checked
 before any is sent), then, for each part as the master gets it, the steps of ``service.Submit``:
-parse, check_specs, specs_from_pb, check_submit, the journal's write, core.submit. Prints seconds
+parse, alike, check_specs, specs_from_pb, check_submit, the journal's write, core.submit. Prints seconds
 per step as one JSON line.
 """
 
@@ -35,16 +35,19 @@ def main() -> int:
     out = {"jobs": a.jobs, "parts": len(parts), "client_convert_s": time.perf_counter() - t}
     del jobs
     core = Core(now=0.0)
-    steps = dict.fromkeys(("parse", "check_specs", "specs_from_pb", "check_submit", "journal", "core_submit"), 0.0)
+    steps = dict.fromkeys(("parse", "alike", "check_specs", "specs_from_pb", "check_submit", "journal", "core_submit"),
+                          0.0)
     with tempfile.TemporaryDirectory() as d:
         journal = Journal(Path(d) / "journal.db")
         for wire in parts:
             t0 = time.perf_counter()
             req = pb.SubmitRequest.FromString(wire)
+            ta = time.perf_counter()
+            copies = convert.alike(req.jobs)
             t1 = time.perf_counter()
-            check_specs(req.jobs, known=lambda n: None)
+            check_specs(req.jobs, known=lambda n: None, renamed=[k >= 0 for k in copies])
             t2 = time.perf_counter()
-            specs = convert.specs_from_pb(req.jobs, req.base_dir)
+            specs = convert.specs_from_pb(req.jobs, req.base_dir, copies)
             t3 = time.perf_counter()
             core.check_submit(specs)
             t4 = time.perf_counter()
@@ -52,7 +55,8 @@ def main() -> int:
             t5 = time.perf_counter()
             core.submit(specs, 0.0, checked=True)
             t6 = time.perf_counter()
-            for k, (x, y) in zip(steps, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6)), strict=True):
+            spans = ((t0, ta), (ta, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))
+            for k, (x, y) in zip(steps, spans, strict=True):
                 steps[k] += y - x
         journal.close()
     out.update({f"master_{k}_s": v for k, v in steps.items()})
