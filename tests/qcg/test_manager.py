@@ -52,6 +52,11 @@ def test_the_qcg_calls_of_a_campaign(manager: Manager, tmp_path: Path) -> None:
     assert (tmp_path / "jobs" / "ok.out").stat().st_size > 0  # relative paths: under the manager's wd
     assert sorted(p.name for p in (tmp_path / "jobs").glob("it.*")) == ["it.0", "it.1", "it.2"]
 
+    # "long" waited on standby for a core the others held: the agent starts it the moment one frees,
+    # and its Started report may come a moment after the others' ends.
+    deadline = time.monotonic() + 10
+    while manager.status("long")["jobs"]["long"]["data"]["status"] != "EXECUTING" and time.monotonic() < deadline:
+        time.sleep(0.05)
     st = manager.status(["ok", "long"])
     assert st == {"jobs": {
         "ok": {"status": 0, "data": {"jobName": "ok", "status": "SUCCEED"}},
