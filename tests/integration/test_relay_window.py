@@ -30,9 +30,11 @@ class HeldMaster(rpc.RelayLinkServicer):
     def __init__(self) -> None:
         self.got: list[pb.RelayUp] = []
         self.arrived = asyncio.Event()
+        self.connected = asyncio.Event()  # the relay's stream is here: it takes agents from now on
         self.acks: asyncio.Queue[int] = asyncio.Queue()
 
     async def Connect(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        self.connected.set()
         async def read() -> None:
             async for up in request_iterator:
                 self.got.append(up)
@@ -72,6 +74,7 @@ async def scenario(tmp_path: Path) -> None:
                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "relay.log", "w"))
     try:
         await wait_for("the relay's address", addr_file.exists)
+        await wait_for("the relay's stream to the master", master.connected.is_set)  # before, it refuses agents
         async with grpc.aio.insecure_channel(addr_file.read_text().strip()) as ch:
             outgoing: asyncio.Queue[pb.AgentMessage] = asyncio.Queue()
 
