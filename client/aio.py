@@ -36,6 +36,7 @@ import grpc
 import grpc.aio
 
 from pj.common import dial
+from pj.common.specbatch import request_jobs
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
 from . import calls, convert, redial
@@ -223,12 +224,12 @@ class AsyncClient(calls.Endpoint):
         """Submit jobs; return their names in order (see Client.submit: more than 50,000 go in parts)."""
         kept: builtins.list[str] = []
         requests = calls.submit_requests(jobs, base_dir, stacklevel=2)
-        total = sum(len(r.jobs) for r in requests)
+        total = sum(map(request_jobs, requests))
         for request in requests:
             try:
                 kept.extend(calls.submitted(await self._call("Submit", request)))
             except PJError as e:
-                raise calls.chunk_refused(e, kept, total, len(request.jobs)) from None
+                raise calls.chunk_refused(e, kept, total, request_jobs(request)) from None
         return kept
 
     async def status(self) -> Status:

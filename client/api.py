@@ -42,6 +42,7 @@ from typing import Any
 import grpc
 
 from pj.common import dial
+from pj.common.specbatch import request_jobs
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
 from . import allocs, calls, convert, redial
@@ -248,12 +249,12 @@ class Client(calls.Endpoint):
         """
         kept: builtins.list[str] = []
         requests = calls.submit_requests(jobs, base_dir, stacklevel=2)
-        total = sum(len(r.jobs) for r in requests)
+        total = sum(map(request_jobs, requests))
         for request in requests:
             try:
                 kept.extend(calls.submitted(self._call("Submit", request)))
             except PJError as e:
-                raise calls.chunk_refused(e, kept, total, len(request.jobs)) from None
+                raise calls.chunk_refused(e, kept, total, request_jobs(request)) from None
         return kept
 
     def status(self) -> Status:

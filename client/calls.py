@@ -6,16 +6,16 @@ each reply's decoding, the bookkeeping of ``wait`` over Watch messages and the j
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
 from pj.common import dial
+from pj.common.specbatch import SpecBatch, chunk_bounds
 from pj.common.workdir import TOKEN_METADATA_KEY, MasterAddress, WorkdirError, find_master
 from pj.v1 import pj_pb2
 
@@ -128,13 +128,51 @@ def parse_data(data: Any, source: str) -> JobFile:
     from . import jobfile  # the parser is only needed here
 
     try:
-        text = json.dumps(data)
-    except (TypeError, ValueError) as e:
-        raise InvalidJobError(f"a job cannot be written as JSON: {e}") from None
-    try:
-        return jobfile.parse_jobfile(text, source, allow_external=True)
+        return jobfile.parse_objects(data, source, allow_external=True)
     except jobfile.JobFileError as e:
         raise InvalidJobError(str(e)) from None
+
+
+def to_batch(jobs: Jobs) -> tuple[SpecBatch, builtins.list[str]]:
+    """Jobs as the master takes them, and the parser's warnings: ``to_specs``, with jobs alike but
+    for their names sharing one spec (``SpecBatch``), as a Submit sends them."""
+    from . import jobfile  # the parser is only needed here
+
+    if isinstance(jobs, str | os.PathLike):
+        try:
+            jf = jobfile.load_jobfile(Path(jobs), allow_external=True)
+        except jobfile.JobFileError as e:
+            raise InvalidJobError(str(e)) from None
+        return jf.batch, builtins.list(jf.warnings)
+    if isinstance(jobs, Mapping | pj_pb2.JobSpec):
+        raise TypeError("submit() takes a list of jobs (or a job-file path), not a single job")
+    items = builtins.list(jobs)
+    dicts: builtins.list[Mapping[str, Any]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping):
+            dicts.append(item if isinstance(item, dict) else dict(item))
+        elif not isinstance(item, pj_pb2.JobSpec):
+            raise TypeError(f"job #{i + 1}: expected a pj_pb2.JobSpec or a dict, got {type(item).__name__}")
+    if not dicts:
+        return SpecBatch.of(items), []  # type: ignore[arg-type]
+    jf = parse_data({"jobs": dicts}, "<submit>")
+    if len(dicts) == len(items):
+        return jf.batch, builtins.list(jf.warnings)
+    out = SpecBatch()  # dicts and messages mixed, in their order
+    parsed = jf.batch
+    where: builtins.list[int] = []  # where[j]: the position of parsed job j in out
+    for item in items:
+        if isinstance(item, pj_pb2.JobSpec):
+            out.add(item)
+            continue
+        j = len(where)
+        k = parsed.copy_of[j]
+        if k >= 0:
+            out.add_copy(where[k], parsed.names[j])
+        else:
+            out.add(parsed.specs[j])
+        where.append(len(out) - 1)
+    return out, builtins.list(jf.warnings)
 
 
 def to_specs(jobs: Jobs) -> tuple[builtins.list[pj_pb2.JobSpec], builtins.list[str]]:
@@ -143,29 +181,8 @@ def to_specs(jobs: Jobs) -> tuple[builtins.list[pj_pb2.JobSpec], builtins.list[s
     ``jobs``: a path to a job file, or a list of JobSpec and native-format dicts (in any mix;
     the order is kept). Bad input raises InvalidJobError.
     """
-    from . import jobfile  # the parser is only needed here
-
-    if isinstance(jobs, str | os.PathLike):
-        try:
-            jf = jobfile.load_jobfile(Path(jobs), allow_external=True)
-        except jobfile.JobFileError as e:
-            raise InvalidJobError(str(e)) from None
-        return builtins.list(jf.jobs), builtins.list(jf.warnings)
-    if isinstance(jobs, Mapping | pj_pb2.JobSpec):
-        raise TypeError("submit() takes a list of jobs (or a job-file path), not a single job")
-    items = builtins.list(jobs)
-    dicts: builtins.list[Mapping[str, Any]] = []
-    for i, item in enumerate(items):
-        if isinstance(item, Mapping):
-            dicts.append(item)
-        elif not isinstance(item, pj_pb2.JobSpec):
-            raise TypeError(f"job #{i + 1}: expected a pj_pb2.JobSpec or a dict, got {type(item).__name__}")
-    if not dicts:
-        return items, []  # type: ignore[return-value]
-    jf = parse_data({"jobs": [dict(d) for d in dicts]}, "<submit>")
-    parsed = iter(jf.jobs)
-    specs = [next(parsed) if isinstance(item, Mapping) else item for item in items]
-    return specs, builtins.list(jf.warnings)  # type: ignore[arg-type]
+    batch, remarks = to_batch(jobs)
+    return batch.expand(), remarks
 
 
 def submit_request(
@@ -191,49 +208,28 @@ def submit_requests(
     one Submit) and at most
     SUBMIT_CHUNK_BYTES; [] for no jobs. Every job is converted and checked here first, so a bad one
     refuses the whole list before anything is sent. A job is never in an earlier Submit than a job
-    of this list it waits for (``after``), so each Submit is valid once those before it are in."""
-    specs, remarks = to_specs(jobs)
+    of this list it waits for (``after``), so each Submit is valid once those before it are in.
+    Jobs alike but for their names, one after another, go as one spec and their names."""
+    batch, remarks = to_batch(jobs)
     for remark in remarks:
         warnings.warn(remark, JobFileWarning, stacklevel=stacklevel + 1)
-    if not specs:
+    if not len(batch):
         return []
     base = os.fspath(Path(base_dir).absolute()) if base_dir is not None else os.getcwd()
     if chunk is None:
         chunk = SUBMIT_CHUNK_JOBS
-    return _parts(specs, base, chunk or len(specs))
+    return _parts(batch, 0, len(batch), base, chunk or len(batch))
 
 
-def _parts(specs: Sequence[pj_pb2.JobSpec], base: str, chunk: int) -> builtins.list[pj_pb2.SubmitRequest]:
+def _parts(batch: SpecBatch, a: int, b: int, base: str, chunk: int) -> builtins.list[pj_pb2.SubmitRequest]:
     out = []
-    for a, b in chunk_bounds(specs, chunk) if len(specs) > chunk else [(0, len(specs))]:
-        request = pj_pb2.SubmitRequest(jobs=specs[a:b], base_dir=base)
-        if request.ByteSize() > SUBMIT_CHUNK_BYTES and b - a > 1:  # big jobs: fewer per Submit
-            out.extend(_parts(specs[a:b], base, max(1, (b - a) // 4)))
+    for x, y in chunk_bounds(batch, chunk, a, b) if b - a > chunk else [(a, b)]:
+        request = batch.request(x, y, base)
+        if request.ByteSize() > SUBMIT_CHUNK_BYTES and y - x > 1:  # big jobs: fewer per Submit
+            out.extend(_parts(batch, x, y, base, max(1, (y - x) // 4)))
         else:
             out.append(request)
     return out
-
-
-def chunk_bounds(specs: Sequence[pj_pb2.JobSpec], chunk: int) -> Iterator[tuple[int, int]]:
-    """[a, b) slices of ``specs`` of ``chunk`` jobs, made longer where a job waits (``after``) for a
-    later one: a slice never ends between a job and a later job it waits for."""
-    n = len(specs)
-    reach = [-1] * n  # reach[i]: the last position that job i waits for (-1: none, or outside)
-    where: dict[str, int] | None = None
-    for i, spec in enumerate(specs):
-        if spec.after:
-            if where is None:
-                where = {s.name: k for k, s in enumerate(specs)}
-            reach[i] = max((where.get(e.partition(":")[0], -1) for e in spec.after), default=-1)
-    a = 0
-    far = -1  # the furthest position waited for by a job of the slice so far
-    for i in range(n):
-        far = max(far, reach[i])
-        if i + 1 - a >= chunk and far <= i:
-            yield a, i + 1
-            a = i + 1
-    if a < n:
-        yield a, n
 
 
 def chunk_refused(e: PJError, kept: builtins.list[str], total: int, refused: int) -> PJError:

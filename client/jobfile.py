@@ -26,17 +26,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from pj.common.specbatch import SpecBatch
 from pj.common.speccheck import SpecError, check_specs
 from pj.v1 import pj_pb2
 
 from .cmdjob import command_job
-from .jobfields import FieldReader, FileContext, JobFileError, job_label, kind_of, suggest
+from .jobfields import FieldReader, FileContext, JobFileError, job_label, kind_of, suggest, unicode_ok
 from .qcgfile import QCG_FIELD_NAMES, read_qcg
 
-__all__ = ["JobFile", "JobFileError", "command_job", "load_jobfile", "parse_jobfile"]
+__all__ = ["JobFile", "JobFileError", "command_job", "load_jobfile", "parse_jobfile", "parse_objects"]
 
 NATIVE_FIELDS = (
     "name", "exec", "script", "args", "env", "wd", "stdin", "stdout", "stderr", "cores", "nodes",
@@ -63,12 +65,18 @@ _NATIVE_NAMES = {"walltime_s": "walltime", "memory_request_bytes": "memory"}
 
 @dataclass(frozen=True)
 class JobFile:
-    """What a job file asks for. ``warnings`` are one-line messages to show the user."""
+    """What a job file asks for. ``warnings`` are one-line messages to show the user. ``batch``:
+    the jobs as read, those alike but for their names sharing one spec (what a Submit sends)."""
 
-    jobs: list[pj_pb2.JobSpec]
+    batch: SpecBatch
     kind: Literal["native", "qcg"]
     finish_after_done: bool
     warnings: list[str]
+
+    @cached_property
+    def jobs(self) -> list[pj_pb2.JobSpec]:
+        """Every job's spec, a message of its own."""
+        return self.batch.expand()
 
 
 def load_jobfile(path: str | Path, *, allow_external: bool = False) -> JobFile:
@@ -100,15 +108,36 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
         raise JobFileError(f"{source}: not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise JobFileError(f"{source}: not valid JSON: {exc}") from None
-    ctx = FileContext(source, dups, strict=not isinstance(data, list))
+    return _read(FileContext(source, dups, strict=not isinstance(data, list)), data, allow_external, plain=True)
+
+
+def parse_objects(data: Any, source: str, *, allow_external: bool = False) -> JobFile:
+    """``parse_jobfile`` for a document given as Python values (what ``json.loads`` would give):
+    anything JSON cannot hold is refused, as if written to a file and read back. A native list's
+    jobs are taken one by one (a job alike an earlier one but for its name is only named), the
+    rest goes through JSON whole."""
+    if not (isinstance(data, dict) and isinstance(data.get("jobs"), list) and len(data) == 1):
+        try:
+            text = json.dumps(data)
+        except (TypeError, ValueError) as e:
+            raise JobFileError(f"{source}: a job cannot be written as JSON: {e}") from None
+        return parse_jobfile(text, source, allow_external=allow_external)
+    return _read(FileContext(source, {}, strict=True), data, allow_external, plain=False)
+
+
+def _read(ctx: FileContext, data: Any, allow_external: bool, plain: bool) -> JobFile:
+    """The jobs of a decoded document (``plain``: as JSON gave them; else Python values, each job
+    made plain by ``_native_file`` as it reads it)."""
+    source = ctx.source
+    dups = ctx.dups
     if isinstance(data, dict):
         kind: Literal["native", "qcg"] = "native"
-        specs, labels, renamed = _native_file(ctx, data)
+        batch, label = _native_file(ctx, data, plain)
         finish = False
     elif isinstance(data, list):
         kind = "qcg"
         specs, labels, finish = read_qcg(ctx, data)
-        renamed = None
+        batch, label = SpecBatch.of(specs), labels.__getitem__
     else:
         raise JobFileError(
             f'{source}: expected a JSON object {{"jobs": [...]}} (PJ\'s format) or an array of requests '
@@ -119,15 +148,15 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
             raise JobFileError(f"{source}: key {key!r} is given twice in one object")
         ctx.warn(f"key {key!r} is given twice in one object; the last value is used, as QCG-PilotJob does")
     try:
-        check_specs(specs, allow_external=allow_external, renamed=renamed)
+        check_specs(batch.specs, allow_external=allow_external, renamed=batch.renamed, names=batch.names)
     except SpecError as exc:
         names = _NATIVE_NAMES if kind == "native" else QCG_FIELD_NAMES
         field = names.get(exc.field, exc.field if kind == "native" else f"execution.{exc.field}")
-        label = labels[exc.index] if exc.index is not None else exc.label
+        where = label(exc.index) if exc.index is not None else exc.label
         raise JobFileError(
-            f"{source}: {label}: field {field!r}: {exc.reason}", job=exc.job, field=field
+            f"{source}: {where}: field {field!r}: {exc.reason}", job=exc.job, field=field
         ) from None
-    return JobFile(jobs=specs, kind=kind, finish_after_done=finish, warnings=ctx.finish_warnings())
+    return JobFile(batch=batch, kind=kind, finish_after_done=finish, warnings=ctx.finish_warnings())
 
 
 # ----------------------------------------------------------------------------- shared readers
@@ -136,8 +165,9 @@ def parse_jobfile(text: str, source: str = "<string>", *, allow_external: bool =
 # ----------------------------------------------------------------------------- native format
 
 
-def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.JobSpec], list[str], list[bool]]:
-    """The jobs, their labels for messages, and which are an earlier job's spec renamed."""
+def _native_file(ctx: FileContext, data: dict[str, Any], plain: bool = True) -> tuple[SpecBatch, Callable[[int], str]]:
+    """The jobs, and the label of job i (0-based) for messages. ``plain``: the jobs are what JSON
+    gave; else each is written as JSON and read back before it is read (``_plain``)."""
     top = FieldReader(ctx, "top level")
     top.check_dups(None, data)
     for key in data:
@@ -159,33 +189,48 @@ def _native_file(ctx: FileContext, data: dict[str, Any]) -> tuple[list[pj_pb2.Jo
         )
     if not jobs:
         raise JobFileError(f"{ctx.source}: 'jobs' is empty: nothing to run", field="jobs")
-    specs: list[pj_pb2.JobSpec] = []
-    labels: list[str] = []
-    renamed: list[bool] = []
+
+    def label(i: int) -> str:
+        return job_label(i + 1, jobs[i])
+
+    batch = SpecBatch()
+    add_copy = batch.add_copy
+    dups = ctx.dups
     # Campaigns are mostly jobs alike but for their names: a job whose other fields are the same
-    # simple values as an earlier one's (and which gave no warning) is that job's spec renamed,
-    # after its own name and duplicate keys are checked (and check_specs checks only its name).
-    alike: dict[tuple[Any, ...], pj_pb2.JobSpec] = {}
-    for index, obj in enumerate(jobs, 1):
-        label = job_label(index, obj)
-        job = FieldReader(ctx, label)
+    # simple values as an earlier one's (which gave no warning) is that job renamed: only its name
+    # and its keys are checked, here and by check_specs, and it shares that job's spec. Its
+    # simple values are as JSON would give them, so it needs no round trip either.
+    alike: dict[tuple[Any, ...], int] = {}
+    for i, obj in enumerate(jobs):
         shape = _alike_key(obj)
-        template = alike.get(shape) if shape is not None else None
-        if template is not None:
-            job.check_dups(None, obj)
-            spec = pj_pb2.JobSpec()
-            spec.CopyFrom(template)
-            spec.name = job.string("name", obj["name"])
-            renamed.append(True)
-        else:
-            renamed.append(False)
-            warned = ctx.warned
-            spec = _native_job(job, obj)
-            if shape is not None and ctx.warned == warned:
-                alike[shape] = spec
-        specs.append(spec)
-        labels.append(label)
-    return specs, labels, renamed
+        first = alike.get(shape, -1) if shape is not None else -1
+        if first >= 0:
+            name = obj["name"]
+            if (dups and id(obj) in dups) or not unicode_ok(name):
+                job = FieldReader(ctx, label(i))
+                job.check_dups(None, obj)
+                job.string("name", name)
+            add_copy(first, name)
+            continue
+        job = FieldReader(ctx, label(i))
+        warned = ctx.warned
+        batch.add(_native_job(job, obj if plain else _plain(job, obj)))
+        if shape is not None and ctx.warned == warned:
+            alike[shape] = i
+    return batch, label
+
+
+def _plain(job: FieldReader, obj: Any) -> Any:
+    """A job given as Python values, as JSON holds it (written and read back): what JSON cannot
+    hold is refused, naming the job."""
+    try:
+        text = json.dumps(obj)
+    except (TypeError, ValueError) as e:
+        raise JobFileError(f"{job.ctx.source}: {job.label}: cannot be written as JSON: {e}") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as e:
+        raise JobFileError(f"{job.ctx.source}: {job.label}: {e}") from None
 
 
 _SIMPLE = (str, int, float, bool)

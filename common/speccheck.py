@@ -174,6 +174,7 @@ def check_specs(
     *,
     allow_external: bool = False,
     renamed: Sequence[bool] | None = None,
+    names: Sequence[str] | None = None,
 ) -> None:
     """Raise :class:`SpecError` for the first invalid job in ``specs``; return ``None`` if all are valid.
 
@@ -182,6 +183,8 @@ def check_specs(
     unchecked: a client uses it for files that refer to jobs of a running master, which checks them.
     ``renamed[i]``: specs[i] is a copy of an earlier spec of ``specs`` but for its name (a job
     file's reader knows); only its name is checked (the master, trusting no one, checks all).
+    ``names[i]``: the name of job i, where ``specs`` holds a renamed job as the very spec it is a copy
+    of (a batch sent compactly, ``SubmitRequest.copies``); None: each spec's own name.
     """
     if not specs:
         raise SpecError("", "jobs", "no jobs: a submission needs at least one")
@@ -193,7 +196,7 @@ def check_specs(
     check_known = known is not _unknown
     for i, spec in enumerate(specs):
         if renamed is not None and renamed[i]:
-            name = spec.name
+            name = spec.name if names is None else names[i]
             _check_name(name, i)
             after = spec.after[:] if spec.after else []
         else:
@@ -205,6 +208,9 @@ def check_specs(
             raise SpecError(name, "name", f"a job named {name!r} already exists", i)
         if after:
             waiting.append((i, after))
+    def name_of(k: int) -> str:
+        return specs[k].name if names is None else names[k]
+
     edges: dict[int, list[int]] = {}
     forward = False  # does some job wait for a later one? If not, there can be no cycle.
     for i, after in waiting:
@@ -212,19 +218,19 @@ def check_specs(
         for entry in after:
             pos = first.get(entry)  # the common case: a whole job of this batch
             if pos is None or pos == i:
-                pos = _check_entry(entry, specs[i], i, specs, first, known, allow_external)
+                pos = _check_entry(entry, specs[i], name_of(i), i, specs, first, known, allow_external)
                 if pos is None:
                     continue
             targets.append(pos)
             forward = forward or pos > i
     cycle = _find_cycle(edges) if forward else None
     if cycle:
-        names = [specs[k].name for k in cycle]
-        if len(names) > 8:
-            names = [*names[:4], f"... ({len(names) - 6} more)", *names[-2:]]
-        path = " -> ".join([*names, specs[cycle[0]].name])
+        shown = [name_of(k) for k in cycle]
+        if len(shown) > 8:
+            shown = [*shown[:4], f"... ({len(shown) - 6} more)", *shown[-2:]]
+        path = " -> ".join([*shown, name_of(cycle[0])])
         why = f"dependency cycle {path} (each waits for the next)"
-        raise SpecError(specs[cycle[0]].name, "after", why, cycle[0])
+        raise SpecError(name_of(cycle[0]), "after", why, cycle[0])
 
 
 # The checks below run once per job. ``ListFields`` hands over only the fields that are set (a
@@ -434,14 +440,15 @@ def _check_modules(modules: Sequence[str], name: str, i: int) -> None:
 def _check_entry(
     entry: str,
     spec: pj_pb2.JobSpec,
+    name: str,
     i: int,
     specs: Sequence[pj_pb2.JobSpec],
     first: dict[str, int],
     known: Callable[[str], JobRef | None],
     allow_external: bool,
 ) -> int | None:
-    """Check one ``after`` entry in full; return the batch position it waits for, if in the batch."""
-    name = spec.name
+    """Check one ``after`` entry in full (``spec``'s, which names job ``name``); return the batch
+    position it waits for, if in the batch."""
 
     def fail(reason: str) -> SpecError:
         return SpecError(name, "after", reason, i)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pj.common.peercheck import PeerError
+from pj.common.specbatch import BatchError, SpecBatch
 from pj.v1 import pj_pb2 as pb
 
 from . import usage
@@ -153,10 +155,12 @@ def _same(key: object, value: object) -> object:
     return value
 
 
-def specs_from_pb(msgs: Sequence[pb.JobSpec], base_dir: str, copies: Sequence[int] | None = None) -> list[JobSpec]:
+def specs_from_pb(
+    msgs: Sequence[pb.JobSpec], base_dir: str, copies: Sequence[int] | None = None, names: Sequence[str] | None = None
+) -> list[JobSpec]:
     """A batch of specs, sharing equal strings and requests (and the one base directory).
-    ``copies[i]`` >= 0 (``alike``): msgs[i] is msgs[copies[i]] but for its name, so its spec is
-    that one's renamed."""
+    ``copies[i]`` >= 0 (``alike``, ``SubmitBatch``): job i is job copies[i] but for its name
+    (``names[i]``, else msgs[i]'s own), so its spec is that one's renamed."""
     shared: dict[object, object] = {}
     base = base_dir or "/"
     if copies is None:
@@ -164,14 +168,14 @@ def specs_from_pb(msgs: Sequence[pb.JobSpec], base_dir: str, copies: Sequence[in
     out: list[JobSpec] = []
     rests: dict[int, tuple[Any, ...]] = {}  # a copied spec's fields but its name
     make = tuple.__new__  # what JobSpec(...) does, without its keyword handling
-    for m, k in zip(msgs, copies, strict=True):
+    for i, (m, k) in enumerate(zip(msgs, copies, strict=True)):
         if k < 0:
             out.append(spec_from_pb(m, base, shared))
             continue
         rest = rests.get(k)
         if rest is None:
             rest = rests[k] = tuple(out[k][1:])
-        out.append(make(JobSpec, (m.name, *rest)))
+        out.append(make(JobSpec, (m.name if names is None else names[i], *rest)))
     return out
 
 
@@ -190,6 +194,24 @@ def alike(msgs: Sequence[pb.JobSpec]) -> list[int]:
         first = seen.setdefault(key, i)
         out.append(first if first != i else -1)
     return out
+
+
+def submit_batch(req: pb.SubmitRequest) -> SpecBatch:
+    """The jobs of ``req`` in order, copies spelled out (``copies``/``copy_names``); a request
+    without copies has its jobs alike but for their names found here (``alike``). Raises PeerError
+    when its copies and their names do not add up."""
+    try:
+        batch = SpecBatch.from_request(req)
+    except BatchError as e:
+        raise PeerError("SubmitRequest", e.field, e.reason) from None
+    if not req.copies:
+        batch.copy_of = alike(batch.specs)
+    return batch
+
+
+def batch_specs(batch: SpecBatch, base_dir: str) -> list[JobSpec]:
+    """The core's specs of a checked batch (copies: their original's, renamed)."""
+    return specs_from_pb(batch.specs, base_dir, batch.copy_of, batch.names)
 
 
 def node_from_pb(msg: pb.Register) -> NodeInfo:

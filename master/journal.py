@@ -330,7 +330,7 @@ class Journal:
             batches = []
             for t, blob in db.execute("SELECT time, request FROM batches ORDER BY seq"):
                 req = pb.SubmitRequest.FromString(blob)
-                batches.append(Batch(convert.specs_from_pb(req.jobs, req.base_dir, convert.alike(req.jobs)), t))
+                batches.append(Batch(convert.batch_specs(convert.submit_batch(req), req.base_dir), t))
             jobs = [
                 JobRecord(name, _STATE.get(state) or State(state), reason, reader.history(times))
                 for name, state, reason, times in db.execute(

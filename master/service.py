@@ -58,9 +58,10 @@ class PilotJobService(rpc.PilotJobServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the master is finishing: no new jobs")
         try:
             pc.check_base_dir(request.base_dir)
-            copies = convert.alike(request.jobs)
-            check_specs(request.jobs, known=lambda n: _ref(core.registry.get(n)), renamed=[k >= 0 for k in copies])
-            specs = convert.specs_from_pb(request.jobs, request.base_dir, copies)
+            batch = convert.submit_batch(request)
+            check_specs(batch.specs, known=lambda n: _ref(core.registry.get(n)), renamed=batch.renamed,
+                        names=batch.names)
+            specs = convert.batch_specs(batch, request.base_dir)
             now = self.m.now()
             core.check_submit(specs)
         except (PeerError, SpecError, SubmitError) as e:

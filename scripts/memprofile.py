@@ -128,8 +128,10 @@ def main() -> int:
         t = time.perf_counter()
         req = pj_pb2.SubmitRequest.FromString(raw)
         del raw
-        check_specs(req.jobs, known=lambda n: None)
-        specs = convert.specs_from_pb(req.jobs, req.base_dir)
+        batch = convert.submit_batch(req)
+        check_specs(batch.specs, known=lambda n: None, renamed=batch.renamed, names=batch.names)
+        specs = convert.batch_specs(batch, req.base_dir)
+        del batch
         t1 = time.perf_counter()
         peak_part = max(peak_part, vm()["VmRSS"])
         del req

@@ -4,7 +4,7 @@
 
 The client's conversion of N one-core jobs (``calls.submit_requests``: every job read and checked
 before any is sent), then, for each part as the master gets it, the steps of ``service.Submit``:
-parse, alike, check_specs, specs_from_pb, check_submit, the journal's write, core.submit. Prints seconds
+parse, the batch (copies spelled out; ``alike`` for a request without), check_specs, specs_from_pb, check_submit, the journal's write, core.submit. Prints seconds
 per step as one JSON line.
 """
 
@@ -43,11 +43,11 @@ def main() -> int:
             t0 = time.perf_counter()
             req = pb.SubmitRequest.FromString(wire)
             ta = time.perf_counter()
-            copies = convert.alike(req.jobs)
+            batch = convert.submit_batch(req)
             t1 = time.perf_counter()
-            check_specs(req.jobs, known=lambda n: None, renamed=[k >= 0 for k in copies])
+            check_specs(batch.specs, known=lambda n: None, renamed=batch.renamed, names=batch.names)
             t2 = time.perf_counter()
-            specs = convert.specs_from_pb(req.jobs, req.base_dir, copies)
+            specs = convert.batch_specs(batch, req.base_dir)
             t3 = time.perf_counter()
             core.check_submit(specs)
             t4 = time.perf_counter()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import grpc
 
+from pj.common.specbatch import SpecBatch
 from pj.common.workdir import TOKEN_METADATA_KEY, write_master_info, write_token
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
@@ -117,21 +118,22 @@ class FakeMaster(pj_pb2_grpc.PilotJobServicer):
 
     def Submit(self, request: pj_pb2.SubmitRequest, context: grpc.ServicerContext) -> pj_pb2.SubmitReply:
         self._auth(context)
+        batch = SpecBatch.from_request(request)
         with self.cond:
             seen = set(self.jobs)
-            for i, spec in enumerate(request.jobs):
-                if spec.name in seen:
+            for i, name in enumerate(batch.names):
+                if name in seen:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                  f"job {spec.name!r} (#{i + 1}): field 'name': a job with this name exists")
-                seen.add(spec.name)
+                                  f"job {name!r} (#{i + 1}): field 'name': a job with this name exists")
+                seen.add(name)
             self.submits.append(request)
-            for spec in request.jobs:
+            for spec, name in zip(batch.specs, batch.names, strict=True):
                 its = spec.iterations.stop - spec.iterations.start if spec.HasField("iterations") else 0
-                self.add(spec.name, iterations=its)
+                self.add(name, iterations=its)
         for hook in self.on_submit:
-            for spec in request.jobs:
-                hook(spec.name)  # type: ignore[operator]
-        return pj_pb2.SubmitReply(names=[s.name for s in request.jobs])
+            for name in batch.names:
+                hook(name)  # type: ignore[operator]
+        return pj_pb2.SubmitReply(names=batch.names)
 
     def Status(self, request: pj_pb2.StatusRequest, context: grpc.ServicerContext) -> pj_pb2.StatusReply:
         self._auth(context)
