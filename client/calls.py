@@ -46,7 +46,7 @@ CHANNEL_OPTIONS = [
 ]
 
 JobLike: TypeAlias = pj_pb2.JobSpec | Mapping[str, Any]
-Jobs: TypeAlias = Sequence[JobLike] | str | os.PathLike[str]
+Jobs: TypeAlias = Sequence[JobLike] | SpecBatch | str | os.PathLike[str]  # SpecBatch: e.g. a JobFile's batch
 Names: TypeAlias = str | Iterable[str]
 
 
@@ -138,6 +138,8 @@ def to_batch(jobs: Jobs) -> tuple[SpecBatch, builtins.list[str]]:
     for their names sharing one spec (``SpecBatch``), as a Submit sends them."""
     from . import jobfile  # the parser is only needed here
 
+    if isinstance(jobs, SpecBatch):
+        return jobs, []
     if isinstance(jobs, str | os.PathLike):
         try:
             jf = jobfile.load_jobfile(Path(jobs), allow_external=True)
@@ -218,7 +220,10 @@ def submit_requests(
     base = os.fspath(Path(base_dir).absolute()) if base_dir is not None else os.getcwd()
     if chunk is None:
         chunk = SUBMIT_CHUNK_JOBS
-    return _parts(batch, 0, len(batch), base, chunk or len(batch))
+    parts = _parts(batch, 0, len(batch), base, chunk or len(batch))
+    for k, part in enumerate(parts):
+        part.parts_after = len(parts) - 1 - k
+    return parts
 
 
 def _parts(batch: SpecBatch, a: int, b: int, base: str, chunk: int) -> builtins.list[pj_pb2.SubmitRequest]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pj.common.journalcheck import JOURNAL_FILE, resume_problem
+from pj.common.specbatch import SpecBatch
 from pj.common.workdir import MasterAddress
 
 from . import runsummary, slurm, startup
@@ -179,7 +180,7 @@ class Campaign:
                     self.base_dir = self.qcg_base
                 for w in jf.warnings:
                     self.say(f"warning: {one_line(w)}")
-                return self._run(list(jf.jobs), started=early)
+                return self._run(jf.batch, started=early)
             finally:
                 self._cleanup()
 
@@ -199,7 +200,7 @@ class Campaign:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _run(self, jobs: list[Any], started: bool = False) -> int:
+    def _run(self, jobs: SpecBatch | list[Any], started: bool = False) -> int:
         try:
             if not started:
                 self._start()
@@ -211,7 +212,8 @@ class Campaign:
             known: set[str] = set()
             if self.resume:  # the journal brought back what was submitted before: submit the rest
                 known = {j.name for j in self.client.list()}
-                jobs = [j for j in jobs if j.name not in known]
+                jobs = jobs.only(lambda n: n not in known) if isinstance(jobs, SpecBatch) else [
+                    j for j in jobs if j.name not in known]
             try:
                 names = self.client.submit(jobs, base_dir=self.base_dir) if jobs else []
             except InvalidJobError as e:

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pj import __version__
 
@@ -22,6 +22,9 @@ from . import cliparse
 from .cliparse import Parser, add_connection, add_json, count
 from .commands import UsageError, _connect, _json, _print_lines, _say, show_final, wait_result
 from .redial import RECONNECT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from .calls import Jobs
 
 COMMAND_OPTIONS = ("name", "cores", "nodes", "gpus", "after", "iterations", "wd", "stdout", "stderr",
                    "env", "walltime", "retries", "memory")  # fmt: skip
@@ -70,7 +73,7 @@ def split_command(words: list[str]) -> tuple[list[str], list[str] | None]:
     return words, None
 
 
-def _jobs(args: argparse.Namespace, command: list[str] | None, prog: str) -> tuple[list[Any], list[str]]:
+def _jobs(args: argparse.Namespace, command: list[str] | None, prog: str) -> tuple[Jobs, list[str]]:
     from . import jobfile
 
     given = [f"--{o}" for o in COMMAND_OPTIONS if getattr(args, o) is not None]
@@ -89,7 +92,7 @@ def _jobs(args: argparse.Namespace, command: list[str] | None, prog: str) -> tup
         if jf.finish_after_done:
             notes.append(f"the file asks the master to finish once its jobs are done; "
                          f"{prog} does not: run `pj wait && pj finish`")
-        return list(jf.jobs), notes
+        return jf.batch, notes
     if args.file:
         raise UsageError(f"give a job file or a command after --, not both ({args.file[0]!r} and {command[0]!r})")
     if not command:

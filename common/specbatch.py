@@ -14,7 +14,7 @@ message it is given.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from pj.v1 import pj_pb2
@@ -67,6 +67,23 @@ class SpecBatch:
         self.specs.extend(other.specs)
         self.names.extend(other.names)
         self.copy_of.extend(k + at if k >= 0 else -1 for k in other.copy_of)
+
+    def only(self, keep: Callable[[str], bool]) -> SpecBatch:
+        """The jobs whose names ``keep`` keeps, in order (a kept copy of a job left out is kept
+        whole, and the next copies are its)."""
+        out = SpecBatch()
+        where: dict[int, int] = {}  # a job's original -> its first kept job in out
+        for i, name in enumerate(self.names):
+            if not keep(name):
+                continue
+            k = self.copy_of[i]
+            at = where.get(i if k < 0 else k)
+            if at is None:
+                where[i if k < 0 else k] = len(out.names)
+                out.add(self.job(i))
+            else:
+                out.add_copy(at, name)
+        return out
 
     @property
     def renamed(self) -> list[bool]:

@@ -45,6 +45,10 @@ TRIM_DELAY_S = 0.2  # ... this long after its reply, once gRPC has let go of the
 # parts would launch (and take the reports of) the jobs so far while the rest waits: with
 # thousands of agents taking every job at once, that made a 1M-job submit 3x longer.
 SUBMIT_HOLD_S = 0.25
+# A part that says more follow (SubmitRequest.parts_after) holds them until the next is in, or this
+# long: a gap longer than SUBMIT_HOLD_S between parts (the client's garbage collector, a busy
+# host) let the dispatch start in the middle of a 1M submit, and the rest of it took 5x longer.
+SUBMIT_MORE_HOLD_S = 5.0
 SUBMIT_HOLD_MAX_S = 30.0  # passes are never held longer in a row than this (a client that never stops)
 
 
@@ -230,16 +234,19 @@ class Dispatcher:
             self._trim_pending = True
             asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim)
 
-    def submitted(self, jobs: int) -> None:
-        """A Submit of ``jobs`` was taken: run a pass soon; after a big one, once no further part
-        came for SUBMIT_HOLD_S (at most SUBMIT_HOLD_MAX_S after the first), and trim the heap."""
+    def submitted(self, jobs: int, more: int = 0) -> None:
+        """A Submit of ``jobs`` was taken, its client about to send ``more`` parts: run a pass soon;
+        after a big one or one with more to come, once no further part came for SUBMIT_HOLD_S
+        (SUBMIT_MORE_HOLD_S while more are announced; at most SUBMIT_HOLD_MAX_S after the first),
+        and trim the heap after a big one."""
         if jobs >= TRIM_AFTER_JOBS:
             self.trim_soon()
+        if jobs >= TRIM_AFTER_JOBS or more:
             now = asyncio.get_running_loop().time()
             if self._hold_since is None:
                 self._hold_since = now
             if now - self._hold_since < SUBMIT_HOLD_MAX_S:
-                self._hold_until = now + SUBMIT_HOLD_S
+                self._hold_until = now + (SUBMIT_MORE_HOLD_S if more else SUBMIT_HOLD_S)
         self.poke()
 
     async def _held(self) -> None:

@@ -75,7 +75,7 @@ class PilotJobService(rpc.PilotJobServicer):
                             error=wf.cause(e), jobs=len(specs))
                 await context.abort(getattr(grpc.StatusCode, wf.status_name(e)), wf.refusal(jour.path, e))
         names = core.submit(specs, now, checked=True)  # nothing ran between the check and here
-        self.m.submitted(len(names))
+        self.m.submitted(len(names), request.parts_after)
         log.info("submitted", jobs=len(names))
         return pb.SubmitReply(names=names)
 

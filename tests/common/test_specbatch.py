@@ -144,3 +144,15 @@ def test_any_batch_survives_the_wire_in_parts(kinds: list[tuple[str, int]], chun
         s.SerializeToString(deterministic=True) for s in want]
     assert [(s.name, s.exec, s.cores.min) for s in want] == [
         (f"j{i}", exe, cores) for i, (exe, cores) in enumerate(kinds)]
+
+
+def test_only_keeps_the_named_jobs_and_their_copies() -> None:
+    b = SpecBatch()
+    b.add(spec("a0"))
+    for i in range(1, 4):
+        b.add_copy(0, f"a{i}")
+    b.add(spec("x", "/bin/echo"))
+    kept = b.only(lambda n: n not in {"a0", "x"})  # a resumed campaign: a0 and x were journaled
+    assert kept.names == ["a1", "a2", "a3"] and kept.copy_of == [-1, 0, 0]
+    assert [s.name for s in kept.expand()] == ["a1", "a2", "a3"]
+    assert kept.specs[0].exec == "/bin/true" and b.specs[0].name == "a0"  # the original is left as it was

@@ -72,6 +72,7 @@ def test_parts_are_cut_by_size_too(monkeypatch: pytest.MonkeyPatch) -> None:
     big = [{"name": f"x{i}", "exec": "/bin/true", "args": ["a" * 300 + str(i)]} for i in range(8)]
     parts = calls.submit_requests(big, "/", 1, chunk=8)
     assert [len(p.jobs) for p in parts] == [2, 2, 2, 2]
+    assert [p.parts_after for p in parts] == [3, 2, 1, 0]  # the master holds its passes for the rest
     assert all(p.ByteSize() <= 1000 for p in parts)
     assert [j.name for p in parts for j in p.jobs] == [f"x{i}" for i in range(8)]
 

@@ -13,9 +13,12 @@ from pj.master.core import Core
 from pj.master.runtime import TRIM_AFTER_JOBS, Dispatcher
 
 
-def passes_after(monkeypatch: pytest.MonkeyPatch, jobs: int, hold_max: float = 30.0) -> int:
-    """How many passes ran in 50 turns of the loop after a Submit of ``jobs`` with a 1-hour hold."""
-    monkeypatch.setattr(runtime, "SUBMIT_HOLD_S", 3600.0)
+def passes_after(monkeypatch: pytest.MonkeyPatch, jobs: int, hold_max: float = 30.0, more: int = 0,
+                 hold: float = 3600.0) -> int:
+    """How many passes ran in 50 turns of the loop after a Submit of ``jobs`` (``more`` parts
+    announced) with a 1-hour hold (``hold``: that of a part with none announced)."""
+    monkeypatch.setattr(runtime, "SUBMIT_HOLD_S", hold)
+    monkeypatch.setattr(runtime, "SUBMIT_MORE_HOLD_S", 3600.0)
     monkeypatch.setattr(runtime, "SUBMIT_HOLD_MAX_S", hold_max)
     monkeypatch.setattr(runtime, "_libc_trim", lambda: None)
     core = Core()
@@ -32,7 +35,7 @@ def passes_after(monkeypatch: pytest.MonkeyPatch, jobs: int, hold_max: float = 3
         d = Dispatcher(core)
         run = asyncio.get_running_loop().create_task(d.run())
         try:
-            d.submitted(jobs)
+            d.submitted(jobs, more)
             for _ in range(50):
                 await asyncio.sleep(0)
             return len(steps)
@@ -54,3 +57,10 @@ def test_a_small_submit_is_passed_at_once(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_no_hold_beyond_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert passes_after(monkeypatch, TRIM_AFTER_JOBS, hold_max=0.0) == 1
+
+
+def test_announced_parts_hold_the_passes_past_the_short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the short hold (SUBMIT_HOLD_S) is over at once; the part says 3 more follow: still held
+    assert passes_after(monkeypatch, TRIM_AFTER_JOBS, more=3, hold=0.0) == 0
+    assert passes_after(monkeypatch, 10, more=3, hold=0.0) == 0  # small parts too
+    assert passes_after(monkeypatch, TRIM_AFTER_JOBS, more=0, hold=0.0) == 1

@@ -193,16 +193,18 @@ class JobInfo(_message.Message):
     def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., history: _Optional[_Iterable[_Union[StateChange, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskInfo, _Mapping]]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("jobs", "base_dir", "copies", "copy_names")
+    __slots__ = ("jobs", "base_dir", "copies", "copy_names", "parts_after")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     BASE_DIR_FIELD_NUMBER: _ClassVar[int]
     COPIES_FIELD_NUMBER: _ClassVar[int]
     COPY_NAMES_FIELD_NUMBER: _ClassVar[int]
+    PARTS_AFTER_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[JobSpec]
     base_dir: str
     copies: _containers.RepeatedScalarFieldContainer[int]
     copy_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ..., base_dir: _Optional[str] = ..., copies: _Optional[_Iterable[int]] = ..., copy_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    parts_after: int
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSpec, _Mapping]]] = ..., base_dir: _Optional[str] = ..., copies: _Optional[_Iterable[int]] = ..., copy_names: _Optional[_Iterable[str]] = ..., parts_after: _Optional[int] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
     __slots__ = ("names",)
