@@ -155,27 +155,17 @@ def _same(key: object, value: object) -> object:
     return value
 
 
-def specs_from_pb(
-    msgs: Sequence[pb.JobSpec], base_dir: str, copies: Sequence[int] | None = None, names: Sequence[str] | None = None
-) -> list[JobSpec]:
+def specs_from_pb(msgs: Sequence[pb.JobSpec], base_dir: str, copies: Sequence[int] | None = None) -> list[JobSpec]:
     """A batch of specs, sharing equal strings and requests (and the one base directory).
-    ``copies[i]`` >= 0 (``alike``, ``SubmitBatch``): job i is job copies[i] but for its name
-    (``names[i]``, else msgs[i]'s own), so its spec is that one's renamed."""
+    ``copies[i]`` >= 0 (``alike``, ``SpecBatch``): job i is job copies[i] but for its name, and its
+    spec is that one's, the very object (its name the other job's: Core.submit takes the names)."""
     shared: dict[object, object] = {}
     base = base_dir or "/"
     if copies is None:
         return [spec_from_pb(m, base, shared) for m in msgs]
     out: list[JobSpec] = []
-    rests: dict[int, tuple[Any, ...]] = {}  # a copied spec's fields but its name
-    make = tuple.__new__  # what JobSpec(...) does, without its keyword handling
-    for i, (m, k) in enumerate(zip(msgs, copies, strict=True)):
-        if k < 0:
-            out.append(spec_from_pb(m, base, shared))
-            continue
-        rest = rests.get(k)
-        if rest is None:
-            rest = rests[k] = tuple(out[k][1:])
-        out.append(make(JobSpec, (m.name if names is None else names[i], *rest)))
+    for m, k in zip(msgs, copies, strict=True):
+        out.append(spec_from_pb(m, base, shared) if k < 0 else out[k])
     return out
 
 
@@ -210,8 +200,9 @@ def submit_batch(req: pb.SubmitRequest) -> SpecBatch:
 
 
 def batch_specs(batch: SpecBatch, base_dir: str) -> list[JobSpec]:
-    """The core's specs of a checked batch (copies: their original's, renamed)."""
-    return specs_from_pb(batch.specs, base_dir, batch.copy_of, batch.names)
+    """The core's specs of a checked batch, for ``Core.submit(specs, names=batch.names)``: a
+    copy's spec is its original's, the very object."""
+    return specs_from_pb(batch.specs, base_dir, batch.copy_of)
 
 
 def node_from_pb(msg: pb.Register) -> NodeInfo:

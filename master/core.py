@@ -259,38 +259,53 @@ class Core:
 
     # ------------------------------------------------------------------ submit
 
-    def check_submit(self, specs: Sequence[JobSpec]) -> None:
+    def check_submit(self, specs: Sequence[JobSpec], names: Sequence[str] | None = None) -> None:
         """Raise SubmitError if ``submit`` would refuse the batch; nothing changes."""
         seen: set[str] = set()
-        for spec in specs:
-            if spec.name in self.registry or spec.name in seen:
-                raise SubmitError(f"job {spec.name!r}: field 'name': a job with this name already exists")
-            seen.add(spec.name)
-            if spec.model == "threads" and spec.request.nodes.max != 1:
+        if names is None:
+            names = [s.name for s in specs]
+        registry = self.registry
+        last: JobSpec | None = None  # a run of jobs sharing one spec: its fields are checked once
+        for spec, name in zip(specs, names, strict=True):
+            if name in registry or name in seen:
+                raise SubmitError(f"job {name!r}: field 'name': a job with this name already exists")
+            seen.add(name)
+            if spec is not last and spec.model == "threads" and spec.request.nodes.max != 1:
                 raise SubmitError(
-                    f"job {spec.name!r}: field 'nodes': model 'threads' runs one process on one node; "
+                    f"job {name!r}: field 'nodes': model 'threads' runs one process on one node; "
                     "ask for 1 node, or use model srun, openmpi or intelmpi for more"
                 )
-        for spec in specs:
+            last = spec
+        last = None
+        for spec, name in zip(specs, names, strict=True):
+            if spec is last:
+                continue
+            last = spec
             for dep in spec.after:
-                if dep.job not in seen and dep.job not in self.registry:
-                    raise SubmitError(f"job {spec.name!r}: field 'after': unknown job {dep.job!r}")
+                if dep.job not in seen and dep.job not in registry:
+                    raise SubmitError(f"job {name!r}: field 'after': unknown job {dep.job!r}")
 
-    def submit(self, specs: Sequence[JobSpec], now: float, checked: bool = False) -> list[str]:
-        """Register a batch of jobs (``checked``: by ``check_submit``, nothing submitted since)."""
+    def submit(
+        self, specs: Sequence[JobSpec], now: float, checked: bool = False, names: Sequence[str] | None = None
+    ) -> list[str]:
+        """Register a batch of jobs (``checked``: by ``check_submit``, nothing submitted since).
+        ``names[i]``: job i's name, where specs[i] may be another job's spec (a copy of it but for its
+        name, the very object; None: each spec's own name). Returns the names."""
         if not checked:
-            self.check_submit(specs)
+            self.check_submit(specs, names)
+        if names is None:
+            names = [s.name for s in specs]
         jobs = []
         by_name = self.registry.jobs
         seq = len(by_name)
         table = self.registry.ended
         tmpl: JobSpec | None = None
-        for spec in specs:
+        for spec, name in zip(specs, names, strict=True):
             # jobs that differ only by name share one spec (a tuple compare: shared fields match by identity)
-            if tmpl is None or spec[1:] != tmpl[1:]:
+            if spec is not tmpl and (tmpl is None or spec[1:] != tmpl[1:]):
                 tmpl = spec
-            job = Job(spec, seq, now, table, tmpl)
-            by_name[spec.name] = job
+            job = Job(spec, seq, now, table, tmpl, name)
+            by_name[name] = job
             seq += 1
             jobs.append(job)
         self.job_counts[State.QUEUED] += len(jobs)
@@ -303,6 +318,7 @@ class Core:
                         break
         changed = self.outbox.changed
         fits: dict[int, bool] = {}  # a batch shares its requests: each is judged once (by id)
+        plain: list[Job] = []  # ready whole jobs, queued together at the end (in order)
         for job in jobs:
             if job.final:
                 continue
@@ -310,8 +326,14 @@ class Core:
             if self.capacity_known and self._judge_fit(job, now, fits):
                 continue
             if job.pending == 0:
+                if job.tmpl.request.sizing is None and job.iter_deps == 0:  # what unblock would push
+                    plain.append(job)
+                    continue
+                self.queue.push_jobs(plain)
+                plain.clear()
                 self.unblock(job, now)
-        return [s.name for s in specs]
+        self.queue.push_jobs(plain)
+        return list(names)
 
     def unblock(self, job: Job, now: float) -> None:
         """Every whole-job dependency is met: queue the job, or its ready iterations."""

@@ -330,7 +330,8 @@ class Journal:
             batches = []
             for t, blob in db.execute("SELECT time, request FROM batches ORDER BY seq"):
                 req = pb.SubmitRequest.FromString(blob)
-                batches.append(Batch(convert.batch_specs(convert.submit_batch(req), req.base_dir), t))
+                batch = convert.submit_batch(req)
+                batches.append(Batch(convert.batch_specs(batch, req.base_dir), t, batch.names))
             jobs = [
                 JobRecord(name, _STATE.get(state) or State(state), reason, reader.history(times))
                 for name, state, reason, times in db.execute(

@@ -150,11 +150,18 @@ class Job:
     )
 
     def __init__(
-        self, spec: JobSpec, seq: int, now: float, ended: Ended | None = None, tmpl: JobSpec | None = None
+        self,
+        spec: JobSpec,
+        seq: int,
+        now: float,
+        ended: Ended | None = None,
+        tmpl: JobSpec | None = None,
+        name: str | None = None,
     ) -> None:
         # ``tmpl``: a spec equal to ``spec`` but (maybe) for its name, shared by the jobs of a Submit
         # that differ only by name (Core.submit): a million such jobs keep one JobSpec, not a million.
-        self.name = spec.name
+        # ``name``: the job's, where ``spec`` is another job's (None: spec.name).
+        self.name = spec.name if name is None else name
         self.tmpl = spec if tmpl is None else tmpl
         self.seq = seq
         self.state = State.QUEUED

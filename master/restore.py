@@ -93,6 +93,7 @@ class Placement:
 class Batch:
     specs: Sequence[JobSpec]
     time: float
+    names: Sequence[str] | None = None  # as Core.submit takes them
 
 
 def restore(
@@ -111,7 +112,7 @@ def restore(
     tasks placed and not final; those whose node has not registered ``orphan_timeout`` seconds after
     ``now`` are queued again. ``attempts``: the earlier attempts of tasks, in the order they ended."""
     for batch in batches:
-        core.submit(batch.specs, batch.time)
+        core.submit(batch.specs, batch.time, names=batch.names)
     for arec in attempts:
         restore_attempt(core, arec)
     core.next_task_id = max(core.next_task_id, 1 + max((p.task_id for p in placements), default=0))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from .model import Allocation, Request
 from .registry import Job
@@ -54,6 +54,11 @@ class Line:
     def append(self, seq: int, job: Job, iteration: int | None) -> None:
         self.items.append(job if iteration is None else (job, iteration))
         self.seqs.append(seq)
+
+    def extend(self, first: int, jobs: Sequence[Job]) -> None:
+        """Append whole jobs, numbered from ``first`` on."""
+        self.items.extend(jobs)
+        self.seqs.extend(range(first, first + len(jobs)))
 
     def appendleft(self, seq: int, job: Job, iteration: int | None) -> None:
         self.front.append((seq, job, iteration))
@@ -119,6 +124,24 @@ class ReadyQueue:
         else:
             self._seq += 1
             q.append(self._seq, job, iteration)
+
+    def push_jobs(self, jobs: Sequence[Job]) -> None:
+        """``push(job)`` for each of ``jobs`` in order, the runs sharing a template at once (a
+        Submit's jobs: one shape looked up per run, not per job)."""
+        at = 0
+        n = len(jobs)
+        while at < n:
+            tmpl = jobs[at].tmpl
+            end = at + 1
+            while end < n and jobs[end].tmpl is tmpl:
+                end += 1
+            shape = shape_of(jobs[at])
+            q = self.queues.get(shape)
+            if q is None:
+                q = self.queues[shape] = Line()
+            q.extend(self._seq + 1, jobs[at:end])
+            self._seq += end - at
+            at = end
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues.values())

@@ -63,7 +63,7 @@ class PilotJobService(rpc.PilotJobServicer):
                         names=batch.names)
             specs = convert.batch_specs(batch, request.base_dir)
             now = self.m.now()
-            core.check_submit(specs)
+            core.check_submit(specs, batch.names)
         except (PeerError, SpecError, SubmitError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         jour = self.m.journal
@@ -74,7 +74,7 @@ class PilotJobService(rpc.PilotJobServicer):
                 log.warning("submission refused: the journal cannot be written", path=str(jour.path),
                             error=wf.cause(e), jobs=len(specs))
                 await context.abort(getattr(grpc.StatusCode, wf.status_name(e)), wf.refusal(jour.path, e))
-        names = core.submit(specs, now, checked=True)  # nothing ran between the check and here
+        names = core.submit(specs, now, checked=True, names=batch.names)  # nothing ran since the check
         self.m.submitted(len(names), request.parts_after)
         log.info("submitted", jobs=len(names))
         return pb.SubmitReply(names=names)

@@ -130,14 +130,14 @@ def main() -> int:
         del raw
         batch = convert.submit_batch(req)
         check_specs(batch.specs, known=lambda n: None, renamed=batch.renamed, names=batch.names)
-        specs = convert.batch_specs(batch, req.base_dir)
+        specs, names = convert.batch_specs(batch, req.base_dir), batch.names
         del batch
         t1 = time.perf_counter()
         peak_part = max(peak_part, vm()["VmRSS"])
         del req
-        core.check_submit(specs)
-        core.submit(specs, now, checked=True)
-        del specs
+        core.check_submit(specs, names)
+        core.submit(specs, now, checked=True, names=names)
+        del specs, names
         submit_s += time.perf_counter() - t1
         parse_s += t1 - t
         if a.part >= 10_000:

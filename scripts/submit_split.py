@@ -49,11 +49,11 @@ def main() -> int:
             t2 = time.perf_counter()
             specs = convert.batch_specs(batch, req.base_dir)
             t3 = time.perf_counter()
-            core.check_submit(specs)
+            core.check_submit(specs, batch.names)
             t4 = time.perf_counter()
             journal.submit(wire, 0.0)
             t5 = time.perf_counter()
-            core.submit(specs, 0.0, checked=True)
+            core.submit(specs, 0.0, checked=True, names=batch.names)
             t6 = time.perf_counter()
             spans = ((t0, ta), (ta, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))
             for k, (x, y) in zip(steps, spans, strict=True):

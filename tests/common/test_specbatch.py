@@ -12,6 +12,7 @@ from pj.common.peercheck import PeerError
 from pj.common.specbatch import BatchError, SpecBatch, chunk_bounds, request_jobs
 from pj.common.speccheck import SpecError, check_specs
 from pj.master import convert
+from pj.master.core import Core, SubmitError
 from pj.v1 import pj_pb2
 
 
@@ -89,9 +90,15 @@ def test_the_master_checks_a_copy_by_its_own_name() -> None:
     selfish = convert.submit_batch(pj_pb2.SubmitRequest(jobs=[spec("a", after=["b"])], copies=[1], copy_names=["b"]))
     with pytest.raises(SpecError, match="'b': a job cannot depend on itself"):
         check(selfish)  # a copy named like what its original waits for
-    specs = convert.batch_specs(batch("b", "c"), "/w")
-    assert [s.name for s in specs] == ["a", "b", "c", "dep"]
-    assert specs[1][1:] == specs[0][1:] and specs[2][1:] == specs[0][1:]
+    b = batch("b", "c")
+    specs = convert.batch_specs(b, "/w")
+    assert specs[1] is specs[0] and specs[2] is specs[0] and specs[3].name == "dep"
+    core = Core()
+    assert core.submit(specs, 1.0, names=b.names) == ["a", "b", "c", "dep"]
+    assert core.registry.get("c").spec == specs[0]._replace(name="c")  # type: ignore[union-attr]
+    core.check_submit([specs[0]], ["x"])
+    with pytest.raises(SubmitError, match="job 'b': field 'name'"):
+        core.check_submit([specs[0], specs[0]], ["x", "b"])  # each copy's own name counts
 
 
 def test_chunks_keep_a_copy_with_the_later_job_its_original_waits_for() -> None:

@@ -201,3 +201,22 @@ def test_jobs_sharing_a_spec_read_back_their_own_after_resume() -> None:
     assert [x.spec for x in jobs] == specs and jobs[1].tmpl is jobs[2].tmpl
     assert [x.state for x in jobs] == [State.SUCCEED, State.QUEUED, State.QUEUED]
     assert sorted(run_out(core, j.t)) == ["s1", "s2"]
+
+
+def test_a_submit_sent_as_copies_is_replayed_under_every_name(tmp_path: Path) -> None:
+    path = tmp_path / journal.FILENAME
+    jour = journal.Journal(path)
+    req = pb.SubmitRequest(base_dir="/w", jobs=[pb.JobSpec(name="s0", exec="/bin/true"),
+                                                pb.JobSpec(name="post", exec="/bin/true", after=["s2"])],
+                           copies=[2], copy_names=["s1", "s2"])
+    jour.submit(req.SerializeToString(), 5.0)
+    jour.close()
+    jour = journal.Journal(path)
+    batches, tasks, jobs, requests = jour.load()
+    jour.close()
+    core = Core(now=6.0)
+    restore(core, batches, tasks, jobs, requests, 6.0)
+    reg = core.registry
+    assert [j.name for j in reg.jobs.values()] == ["s0", "s1", "s2", "post"]
+    assert reg.jobs["s2"].spec.name == "s2" and reg.jobs["s2"].tmpl is reg.jobs["s0"].tmpl
+    assert reg.jobs["post"].pending == 1  # waits for s2, by the copy's own name
