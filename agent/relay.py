@@ -113,7 +113,7 @@ class Relay:
             log.info("agent stream broke", link=lid, error=repr(e))
         finally:
             del self.links[lid]
-            self._send(pb.NodeUp(link=lid, end=end))
+            self._send(pb.NodeUp(link=lid, end=end, ended_at=time.time()))
 
     async def _read(self, lid: int, context: grpc.aio.ServicerContext) -> bool:
         """Up with everything the agent says; True when it closed its side (a goodbye)."""
@@ -207,7 +207,7 @@ class Relay:
             self.up_ready.clear()
             if not self.up or (self.windowed and self.unread >= UP_WINDOW):
                 continue  # (woken again when the master says it read one)
-            batch = pb.RelayUp(up=self.up)
+            batch = pb.RelayUp(up=self.up, time=time.time())
             self.up = []
             self.unread += 1
             await call.write(batch)

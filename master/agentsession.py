@@ -130,15 +130,16 @@ class Sessions:
             return grpc.StatusCode.UNAVAILABLE, f"no word from node {conn.node!r} for too long: it was declared lost"
         return None
 
-    def ended(self, conn: AgentConn) -> None:
-        """The agent's stream ended (``conn.goodbye``: it closed its side): the node is no longer
-        connected; it left, or it is cut off and has the grace to come back."""
+    def ended(self, conn: AgentConn, at: float | None = None) -> None:
+        """The agent's stream ended (``conn.goodbye``: it closed its side; ``at``: when, if it was
+        seen earlier than now, by a relay): the node is no longer connected; it left, or it is cut
+        off and has the grace to come back, counted from ``at``."""
         m, node = self.m, conn.node
         del m.agents[node]
         m.read_lag.forget(node)
         if self.allocs is not None:
             self.allocs.left(node)
-        if m.agent_gone(node, conn.goodbye):
+        if m.agent_gone(node, conn.goodbye, at):
             log.info("agent left", node=node)
         else:  # its agent may still run its tasks: it has the grace to come back
             log.info("agent disconnected", node=node, grace_s=m.core.recon.grace)

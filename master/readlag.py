@@ -71,3 +71,30 @@ class ReadLag:
         while len(periods) > 1 and periods[0][0] < now - self.window:
             periods.popleft()
         return max((lag for _, lag in periods), default=0.0)
+
+
+class SentClock:
+    """Another host's clock, seen through the times it stamps on what it sends (a relay's
+    ``RelayUp.time``). ``base``, the smallest read - sent, is the clocks' skew plus the way when
+    nothing waits, so ``ours`` puts a time of theirs on our clock never earlier than it truly was
+    (a node's grace is never cut short), and no later than when we read it. A base older than
+    ``rebase`` seconds is taken again from the next message (a clock that stepped back)."""
+
+    def __init__(self, rebase: float = 60.0) -> None:
+        self.rebase = rebase
+        self.base: float | None = None
+        self._since = 0.0  # when the base was taken (ours)
+
+    def heard(self, sent: float, read: float) -> None:
+        """A message stamped ``sent`` (their clock; 0: not stamped) was read at ``read`` (ours)."""
+        if sent <= 0:
+            return
+        d = read - sent
+        if self.base is None or d < self.base or read - self._since > self.rebase:
+            self.base, self._since = d, read
+
+    def ours(self, t: float, read: float) -> float:
+        """Their time ``t`` (0: not said) on our clock, for something read at ``read``."""
+        if t <= 0 or self.base is None:
+            return read
+        return min(read, t + self.base)

@@ -17,6 +17,7 @@ late, so a storm's losses came spread over 10 s and more).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
@@ -27,6 +28,7 @@ from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
 from .agentsession import Refused, Sessions
+from .readlag import SentClock
 from .runtime import AgentConn, WakeGroup
 
 log = structlog.get_logger("pj.master")
@@ -54,18 +56,21 @@ class _Relay:
         self.pending: list[pb.NodeDown] = []  # welcomes and refusals, before any orders
         self.group = WakeGroup()
         self.taken = 0  # RelayUps read since the last RelayDown
+        self.clock = SentClock()  # the relay's: when it saw a link end, on ours
 
     async def read(self, context: grpc.aio.ServicerContext) -> None:
         while True:
             up = await context.read()
             if up is EOF_:
                 return
+            read = time.time()
+            self.clock.heard(up.time, read)
             for u in up.up:
                 link = self.links.get(u.link)
                 if u.end:
                     if link is not None:
                         link.conn.goodbye = u.end == _GOODBYE
-                        self._end(u.link)
+                        self._end(u.link, self.clock.ours(u.ended_at, read))
                     self.done.discard(u.link)
                 elif link is not None:
                     self.sessions.heard(link.conn, pb.AgentMessage.FromString(u.message))
@@ -89,10 +94,10 @@ class _Relay:
         group.dirty.add(conn)  # a Shutdown set while it was admitted goes down after the Welcome
         group.ready.set()
 
-    def _end(self, lid: int) -> None:
+    def _end(self, lid: int, at: float | None = None) -> None:
         link = self.links.pop(lid)
         del self.lids[link.conn]
-        self.sessions.ended(link.conn)
+        self.sessions.ended(link.conn, at)
 
     async def write(self, context: grpc.aio.ServicerContext) -> None:
         group = self.group

@@ -214,16 +214,18 @@ class Dispatcher:
             log.warning(peers.warning(node, bad))
         self.poke()
 
-    def agent_gone(self, node: str, goodbye: bool) -> bool:
+    def agent_gone(self, node: str, goodbye: bool, at: float | None = None) -> bool:
         """A node's agent stream ended. An agent that stops reports its tasks' ends, then closes its
         side (``goodbye``): it left. A killed one's stream also ends cleanly, but with tasks still
-        running: it is given the grace, as an agent that may come back with them. True: it left."""
+        running: it is given the grace (from ``at``, when the stream was seen to end, if earlier than
+        now), as an agent that may come back with them. True: it left."""
         core = self.core
         left = bool(self.shutdown_reason) or (goodbye and not core.runs_on(node))
         if left:
             core.node_left(node, self.now())
         else:
-            core.node_disconnected(node, self.now())
+            now = self.now()
+            core.node_disconnected(node, now if at is None else min(at, now))
         self.poke()
         return left
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pj.master.core import Core
-from pj.master.readlag import ReadLag
+from pj.master.readlag import ReadLag, SentClock
 from pj.master.runtime import AgentConn, Dispatcher
 
 
@@ -98,3 +102,36 @@ def test_the_watch_allows_for_a_deaf_master_only_with_many_agents() -> None:
 
     few, many = asyncio.run(run())
     assert few == 0.0 and 4.9 < many < 5.1  # 8 s without a read, less the 3 s interval
+
+
+@given(skew=st.floats(-1e4, 1e4), ways=st.lists(st.tuples(st.floats(0.0001, 0.05), st.floats(0, 30)), min_size=1,
+                                                 max_size=30), ago=st.floats(0, 60))
+def test_a_relays_time_on_our_clock_is_never_earlier_than_true(skew: float, ways: list[tuple[float, float]],
+                                                               ago: float) -> None:
+    # the relay's clock = ours + skew; each message takes a way and may wait before it is read
+    c = SentClock()
+    ours = 1_000_000.0
+    for way, wait in ways:
+        ours += 1.0
+        c.heard(ours + skew, ours + way + wait)
+    read = ours + 40.0
+    true_end = read - ago  # when the relay saw the link end, on our clock
+    got = c.ours(true_end + skew, read)
+    assert true_end - 1e-6 <= got <= read
+    best = min(way + wait for way, wait in ways)
+    assert got <= true_end + best + 1e-6  # as early as the fastest message allows
+
+
+def test_a_relay_that_stamps_nothing_gives_the_read_time() -> None:
+    c = SentClock()
+    assert c.ours(5.0, 100.0) == 100.0  # no base yet
+    c.heard(0.0, 100.0)
+    assert c.base is None and c.ours(0.0, 100.0) == 100.0
+
+
+def test_a_clock_that_stepped_back_is_based_again() -> None:
+    c = SentClock(rebase=60)
+    c.heard(1000.0, 1000.1)  # base 0.1
+    c.heard(900.0, 1100.2)  # stepped back 100 s: read - sent = 200.2, more than the base, but 100 s later
+    assert c.base == pytest.approx(200.2)
+    assert c.ours(950.0, 1200.0) == pytest.approx(1150.2)

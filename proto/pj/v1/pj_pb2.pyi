@@ -628,7 +628,7 @@ class MasterMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., orders: _Optional[_Union[Orders, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ...) -> None: ...
 
 class NodeUp(_message.Message):
-    __slots__ = ("link", "message", "end")
+    __slots__ = ("link", "message", "end", "ended_at")
     class End(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         END_UNSPECIFIED: _ClassVar[NodeUp.End]
@@ -640,16 +640,20 @@ class NodeUp(_message.Message):
     LINK_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     link: int
     message: bytes
     end: NodeUp.End
-    def __init__(self, link: _Optional[int] = ..., message: _Optional[bytes] = ..., end: _Optional[_Union[NodeUp.End, str]] = ...) -> None: ...
+    ended_at: float
+    def __init__(self, link: _Optional[int] = ..., message: _Optional[bytes] = ..., end: _Optional[_Union[NodeUp.End, str]] = ..., ended_at: _Optional[float] = ...) -> None: ...
 
 class RelayUp(_message.Message):
-    __slots__ = ("up",)
+    __slots__ = ("up", "time")
     UP_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     up: _containers.RepeatedCompositeFieldContainer[NodeUp]
-    def __init__(self, up: _Optional[_Iterable[_Union[NodeUp, _Mapping]]] = ...) -> None: ...
+    time: float
+    def __init__(self, up: _Optional[_Iterable[_Union[NodeUp, _Mapping]]] = ..., time: _Optional[float] = ...) -> None: ...
 
 class NodeDown(_message.Message):
     __slots__ = ("link", "message", "code", "details")
