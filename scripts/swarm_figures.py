@@ -128,6 +128,7 @@ def storm_figures(out: dict[str, Any], res: list[dict[str, Any]], workers: list[
     if lost:
         out["requeue_s"] = round(max(at["ended"] for _, at in lost) - tv, 3)
         out["requeue_spread_s"] = round(max(at["ended"] for _, at in lost) - min(at["ended"] for _, at in lost), 3)
+        out["requeue_passes"] = len({at["ended"] for _, at in lost})  # a pass's losses share its time
         out["rerun_s"] = round(max(max(r["times"].values()) for r, _ in lost) - tv, 3)
     gone = {n for w in workers for n in w.vanished_names}
     lost_nodes = {n for _, at in lost for n in at["nodes"]}
