@@ -18,6 +18,7 @@ import pj
 from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2, pj_pb2_grpc
 
+from ..grpcserve import serve, token_file
 from .test_launcher import alive
 
 pytestmark = pytest.mark.timeout(60)
@@ -105,17 +106,13 @@ async def run_agent(
     use_workdir: bool = False,
     while_running: Callable[[asyncio.subprocess.Process, grpc.aio.Server], Awaitable[None]] | None = None,
 ) -> tuple[int, str]:
-    server = grpc.aio.server()
-    pj_pb2_grpc.add_AgentLinkServicer_to_server(master, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    token_file = tmp_path / "token"
-    token_file.write_text(token + "\n")
+    server, port = await serve(pj_pb2_grpc.add_AgentLinkServicer_to_server, master)
+    tokens = token_file(tmp_path, token)
     if use_workdir:
         (tmp_path / "master.json").write_text(json.dumps({"address": f"127.0.0.1:{port}"}))
         where = ["--workdir", str(tmp_path)]
     else:
-        where = ["--master", f"127.0.0.1:{port}", "--token-file", str(token_file)]
+        where = ["--master", f"127.0.0.1:{port}", "--token-file", str(tokens)]
     log = tmp_path / "agent.log"
     try:
         with open(log, "wb") as err:

@@ -21,6 +21,8 @@ from pj.common.workdir import TOKEN_METADATA_KEY
 from pj.v1 import pj_pb2 as pb
 from pj.v1 import pj_pb2_grpc as rpc
 
+from ..grpcserve import serve, token_file
+
 TOKEN = "t0ken-for-the-window-test"
 
 
@@ -60,16 +62,11 @@ def beats(ups: list[pb.RelayUp]) -> int:
 
 async def scenario(tmp_path: Path) -> None:
     master = HeldMaster()
-    server = grpc.aio.server()
-    rpc.add_RelayLinkServicer_to_server(master, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    token_file.chmod(0o600)
+    server, port = await serve(rpc.add_RelayLinkServicer_to_server, master)
+    token = token_file(tmp_path, TOKEN)
     addr_file = tmp_path / "relay.addr"
     relay = subprocess.Popen([sys.executable, "-m", "pj.agent.relay", "--master", f"127.0.0.1:{port}",
-                              "--token-file", str(token_file), "--listen", "127.0.0.1:0",
+                              "--token-file", str(token), "--listen", "127.0.0.1:0",
                               "--address-file", str(addr_file)],
                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "relay.log", "w"))
     try:
