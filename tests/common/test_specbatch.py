@@ -20,11 +20,17 @@ def spec(name: str, exe: str = "/bin/true", after: list[str] | None = None) -> p
     return pj_pb2.JobSpec(name=name, exec=exe, after=after or [])
 
 
-def test_a_request_carries_each_run_as_one_spec_and_names() -> None:
+def run(n: int, first: pj_pb2.JobSpec | None = None) -> SpecBatch:
+    """Jobs a0..a<n-1>, the rest copies of the first (``first``, else a0 running /bin/true)."""
     b = SpecBatch()
-    b.add(spec("a0"))
-    for i in range(1, 4):
+    b.add(first or spec("a0"))
+    for i in range(1, n):
         b.add_copy(0, f"a{i}")
+    return b
+
+
+def test_a_request_carries_each_run_as_one_spec_and_names() -> None:
+    b = run(4)
     b.add(spec("x", "/bin/echo"))
     b.add_copy(0, "a4")  # alike a0, but not right after its run: a message of its own
     b.add_copy(0, "a5")
@@ -40,10 +46,7 @@ def test_a_request_carries_each_run_as_one_spec_and_names() -> None:
 
 
 def test_a_part_that_starts_inside_a_run_sends_its_first_copy_as_a_message() -> None:
-    b = SpecBatch()
-    b.add(spec("a0"))
-    for i in range(1, 6):
-        b.add_copy(0, f"a{i}")
+    b = run(6)
     req = b.request(3, 6, "/")
     assert [j.name for j in req.jobs] == ["a3"] and list(req.copy_names) == ["a4", "a5"]
     assert SpecBatch.from_request(req).names == ["a3", "a4", "a5"]
@@ -102,17 +105,10 @@ def test_the_master_checks_a_copy_by_its_own_name() -> None:
 
 
 def test_chunks_keep_a_copy_with_the_later_job_its_original_waits_for() -> None:
-    b = SpecBatch()
-    b.add(spec("a0", after=["late"]))
-    for i in range(1, 6):
-        b.add_copy(0, f"a{i}")
+    b = run(6, spec("a0", after=["late"]))
     b.add(spec("late"))
     assert list(chunk_bounds(b, 2)) == [(0, 7)]
-    b2 = SpecBatch()
-    b2.add(spec("a0"))
-    for i in range(1, 6):
-        b2.add_copy(0, f"a{i}")
-    assert list(chunk_bounds(b2, 2)) == [(0, 2), (2, 4), (4, 6)]
+    assert list(chunk_bounds(run(6), 2)) == [(0, 2), (2, 4), (4, 6)]
 
 
 def test_dicts_and_messages_mixed_keep_their_order_and_copies() -> None:
@@ -154,10 +150,7 @@ def test_any_batch_survives_the_wire_in_parts(kinds: list[tuple[str, int]], chun
 
 
 def test_only_keeps_the_named_jobs_and_their_copies() -> None:
-    b = SpecBatch()
-    b.add(spec("a0"))
-    for i in range(1, 4):
-        b.add_copy(0, f"a{i}")
+    b = run(4)
     b.add(spec("x", "/bin/echo"))
     kept = b.only(lambda n: n not in {"a0", "x"})  # a resumed campaign: a0 and x were journaled
     assert kept.names == ["a1", "a2", "a3"] and kept.copy_of == [-1, 0, 0]
