@@ -204,18 +204,13 @@ def _native_file(ctx: FileContext, data: dict[str, Any], plain: bool = True) -> 
     for i, obj in enumerate(jobs):
         shape = _alike_key(obj)
         first = alike.get(shape, -1) if shape is not None else -1
-        if first >= 0:
-            name = obj["name"]
-            if (dups and id(obj) in dups) or not unicode_ok(name):
-                job = FieldReader(ctx, label(i))
-                job.check_dups(None, obj)
-                job.string("name", name)
-            add_copy(first, name)
+        if first >= 0 and unicode_ok(obj["name"]) and not (dups and _has_dups(obj, dups)):
+            add_copy(first, obj["name"])
             continue
-        job = FieldReader(ctx, label(i))
+        job = FieldReader(ctx, label(i))  # not a copy, or one that is refused: read in full
         warned = ctx.warned
         batch.add(_native_job(job, obj if plain else _plain(job, obj)))
-        if shape is not None and ctx.warned == warned:
+        if shape is not None and ctx.warned == warned and first < 0:
             alike[shape] = i
     return batch, label
 
@@ -238,8 +233,9 @@ _SIMPLE = (str, int, float, bool)
 
 def _alike_key(obj: Any) -> tuple[Any, ...] | None:
     """What a job is but for its name, when that is only simple values (None: not simple, or no
-    name): strings, numbers, booleans, and lists of these (types in the key: 1, 1.0 and true are
-    different to the reader)."""
+    name): strings, numbers, booleans, lists (or tuples) of strings and objects of strings (``env``,
+    ``attributes``); types in the key: 1, 1.0 and true are different to the reader. Two jobs with
+    equal keys read the same once written as JSON and read back."""
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None
     key: list[Any] = []
@@ -249,11 +245,18 @@ def _alike_key(obj: Any) -> tuple[Any, ...] | None:
         t = type(v)
         if t in _SIMPLE or v is None:
             key.append((k, t, v))
-        elif t is list and all(type(x) is str for x in v):
-            key.append((k, t, tuple(v)))
+        elif (t is list or t is tuple) and all(type(x) is str for x in v):
+            key.append((k, list, tuple(v)))
+        elif t is dict and all(type(x) is str and type(y) is str for x, y in v.items()):
+            key.append((k, dict, tuple(v.items())))
         else:
             return None
     return tuple(key)
+
+
+def _has_dups(obj: dict[str, Any], dups: dict[int, tuple[str, object]]) -> bool:
+    """Whether the text gave a key twice in ``obj`` or in an object inside it."""
+    return id(obj) in dups or any(id(v) in dups for v in obj.values() if type(v) is dict)
 
 
 def _native_job(job: FieldReader, obj: Any) -> pj_pb2.JobSpec:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from pj.client import calls
 from pj.client.errors import InvalidJobError
+from pj.client.jobfile import JobFileError, parse_jobfile
 from pj.common.peercheck import PeerError
 from pj.common.specbatch import BatchError, SpecBatch, chunk_bounds, request_jobs
 from pj.common.speccheck import SpecError, check_specs
@@ -156,3 +157,18 @@ def test_only_keeps_the_named_jobs_and_their_copies() -> None:
     assert kept.names == ["a1", "a2", "a3"] and kept.copy_of == [-1, 0, 0]
     assert [s.name for s in kept.expand()] == ["a1", "a2", "a3"]
     assert kept.specs[0].exec == "/bin/true" and b.specs[0].name == "a0"  # the original is left as it was
+
+
+def test_jobs_with_env_and_tuples_are_copies_too_and_a_copys_twice_given_key_is_still_refused() -> None:
+    jobs = [{"name": f"s{i}", "exec": "/bin/env", "args": ("-0",), "env": {"OMP_NUM_THREADS": "4"}}
+            for i in range(3)]
+    batch, _ = calls.to_batch(jobs)
+    assert batch.copy_of == [-1, 0, 0]
+    assert [dict(s.env) for s in batch.expand()] == [{"OMP_NUM_THREADS": "4"}] * 3
+    assert [list(s.args) for s in batch.expand()] == [["-0"]] * 3
+    other_env = [*jobs, {**jobs[0], "name": "t", "env": {"OMP_NUM_THREADS": "8"}}]
+    assert calls.to_batch(other_env)[0].copy_of == [-1, 0, 0, -1]
+    text = ('{"jobs": [{"name": "a", "exec": "/bin/true", "env": {"X": "1"}},'
+            ' {"name": "b", "exec": "/bin/true", "env": {"X": "1", "X": "1"}}]}')
+    with pytest.raises(JobFileError, match=r"job 'b' \(#2\): key 'X' is given twice in 'env'"):
+        parse_jobfile(text, "f.json")
