@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from . import deps, invariants, itersize, nodeloss, prefetch, reconcile
+from . import admission, deps, invariants, itersize, nodeloss, prefetch, reconcile
 from .expect import Arrivals, Expectation
 from .launch import Context, TaskLaunch, build
 from .model import END_EVENTS, Allocation, Event, JobSpec, NodeInfo, Placement, State
@@ -22,11 +22,6 @@ from .pool import Pool, until
 from .reconcile import Exit, Reconciler
 from .registry import Attempt, Job, Registry, Task
 from .scheduler import Place, ReadyQueue, Shape, shape_of
-
-
-class SubmitError(ValueError):
-    """A submission the core refuses (names a job and a field); nothing of it was kept."""
-
 
 # A pass places at most this many tasks; the next pass (asked for at once: Outbox.wake_at) goes on.
 # A million queued jobs on a million free cores are launched, journaled and reported in slices, so
@@ -260,30 +255,8 @@ class Core:
     # ------------------------------------------------------------------ submit
 
     def check_submit(self, specs: Sequence[JobSpec], names: Sequence[str] | None = None) -> None:
-        """Raise SubmitError if ``submit`` would refuse the batch; nothing changes."""
-        seen: set[str] = set()
-        if names is None:
-            names = [s.name for s in specs]
-        registry = self.registry
-        last: JobSpec | None = None  # a run of jobs sharing one spec: its fields are checked once
-        for spec, name in zip(specs, names, strict=True):
-            if name in registry or name in seen:
-                raise SubmitError(f"job {name!r}: field 'name': a job with this name already exists")
-            seen.add(name)
-            if spec is not last and spec.model == "threads" and spec.request.nodes.max != 1:
-                raise SubmitError(
-                    f"job {name!r}: field 'nodes': model 'threads' runs one process on one node; "
-                    "ask for 1 node, or use model srun, openmpi or intelmpi for more"
-                )
-            last = spec
-        last = None
-        for spec, name in zip(specs, names, strict=True):
-            if spec is last:
-                continue
-            last = spec
-            for dep in spec.after:
-                if dep.job not in seen and dep.job not in registry:
-                    raise SubmitError(f"job {name!r}: field 'after': unknown job {dep.job!r}")
+        """Raise SubmitError if ``submit`` would refuse the batch; nothing changes (admission.py)."""
+        admission.check_batch(self.registry, specs, names)
 
     def submit(
         self, specs: Sequence[JobSpec], now: float, checked: bool = False, names: Sequence[str] | None = None

@@ -22,10 +22,10 @@ from pj.v1 import pj_pb2_grpc as rpc
 
 from . import convert, why
 from . import writefault as wf
+from .admission import SubmitError
 from .agentlink import AgentLinkService
 from .agentsession import Sessions
 from .allocshell import AllocShell
-from .core import SubmitError
 from .model import State
 from .registry import Job
 from .relaylink import RelayLinkService

@@ -13,7 +13,8 @@ from pj.common.peercheck import PeerError
 from pj.common.specbatch import BatchError, SpecBatch, chunk_bounds, request_jobs
 from pj.common.speccheck import SpecError, check_specs
 from pj.master import convert
-from pj.master.core import Core, SubmitError
+from pj.master.admission import SubmitError
+from pj.master.core import Core
 from pj.v1 import pj_pb2
 
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from pj.master.core import SubmitError
+from pj.master.admission import SubmitError
 from pj.master.model import (
     IllegalTransition,
     Iterations,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pj.master import convert
-from pj.master.core import Core, SubmitError
+from pj.master.admission import SubmitError
+from pj.master.core import Core
 from pj.master.expect import Expectation
 from pj.master.launch import MODULE_INIT, Context, TaskLaunch, build
 from pj.master.model import Allocation, JobSpec, NodeInfo, NodeShare, Range, Request
