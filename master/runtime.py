@@ -169,6 +169,7 @@ class Dispatcher:
         self._trim_pending = False
         self._hold_until = 0.0  # the loop's time until which passes wait for more of a big submit
         self._hold_since: float | None = None  # when the hold began (None: no hold)
+        self._hold_moved = asyncio.Event()  # the hold was set again (the last part shortens it)
         self.stall = Stall()  # dispatch paused by a journal write that failed (writefault.py)
         # Reads wait for the journal (``settled``): pokes so far, and pokes a journaled pass covers.
         self._poked = 0
@@ -249,13 +250,21 @@ class Dispatcher:
                 self._hold_since = now
             if now - self._hold_since < SUBMIT_HOLD_MAX_S:
                 self._hold_until = now + (SUBMIT_MORE_HOLD_S if more else SUBMIT_HOLD_S)
+                self._hold_moved.set()
         self.poke()
 
     async def _held(self) -> None:
         """Wait out a hold after big Submits (``submitted``)."""
+        # Woken when the hold moves: the last part of a big submit cuts the SUBMIT_MORE_HOLD_S its
+        # first part set to SUBMIT_HOLD_S (a plain sleep of what was left held every big
+        # submit's first pass 5 s).
         loop = asyncio.get_running_loop()
         while (left := self._hold_until - loop.time()) > 0:
-            await asyncio.sleep(left)
+            self._hold_moved.clear()
+            try:
+                await asyncio.wait_for(self._hold_moved.wait(), left)
+            except TimeoutError:
+                pass
         self._hold_since = None
 
     def _trim(self) -> None:

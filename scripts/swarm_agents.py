@@ -14,7 +14,9 @@ Nothing runs: a started task "exits" 0 after a duration drawn from --duration.
 The driver then submits J one-core /bin/true jobs with the real Client, waits for them, finishes
 the master, and prints (and with --json writes) one JSON line: seconds until every agent registered
 (reg_s; also how many had registered within 30 s and 60 s), the dispatch rate (tasks / (last exit -
-first start), by the agents' clocks), the master's peak RSS (VmHWM) and whether every job SUCCEEDED
+first start), by the agents' clocks), the CPU seconds the master, the relays and the agents each
+used from Submit to done (master_cpu_s...: on 2 shared cores, the master's seconds per task say more
+than the rate), the master's peak RSS (VmHWM) and whether every job SUCCEEDED
 in WORKDIR/jobs.jsonl. Exit status 1 when not (or when an agent failed to register with --jobs > 0).
 
 Storms: --vanish FRAC (drop: streams cut; silent: connections kept, nothing said) reports requeue_s,
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import signal
@@ -160,6 +163,18 @@ def vm_kb(pid: int, field: str) -> int:
         return 0
 
 
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far (0 for one gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def wait_counts(c: Any, timeout: float) -> int:
     """Wait for every job through a counts-only Watch (cheap for the master and here at 1M jobs,
     where Client.wait would learn every name); return how many did not SUCCEED."""
@@ -287,6 +302,9 @@ def drive(a: argparse.Namespace) -> int:
                 retries = a.retries if a.retries is not None else (1 if a.vanish else 0)
                 extra = {"retries": retries} if retries else {}
                 jobs = [{"name": f"t{j}", "exec": "/bin/true", "cores": 1, **extra} for j in range(a.jobs)]
+                groups = {"master": [master.pid], "relays": [r.pid for r, _ in relays],
+                          "agents": [w.p.pid for w in workers]}
+                cpu0 = {k: cpu_s(v) for k, v in groups.items()}
                 t1 = time.time()
                 if a.vanish:
                     threading.Thread(target=trigger, args=(a.vanish_at * a.jobs, signal.SIGUSR1, workers, done),
@@ -299,6 +317,11 @@ def drive(a: argparse.Namespace) -> int:
                 del jobs
                 out["not_succeeded"] = wait_counts(c, a.timeout)
                 out["wait_s"] = round(time.time() - t1, 3)
+                # CPU each side used from Submit to every job done (this host's 2 cores are shared
+                # by all three: seconds per task say more than tasks/s here).
+                for k, pids in groups.items():
+                    if pids:
+                        out[f"{k}_cpu_s"] = round(cpu_s(pids) - cpu0[k], 2)
             hwm[0] = max(hwm[0], vm_kb(master.pid, "VmHWM"))
             c.finish()
         master.wait(timeout=a.timeout)
@@ -333,6 +356,9 @@ def drive(a: argparse.Namespace) -> int:
         out["tasks"] = tasks
         if starts and ends and max(ends) > min(starts):
             out["dispatch_s"] = round(max(ends) - min(starts), 3)
+            if a.jobs:  # Submit's start -> the first task's start; the last exit -> the client saw all done
+                out["first_start_s"] = round(min(starts) - t1, 3)
+                out["done_seen_s"] = round(t1 + out["wait_s"] - max(ends), 3)
             out["tasks_per_s"] = round(tasks / (max(ends) - min(starts)), 1)
         problem = None
         out["workers_late"] = [lateness(r, t0) for r in res]

@@ -14,9 +14,10 @@ from pj.master.runtime import TRIM_AFTER_JOBS, Dispatcher
 
 
 def passes_after(monkeypatch: pytest.MonkeyPatch, jobs: int, hold_max: float = 30.0, more: int = 0,
-                 hold: float = 3600.0) -> int:
+                 hold: float = 3600.0, then: tuple[int, int] | None = None) -> int:
     """How many passes ran in 50 turns of the loop after a Submit of ``jobs`` (``more`` parts
-    announced) with a 1-hour hold (``hold``: that of a part with none announced)."""
+    announced) with a 1-hour hold (``hold``: that of a part with none announced); ``then``: (jobs,
+    more) of a next part, sent after those 50 turns (the passes counted after 50 more)."""
     monkeypatch.setattr(runtime, "SUBMIT_HOLD_S", hold)
     monkeypatch.setattr(runtime, "SUBMIT_MORE_HOLD_S", 3600.0)
     monkeypatch.setattr(runtime, "SUBMIT_HOLD_MAX_S", hold_max)
@@ -38,6 +39,11 @@ def passes_after(monkeypatch: pytest.MonkeyPatch, jobs: int, hold_max: float = 3
             d.submitted(jobs, more)
             for _ in range(50):
                 await asyncio.sleep(0)
+            if then is not None:
+                assert not steps
+                d.submitted(*then)
+                for _ in range(50):
+                    await asyncio.sleep(0)
             return len(steps)
         finally:
             run.cancel()
@@ -64,3 +70,9 @@ def test_announced_parts_hold_the_passes_past_the_short_hold(monkeypatch: pytest
     assert passes_after(monkeypatch, TRIM_AFTER_JOBS, more=3, hold=0.0) == 0
     assert passes_after(monkeypatch, 10, more=3, hold=0.0) == 0  # small parts too
     assert passes_after(monkeypatch, TRIM_AFTER_JOBS, more=0, hold=0.0) == 1
+
+
+def test_the_last_part_ends_the_hold_its_first_part_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first part says 1 more follows (an hour's hold); the last says none (no hold): the pass
+    # runs at once, not when the first part's hold would have ended
+    assert passes_after(monkeypatch, TRIM_AFTER_JOBS, more=1, hold=0.0, then=(TRIM_AFTER_JOBS, 0)) == 1
