@@ -46,6 +46,11 @@ class Reconciler:
     """The core's part of the bookkeeping: nodes cut off and the shares of orphans not yet held."""
 
     grace: float = 30.0  # how long a disconnected node may take to come back
+    # Once the first node is due, the loss waits this long more and takes every node due by then in
+    # the same pass: a storm's stream ends reach a busy master over a second or two, and each pass
+    # that loses nodes walks the running tasks and requeues them (one walk, one requeue). It only
+    # adds to a grace, never cuts one short. 0: each node as soon as it is due.
+    gather: float = 0.0
     disconnected: dict[str, float] = field(default_factory=dict)  # node -> the time it is lost
     unheld: dict[str, dict[int, NodeShare]] = field(default_factory=dict)  # node -> task id -> share
     orphans: set[int] = field(default_factory=set)  # restored placed tasks whose node has not registered
@@ -53,7 +58,7 @@ class Reconciler:
 
     @property
     def wake_at(self) -> float | None:
-        times = list(self.disconnected.values())
+        times = [min(self.disconnected.values()) + self.gather] if self.disconnected else []
         if self.orphan_deadline is not None:
             times.append(self.orphan_deadline)
         return min(times, default=None)
@@ -166,7 +171,9 @@ def due(core: Core, now: float) -> None:
     recon = core.recon
     if not recon.disconnected and recon.orphan_deadline is None:
         return
-    gone = [name for name, deadline in recon.disconnected.items() if now >= deadline]
+    gone: list[str] = []
+    if recon.disconnected and now >= min(recon.disconnected.values()) + recon.gather:
+        gone = [name for name, deadline in recon.disconnected.items() if now >= deadline]
     for name in gone:
         core.outbox.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
     if gone:

@@ -182,6 +182,27 @@ def test_a_node_that_does_not_come_back_within_the_grace_is_lost() -> None:
     assert out.cancels == {"n0": [r.id]} and len(out.launches["n0"]) == 1
 
 
+def test_nodes_cut_off_within_the_gather_are_lost_in_one_pass_and_none_early() -> None:
+    """A storm: streams seen to end over 1.5 s are lost together, 2 s after the first was due; one
+    cut off later keeps its whole grace."""
+    core = Core(now=0.0, campaign=CAMPAIGN)
+    core.recon.grace, core.recon.gather = 5.0, 2.0
+    for n in ("n0", "n1", "n2", "n3"):
+        core.node_joined(node(n, cores=1), 0.0)
+    core.submit([spec("a", it=4, retries=1)], 0.0)
+    for x in (x for ls in core.step(1.0).launches.values() for x in ls):
+        core.task_started(x.task_id, 1.0)
+    for n, at in (("n0", 10.0), ("n1", 10.5), ("n2", 11.5), ("n3", 13.0)):
+        core.node_disconnected(n, at)
+    out = core.step(15.0)
+    assert out.wake_at == 17.0 and not out.notices  # n0 is due, the gather is not over
+    out = core.step(17.0)
+    assert sorted(n.split()[1] for n in out.notices if "did not come back" in n) == ["n0", "n1", "n2"]
+    assert core.is_disconnected("n3") and out.wake_at == 20.0  # due at 18, gathered until 20
+    attempts = core.registry.jobs["a"].attempts or {}
+    assert sorted(a[0].reason.split()[2] for a in attempts.values()) == ["n0", "n1", "n2"]
+
+
 def test_a_fresh_agent_on_a_disconnected_node_means_the_old_one_died() -> None:
     r = Live(retries=0)
     r.core.node_disconnected("n0", 10.0)
