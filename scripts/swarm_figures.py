@@ -115,8 +115,10 @@ def storm_figures(out: dict[str, Any], res: list[dict[str, Any]], workers: list[
     out["rate_before"] = sum(buckets.get(k, 0) for k in range(k0 - 10, k0))
     out["rate_after"] = sum(buckets.get(k, 0) for k in range(k0, k0 + 10))
     busy = sorted(k for k in buckets if k >= k0)
-    gaps = [(b - a_) / 10 for a_, b in itertools.pairwise(busy)]
-    out["max_gap_after_s"] = max(gaps, default=0.0)
+    gaps = [((b - a_) / 10, a_) for a_, b in itertools.pairwise(busy)]
+    gap, since = max(gaps, default=(0.0, k0))
+    out["max_gap_after_s"] = gap
+    out["max_gap_after_from_s"] = round((since + 1) / 10 - tv, 1)  # when it began, after the vanish
     try:
         rows = [json.loads(x) for x in report.read_text().splitlines() if x.strip()]
     except (OSError, ValueError) as e:
