@@ -57,8 +57,14 @@ class Reconciler:
     orphan_deadline: float | None = None  # orphans whose node has not registered by then run again
 
     @property
+    def losses_at(self) -> float | None:
+        """When the next pass that loses nodes is due: the first deadline, plus the gather."""
+        return min(self.disconnected.values()) + self.gather if self.disconnected else None
+
+    @property
     def wake_at(self) -> float | None:
-        times = [min(self.disconnected.values()) + self.gather] if self.disconnected else []
+        losses = self.losses_at
+        times = [] if losses is None else [losses]
         if self.orphan_deadline is not None:
             times.append(self.orphan_deadline)
         return min(times, default=None)
@@ -171,9 +177,8 @@ def due(core: Core, now: float) -> None:
     recon = core.recon
     if not recon.disconnected and recon.orphan_deadline is None:
         return
-    gone: list[str] = []
-    if recon.disconnected and now >= min(recon.disconnected.values()) + recon.gather:
-        gone = [name for name, deadline in recon.disconnected.items() if now >= deadline]
+    losses = recon.losses_at
+    gone = [] if losses is None or now < losses else [n for n, dl in recon.disconnected.items() if now >= dl]
     for name in gone:
         core.outbox.notices.append(f"node {name} did not come back within {recon.grace:g} s: lost")
     if gone:

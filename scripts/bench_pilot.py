@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from procstat import status_kb
 
 PILOT_SYSTEMS = ("chain-pj", "chain-qcg", "dispatch", "queue-1k", "queue-100k")
 
@@ -140,11 +141,7 @@ class Proc:
 
 
 def vmrss_mb(pid: int) -> float:
-    try:
-        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-        return int(m.group(1)) / 1024 if m else 0.0
-    except OSError:
-        return 0.0
+    return status_kb(pid, "VmRSS") / 1024
 
 
 def master_rate(report: Path, n: int) -> float | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from procstat import cpu_s, status_kb
 
 from pj.client import Client
 from pj.client.jobfile import load_jobfile
@@ -39,19 +40,7 @@ from pj.v1 import pj_pb2, pj_pb2_grpc
 
 def vm(pid: int, key: str) -> float:
     """A /proc/PID/status figure in MB (VmRSS, VmHWM); 0 when the process is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    """The CPU seconds (user + system) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return status_kb(pid, key) / 1024
 
 
 def wait_for(path: Path, timeout: float) -> None:

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from procstat import cpu_s, status_kb
 from swarm_figures import (
     check_report,
     lateness,
@@ -155,24 +154,15 @@ sys.exit(mm.main())
 # ----------------------------------------------------------------------------- the driver
 
 
-def vm_kb(pid: int, field: str) -> int:
-    try:
-        m = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-        return int(m.group(1)) if m else 0
-    except OSError:
-        return 0
-
-
-def cpu_s(pids: list[int]) -> float:
-    """CPU seconds (user + system) the processes have used so far (0 for one gone)."""
-    total = 0
+def cpu_total(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far (none for one gone)."""
+    total = 0.0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+            total += cpu_s(pid)
         except (OSError, IndexError, ValueError):
             pass
-    return total / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def wait_counts(c: Any, timeout: float) -> int:
@@ -249,9 +239,9 @@ def drive(a: argparse.Namespace) -> int:
 
     def poll_rss() -> None:
         while not done.wait(0.2):
-            hwm[0] = max(hwm[0], vm_kb(master.pid, "VmHWM"))
+            hwm[0] = max(hwm[0], status_kb(master.pid, "VmHWM"))
             for r, _ in relays:
-                relay_hwm[r.pid] = max(relay_hwm.get(r.pid, 0), vm_kb(r.pid, "VmHWM"))
+                relay_hwm[r.pid] = max(relay_hwm.get(r.pid, 0), status_kb(r.pid, "VmHWM"))
 
     threading.Thread(target=poll_rss, daemon=True).start()
     ok = False
@@ -304,7 +294,7 @@ def drive(a: argparse.Namespace) -> int:
                 jobs = [{"name": f"t{j}", "exec": "/bin/true", "cores": 1, **extra} for j in range(a.jobs)]
                 groups = {"master": [master.pid], "relays": [r.pid for r, _ in relays],
                           "agents": [w.p.pid for w in workers]}
-                cpu0 = {k: cpu_s(v) for k, v in groups.items()}
+                cpu0 = {k: cpu_total(v) for k, v in groups.items()}
                 t1 = time.time()
                 if a.vanish:
                     threading.Thread(target=trigger, args=(a.vanish_at * a.jobs, signal.SIGUSR1, workers, done),
@@ -321,8 +311,8 @@ def drive(a: argparse.Namespace) -> int:
                 # by all three: seconds per task say more than tasks/s here).
                 for k, pids in groups.items():
                     if pids:
-                        out[f"{k}_cpu_s"] = round(cpu_s(pids) - cpu0[k], 2)
-            hwm[0] = max(hwm[0], vm_kb(master.pid, "VmHWM"))
+                        out[f"{k}_cpu_s"] = round(cpu_total(pids) - cpu0[k], 2)
+            hwm[0] = max(hwm[0], status_kb(master.pid, "VmHWM"))
             c.finish()
         master.wait(timeout=a.timeout)
         for w in workers:
